@@ -1,0 +1,79 @@
+"""The one protocol every backend implements, and the generation settings it reads.
+
+A backend turns a batch of :class:`~deepke_llm.prompts.chat.Prompt` into one output string per
+prompt, in order. Everything model-specific (tokenizers, HTTP, chat rendering) stays inside the
+backend's own module; a test double is a few lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from deepke_llm.prompts.chat import Prompt
+
+
+@dataclass
+class GenerationConfig:
+    """Decoding settings shared by all backends (plain data so backends and servers can read it)."""
+
+    max_new_tokens: int = 512
+    """Upper bound of generated tokens per prompt."""
+    temperature: float = 0.0
+    """0 means greedy decoding."""
+    top_p: float = 1.0
+    """Nucleus sampling mass (ignored when greedy)."""
+    stop: tuple[str, ...] = ()
+    """Extra stop strings; generation always stops at the model's end-of-sequence token."""
+    batch_size: int = 8
+    """Prompts per forward pass (local backends) or concurrent requests (served backends)."""
+    seed: int | None = None
+    """Sampling seed where the backend supports one."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Backend-specific settings passed through untouched (e.g. structured-output parameters)."""
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        self.stop = tuple(self.stop)
+
+
+@dataclass
+class GenerationStats:
+    """Counters a backend updates so callers can report throughput."""
+
+    prompts: int = 0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    seconds: float = 0.0
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """``generate(prompts, config) -> outputs``: one output string per prompt, same order."""
+
+    def generate(self, prompts: Sequence[Prompt], config: GenerationConfig) -> list[str]: ...
+
+
+def count_tokens(backend: Any, text: str) -> int:
+    """Tokens of ``text`` for ``backend`` if it can count them, else a conservative estimate.
+
+    The estimate (one token per 3 characters, one per CJK character) errs on the long side so
+    that windows built from it still fit.
+    """
+    counter = getattr(backend, "count_tokens", None)
+    if counter is not None:
+        return int(counter(text))
+    cjk = sum(1 for ch in text if "\u3000" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef")
+    return cjk + (len(text) - cjk + 2) // 3
+
+
+def context_length(backend: Any, default: int = 4096) -> int:
+    """The backend's context window in tokens (``default`` when it does not say)."""
+    value = getattr(backend, "context_length", None)
+    return int(value) if value else default

@@ -1,0 +1,96 @@
+"""``deepke-llm`` command line: a thin click group whose commands live next to their library code.
+
+Commands are imported lazily (only the one being run), so ``deepke-llm --help`` stays fast and
+torch/transformers load only when a command needs them. Exit codes: 0 ok, 1 input error, 2 usage.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from deepke_llm import __version__
+
+# command name -> "module:attribute" of a click command or group
+COMMANDS: dict[str, str] = {
+    "extract": "deepke_llm.commands.extract:extract",
+    "parse": "deepke_llm.commands.extract:parse",
+    "schemas": "deepke_llm.commands.extract:schemas",
+    "score": "deepke_llm.evaluation.cli:score",
+    "evaluate": "deepke_llm.evaluation.cli:evaluate",
+    "convert": "deepke_llm.datasets.cli:convert",
+    "instruct": "deepke_llm.datasets.cli:instruct",
+    "pretrain": "deepke_llm.training.cli:pretrain",
+    "train": "deepke_llm.training.cli:train",
+    "weights": "deepke_llm.training.cli:weights",
+    "kg2instruction": "kg2instruction.cli:main",
+}
+
+HELP = {
+    "extract": "Extract entities, relations or events from text with an LLM.",
+    "parse": "Turn raw model outputs from any system into grounded records.",
+    "schemas": "List bundled schemas or show one.",
+    "score": "Score predicted records against gold records.",
+    "evaluate": "Run a benchmark end to end: extract, score, write reports.",
+    "convert": "Convert a dataset file (CoNLL, SpERT, OneIE, DuEE, DuIE, BIO, FewRel) to records.",
+    "instruct": "Turn records + schema into IEPile-format instruction data.",
+    "pretrain": "Prepare a pretraining corpus and pretrain.",
+    "train": "Instruction tuning (LoRA / full).",
+    "weights": "Weight diff, recovery and LoRA merging, streamed shard by shard.",
+    "kg2instruction": "Build RE instruction data from a knowledge graph and raw text.",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a subcommand's module only when it is invoked."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if not (exc.name or "").startswith(("deepke_llm", "kg2instruction")):
+                raise
+            return _unavailable(name)
+        return getattr(module, attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, HELP.get(name, "")) for name in self.list_commands(ctx)])
+
+
+def _unavailable(name: str) -> click.Command:
+    @click.command(name=name, help=HELP.get(name, ""))
+    def command() -> None:
+        raise click.UsageError(f"'{name}' is not available in this build of deepke-llm")
+
+    return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="deepke-llm")
+def main() -> None:
+    """deepke-llm: schema-guided knowledge extraction with large language models.
+
+    \b
+    Example:
+      deepke-llm extract --task ner --schema conll03 --model ./my-model "Japan beat Syria 2-1."
+    """
+
+
+def fail(message: str) -> None:
+    """Print a one-line input error and exit with status 1."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
