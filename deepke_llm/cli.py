@@ -21,10 +21,10 @@ COMMANDS: dict[str, str] = {
     "score": "deepke_llm.evaluation.cli:score",
     "evaluate": "deepke_llm.evaluation.cli:evaluate",
     "convert": "deepke_llm.datasets.cli:convert",
-    "instruct": "deepke_llm.datasets.cli:instruct",
-    "pretrain": "deepke_llm.training.cli:pretrain",
-    "train": "deepke_llm.training.cli:train",
-    "weights": "deepke_llm.training.cli:weights",
+    "instruct": "deepke_llm.commands.instruct:instruct",
+    "pretrain": "deepke_llm.training.pretrain_cli:pretrain",
+    "train": "deepke_llm.training.sft_cli:train",
+    "weights": "deepke_llm.training.weights_cli:weights",
     "kg2instruction": "kg2instruction.cli:main",
 }
 
