@@ -1,0 +1,120 @@
+"""Helpers shared by the training recipes (pretrain, sft): run configs, DeepSpeed configs, resume.
+
+Kept small on purpose: each recipe stays readable top to bottom and only the plumbing that would
+otherwise be copied lives here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any, TypeVar
+
+logger = logging.getLogger(__name__)
+
+C = TypeVar("C")
+
+# training/configs/ in a source checkout (the recipes are not part of the wheel)
+DEEPSPEED_CONFIG_DIR = Path(__file__).resolve().parents[2] / "training" / "configs"
+DEEPSPEED_PRESETS = ("zero2", "zero3", "zero3_offload")
+
+
+def config_field(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:
+    """A dataclass field carrying its help text (shown by ``--help`` and in saved configs)."""
+    if isinstance(default, list | dict):
+        value = default
+        kwargs["default_factory"] = lambda: type(value)(value)
+        default = dataclasses.MISSING
+    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+
+
+def resolve_deepspeed_config(name_or_path: str | None) -> str | None:
+    """Turn ``zero2``/``zero3``/``zero3_offload`` or a JSON path into an existing config file path."""
+    if not name_or_path:
+        return None
+    path = Path(name_or_path)
+    if path.is_file():
+        return str(path.resolve())
+    if name_or_path in DEEPSPEED_PRESETS:
+        preset = DEEPSPEED_CONFIG_DIR / f"ds_{name_or_path}.json"
+        if preset.is_file():
+            return str(preset)
+        raise ValueError(f"deepspeed: preset '{name_or_path}' not found at {preset}; pass a JSON path")
+    raise ValueError(
+        f"deepspeed: '{name_or_path}' is neither a file nor one of {', '.join(DEEPSPEED_PRESETS)}"
+    )
+
+
+def find_resume_checkpoint(output_dir: str | os.PathLike, resume: str | None) -> str | None:
+    """Pick the checkpoint to resume from.
+
+    ``resume`` is ``"auto"`` (latest ``checkpoint-N`` in ``output_dir``, or none), ``"none"``/empty
+    (start fresh) or a checkpoint directory.
+    """
+    if not resume or resume == "none":
+        return None
+    if resume == "auto":
+        from transformers.trainer_utils import get_last_checkpoint
+
+        return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+    if not Path(resume).is_dir():
+        raise ValueError(f"resume: checkpoint directory {resume} does not exist")
+    return str(resume)
+
+
+def load_run_config(path: str | os.PathLike, cls: type[C], overrides: dict[str, Any] | None = None) -> C:
+    """Read a JSON or YAML run config into dataclass ``cls``; unknown keys warn instead of failing."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+    else:
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a run config must be a mapping of field names to values")
+    data.pop("deepke_llm_version", None)
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return config_from_dict(data, cls, source=str(path))
+
+
+def config_from_dict(data: dict[str, Any], cls: type[C], source: str = "config") -> C:
+    """Build dataclass ``cls`` from ``data``, warning about (and ignoring) unknown keys."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        warnings.warn(f"{source}: ignoring unknown config keys {unknown}", stacklevel=2)
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def save_run_config(config: Any, out_dir: str | os.PathLike, filename: str) -> Path:
+    """Write a config dataclass as JSON next to the outputs, stamped with the package version."""
+    from deepke_llm import __version__
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"deepke_llm_version": __version__, **dataclasses.asdict(config)}
+    target = out / filename
+    tmp = target.with_suffix(target.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(target)
+    return target
+
+
+def describe_config(cls: type) -> str:
+    """One line per field: name, default and help (for ``--help`` epilogues and docs)."""
+    lines = []
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            default = repr(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = repr(f.default_factory())
+        else:
+            default = "required"
+        lines.append(f"{f.name} ({default}): {f.metadata.get('help', '')}")
+    return "\n".join(lines)
