@@ -206,14 +206,19 @@ class Schema:
                 return item
         return None
 
-    def subset(self, task: str, names: Sequence[str]) -> Schema:
-        """A copy of this schema restricted to the given canonical type names of one task."""
+    def subset(self, task: str, names: Sequence[str], ordered: bool = False) -> Schema:
+        """A copy of this schema restricted to the given canonical type names of one task.
+
+        With ``ordered`` the types follow the order of ``names``, else the schema's order.
+        """
         wanted = set(names)
         unknown = wanted - {t.name for t in self.types_for(task)}
         if unknown:
             raise SchemaError(f"schema '{self.name}' has no {_KIND[task]} named "
                               f"{', '.join(sorted(unknown))}")
-        kwargs = {_FIELD[task]: tuple(t for t in self.types_for(task) if t.name in wanted)}
+        by_name = {t.name: t for t in self.types_for(task)}
+        order = list(dict.fromkeys(names)) if ordered else [t.name for t in self.types_for(task)]
+        kwargs = {_FIELD[task]: tuple(by_name[n] for n in order if n in wanted)}
         return Schema(name=self.name, language=self.language, description=self.description,
                       path=self.path, **{**{f: () for f in _FIELD.values()}, **kwargs})
 

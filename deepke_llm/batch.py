@@ -1,0 +1,239 @@
+"""File-to-file runs behind ``deepke-llm extract`` and ``deepke-llm parse``.
+
+Inputs stream line by line; a bad line (not JSON, not UTF-8, no ``text``, empty text) is reported
+with ``file:line`` and skipped without stopping the run; outputs go through
+:class:`~deepke_llm.jsonl.ResumableWriter` so an interrupted run keeps its work and ``--resume``
+continues it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deepke_llm.extractor import Extractor, parse_output
+from deepke_llm.jsonl import ResumableWriter
+from deepke_llm.records import Document, RecordError, iter_jsonl
+from deepke_llm.schema import Schema, load_schema
+from deepke_llm.tasks.base import unique
+
+__all__ = ["RunSummary", "extract_file", "parse_file", "read_text_inputs"]
+
+ErrorSink = Callable[[str], None]
+
+
+@dataclass
+class RunSummary:
+    documents: int = 0
+    records: int = 0
+    errors: int = 0
+    input_errors: int = 0
+    skipped: int = 0
+    generated_tokens: int = 0
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        rate = self.generated_tokens / self.seconds if self.seconds else 0.0
+        parts = [f"documents: {self.documents}", f"records: {self.records}",
+                 f"errors: {self.errors}", f"input errors: {self.input_errors}"]
+        if self.skipped:
+            parts.append(f"skipped (already done): {self.skipped}")
+        parts.append(f"tokens/s: {rate:.1f}")
+        return ", ".join(parts)
+
+
+def read_text_inputs(path: str, on_error: ErrorSink) -> Iterator[Document]:
+    """Documents from a JSONL file of ``{"id", "text", ...}``; bad lines go to ``on_error``."""
+    stem = Path(path).stem
+    seen: set[str] = set()
+    for number, data in _jsonl_lines(path, on_error):
+        where = f"{path}:{number}"
+        if not isinstance(data, dict):
+            on_error(f"{where}: expected a JSON object with a 'text' field")
+            continue
+        if "text" not in data:
+            on_error(f"{where}: missing field 'text'")
+            continue
+        if not isinstance(data["text"], str) or not data["text"].strip():
+            on_error(f"{where}: field 'text' is empty or not a string")
+            continue
+        data = dict(data)
+        data.setdefault("id", f"{stem}-{number}")
+        try:
+            document = Document.from_dict(data, where=where)
+        except RecordError as exc:
+            on_error(str(exc))
+            continue
+        if document.id in seen:
+            on_error(f"{where}: duplicate id '{document.id}' (ids must be unique for --resume)")
+            continue
+        seen.add(document.id)
+        yield document
+
+
+def _jsonl_lines(path: str, on_error: ErrorSink) -> Iterator[tuple[int, Any]]:
+    errors: list[str] = []
+    for item in iter_jsonl(path, errors):
+        while errors:
+            on_error(errors.pop(0))
+        yield item
+    for message in errors:
+        on_error(message)
+
+
+class _StdoutWriter:
+    done_ids: set[str] = set()
+
+    def write(self, record: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+    def finish(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(iterable: Iterable, enabled: bool, desc: str):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, unit="doc", file=sys.stderr, dynamic_ncols=True)
+
+
+def _run(documents: Iterable[Document], process: Callable[[Iterable[Document]], Iterator[Document]],
+         output: str | None, resume: bool, progress: bool, summary: RunSummary) -> RunSummary:
+    writer = ResumableWriter(output, resume=resume) if output else _StdoutWriter()
+    started = time.perf_counter()
+
+    def todo() -> Iterator[Document]:
+        for document in documents:
+            if document.id in writer.done_ids:
+                summary.skipped += 1
+                continue
+            yield document
+
+    try:
+        for document in _progress(process(todo()), progress, "extract"):
+            writer.write(document.to_dict())
+            summary.documents += 1
+            summary.records += document.record_count
+            summary.errors += len(document.errors)
+    except BaseException:
+        writer.close()
+        raise
+    writer.finish()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def extract_file(extractor: Extractor, *, input_path: str | None = None,
+                 texts: Iterable[str] = (), output: str | None = None, resume: bool = False,
+                 progress: bool = True, on_error: ErrorSink | None = None) -> RunSummary:
+    """Run ``extractor`` over ``input_path`` (JSONL) and/or ``texts``; write records to ``output``.
+
+    Without ``output`` records go to stdout. Bad input lines are passed to ``on_error`` and
+    counted in ``RunSummary.input_errors``; the run goes on.
+    """
+    summary = RunSummary()
+
+    def report(message: str) -> None:
+        summary.input_errors += 1
+        (on_error or (lambda m: print(f"error: {m}", file=sys.stderr)))(message)
+
+    def documents() -> Iterator[Document]:
+        for i, text in enumerate(texts, 1):
+            if not text.strip():
+                report(f"argument {i}: empty text")
+                continue
+            yield Document(id=f"text-{i}", text=text)
+        if input_path:
+            yield from read_text_inputs(input_path, report)
+
+    before = extractor.stats.generated_tokens
+    _run(documents(), extractor.extract_iter, output, resume, progress, summary)
+    summary.generated_tokens = extractor.stats.generated_tokens - before
+    return summary
+
+
+def parse_file(input_path: str, task: str, schema: str | Schema, *, output: str | None = None,
+               prompt_style: str = "iepile", language: str | None = None,
+               on_error: ErrorSink | None = None) -> RunSummary:
+    """Ground raw outputs of any system: lines ``{"id", "text", "output"}`` -> records.
+
+    ``output`` may be one string or a list (one per schema chunk). IEPile test lines (no
+    ``text``; an ``instruction`` JSON holding ``input``) are read too, and lines sharing an id
+    are merged as IEPile's evaluator merges them.
+    """
+    schema = load_schema(schema)
+    summary = RunSummary()
+
+    def report(message: str) -> None:
+        summary.input_errors += 1
+        (on_error or (lambda m: print(f"error: {m}", file=sys.stderr)))(message)
+
+    def documents() -> Iterator[Document]:
+        pending: dict[str, dict[str, Any]] = {}
+        for number, data in _jsonl_lines(input_path, report):
+            where = f"{input_path}:{number}"
+            line = _raw_output_line(data, where, report)
+            if line is None:
+                continue
+            entry = pending.setdefault(line["id"], {**line, "outputs": []})
+            entry["outputs"].extend(line["outputs"])
+        for entry in pending.values():
+            yield _parse_entry(entry, task, schema, prompt_style, language)
+
+    return _run(documents(), lambda docs: iter(docs), output, False, False, summary)
+
+
+def _raw_output_line(data: Any, where: str, report: ErrorSink) -> dict[str, Any] | None:
+    if not isinstance(data, dict):
+        report(f"{where}: expected a JSON object")
+        return None
+    text = data.get("text")
+    if text is None and isinstance(data.get("instruction"), str):
+        try:
+            text = json.loads(data["instruction"]).get("input")
+        except (json.JSONDecodeError, AttributeError):
+            text = None
+    if not isinstance(text, str) or not text:
+        report(f"{where}: missing 'text' (or an IEPile 'instruction' with 'input')")
+        return None
+    outputs = data.get("output", data.get("raw_output"))
+    if isinstance(outputs, str):
+        outputs = [outputs]
+    if not isinstance(outputs, list):
+        report(f"{where}: missing 'output' (a string or a list of strings)")
+        return None
+    doc_id = str(data.get("id", where))
+    meta = {k: v for k, v in data.items()
+            if k not in ("id", "text", "output", "raw_output", "instruction", "label")}
+    return {"id": doc_id, "text": text, "outputs": [str(o) for o in outputs], "meta": meta}
+
+
+def _parse_entry(entry: dict[str, Any], task: str, schema: Schema, prompt_style: str,
+                 language: str | None) -> Document:
+    from deepke_llm.extractor import detect_language
+    from deepke_llm.tasks import get_task
+
+    language = language or detect_language(entry["text"])
+    records: list = []
+    errors: list[str] = []
+    for output in entry["outputs"]:
+        grounded, output_errors = parse_output(task, output, schema, entry["text"], language,
+                                               prompt_style)
+        records.extend(grounded)
+        errors.extend(output_errors)
+    fields = {"entities": (), "relations": (), "events": ()}
+    fields[get_task(task).record_field] = tuple(unique(records))
+    return Document(id=entry["id"], text=entry["text"], language=language,
+                    raw_output=tuple(entry["outputs"]), errors=tuple(unique(errors)),
+                    meta=entry["meta"], **fields)

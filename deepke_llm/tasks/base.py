@@ -1,0 +1,170 @@
+"""What every task shares: the Task interface, the registry, and value-normalising helpers.
+
+A task (``ner``, ``re``, ``ee``) knows its schema items, how gold records become the IEPile output
+object (training data), how a model output becomes records (parsing, per prompt style), and which
+records of a Document it owns. Parsers are pure and total: ``str -> (records, errors)``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
+
+from deepke_llm.records import Document
+from deepke_llm.schema import Schema
+
+# what models write for "nothing here"
+EMPTY_VALUES = frozenset({"", "nan", "none", "null", "n/a", "无", "空", "没有", "不存在"})
+
+_TASKS: dict[str, Task] = {}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Register a task class under ``cls.name`` (duplicates are rejected)."""
+    if cls.name in _TASKS:
+        raise ValueError(f"task '{cls.name}' is already registered")
+    _TASKS[cls.name] = cls()
+    return cls
+
+
+def get_task(name: str) -> Task:
+    """The task object for ``ner``, ``re`` or ``ee`` (case-insensitive)."""
+    import deepke_llm.tasks  # noqa: F401 - registers the built-in tasks
+
+    try:
+        return _TASKS[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown task '{name}': use one of {', '.join(sorted(_TASKS))}") from None
+
+
+class Task:
+    """Interface of a task; see ``tasks/ner.py`` for a complete one."""
+
+    name: ClassVar[str]
+    iepile_name: ClassVar[str]  # "NER" / "RE" / "EE" in IEPile files
+    record_field: ClassVar[str]  # Document field holding this task's records
+
+    def schema_items(self, schema: Schema, language: str) -> list[Any]:
+        """The IEPile ``schema`` list for ``schema`` (already one chunk), names in ``language``."""
+        raise NotImplementedError
+
+    def to_output(self, document: Document, schema: Schema, language: str) -> dict[str, Any]:
+        """Gold records of ``document`` as the IEPile output object for one schema chunk."""
+        raise NotImplementedError
+
+    def to_label(self, document: Document) -> list[dict[str, Any]]:
+        """Gold records in IEPile's test-file ``label`` list form."""
+        raise NotImplementedError
+
+    def parse_iepile(self, output: str, schema: Schema, language: str) -> tuple[list, list[str]]:
+        """Records (offsets unset) from an IEPile-style JSON output; never raises."""
+        raise NotImplementedError
+
+    def knowlm_instruction(self, schema: Schema, language: str) -> str:
+        """The free-text ZhiXi / KnowLM instruction for this task."""
+        raise NotImplementedError
+
+    def parse_knowlm(self, output: str, schema: Schema, language: str) -> tuple[list, list[str]]:
+        """Records (offsets unset) from ``(a,b,c)`` lines; never raises."""
+        raise NotImplementedError
+
+    def records(self, document: Document) -> tuple:
+        return getattr(document, self.record_field)
+
+
+def guarded(parse: Callable[..., tuple[list, list[str]]]) -> Callable[..., tuple[list, list[str]]]:
+    """Make a parser total: an unexpected exception becomes an error string, never a crash."""
+
+    def wrapper(self: Task, output: str, schema: Schema, language: str) -> tuple[list, list[str]]:
+        try:
+            return parse(self, output, schema, language)
+        except Exception as exc:  # noqa: BLE001 - parsers must never raise (DESIGN.md)
+            return [], [f"{self.name} parser failed on this output ({type(exc).__name__}: {exc})"]
+
+    wrapper.__name__ = parse.__name__
+    wrapper.__doc__ = parse.__doc__
+    return wrapper
+
+
+def is_empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in EMPTY_VALUES)
+
+
+def as_strings(value: Any) -> list[str]:
+    """Mentions in a value that may be a string, a number, a list, or a dict with a text field."""
+    if is_empty(value):
+        return []
+    if isinstance(value, str):
+        return [value.strip()]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [str(value)]
+    if isinstance(value, Mapping):
+        for key in ("entity", "text", "name", "mention", "value", "argument", "@value"):
+            if key in value:
+                return as_strings(value[key])
+        return []
+    if isinstance(value, (list, tuple)):
+        out: list[str] = []
+        for item in value:
+            out.extend(as_strings(item))
+        return out
+    return []
+
+
+def as_object(value: Any) -> dict[str, Any] | None:
+    """The top-level output object; a list of objects is merged key by key."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        merged: dict[str, Any] = {}
+        for item in value:
+            for key, val in item.items():
+                if key in merged and isinstance(merged[key], list) and isinstance(val, list):
+                    merged[key] = merged[key] + val
+                else:
+                    merged.setdefault(key, val)
+        return merged
+    return None
+
+
+def as_list(value: Any) -> list[Any]:
+    if is_empty(value):
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def lookup(mapping: Mapping[str, Any], *keys: str) -> Any:
+    """First present key, compared case-insensitively."""
+    folded = {str(k).strip().lower(): v for k, v in mapping.items()}
+    for key in keys:
+        if key in folded:
+            return folded[key]
+    return None
+
+
+def unique(items: Iterable[Any]) -> list[Any]:
+    """Items in first-seen order without repeats."""
+    seen: set[Any] = set()
+    out = []
+    for item in items:
+        if item not in seen:
+            seen.add(item)
+            out.append(item)
+    return out
+
+
+_TUPLE = re.compile(r"[(（]([^()（）\n]*)[)）]")
+
+
+def tuple_lines(output: str) -> list[str]:
+    """Contents of the ``(a,b,c)`` groups a KnowLM-style answer is made of."""
+    return [m.group(1) for m in _TUPLE.finditer(output or "")]
+
+
+def split_around(content: str, middle: str) -> tuple[str, str] | None:
+    """Split ``a,middle,b`` at ``middle`` between commas (either width, optional spaces)."""
+    match = re.search(rf"[,，]\s*{re.escape(middle)}\s*[,，]", content)
+    if match is None:
+        return None
+    return content[:match.start()].strip(), content[match.end():].strip()

@@ -1,0 +1,73 @@
+"""Split long texts into overlapping windows that fit a model's context next to the prompt.
+
+Cuts prefer sentence ends, then whitespace, and never split a character. Each window knows its
+character offset in the document so grounded offsets map back exactly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["Window", "split_windows"]
+
+_SENTENCE_END = re.compile(r"[.!?。！？；;]['\"”’)\]]*\s+|[。！？；\n]")
+_SPACE = re.compile(r"\s")
+
+
+@dataclass(frozen=True)
+class Window:
+    text: str
+    start: int  # offset of text[0] in the document
+    first: bool
+    last: bool
+
+
+def _cut_point(text: str, lo: int, hi: int) -> int:
+    """Best cut in text[lo:hi]: after the last sentence end, else at the last space, else ``hi``."""
+    best = -1
+    for match in _SENTENCE_END.finditer(text, lo, hi):
+        best = match.end()
+    if best > lo:
+        return best
+    spaces = [m.start() for m in _SPACE.finditer(text, lo, hi)]
+    return spaces[-1] + 1 if spaces and spaces[-1] + 1 > lo else hi
+
+
+def split_windows(text: str, max_tokens: int, count_tokens: Callable[[str], int],
+                  overlap: float = 0.15) -> list[Window]:
+    """Windows of at most ``max_tokens`` tokens covering ``text``, consecutive ones overlapping.
+
+    ``overlap`` is the share of a window repeated at the start of the next one, so a mention cut
+    by one window's edge appears whole in the next.
+    """
+    if max_tokens < 1:
+        raise ValueError("max_tokens must be >= 1")
+    total = count_tokens(text)
+    if total <= max_tokens:
+        return [Window(text, 0, True, True)]
+    chars_per_token = max(len(text) / max(total, 1), 0.25)
+    size = max(8, int(max_tokens * chars_per_token * 0.9))
+    windows: list[Window] = []
+    start = 0
+    while start < len(text):
+        end = min(len(text), start + size)
+        if end < len(text):
+            end = _cut_point(text, start + size // 2, end)
+        while end - start > 1 and count_tokens(text[start:end]) > max_tokens:
+            end = start + (end - start) * 3 // 4
+            if end < len(text):
+                end = _cut_point(text, start + (end - start) // 2, end)
+        last = end >= len(text)
+        windows.append(Window(text[start:end], start, not windows, last))
+        if last:
+            break
+        step_back = int((end - start) * overlap)
+        next_start = end - step_back
+        if step_back:
+            # start the next window at a word or sentence start inside the overlap
+            space = text.find(" ", next_start, end)
+            next_start = space + 1 if 0 <= space < end - 1 else next_start
+        start = max(next_start, start + 1)
+    return windows
