@@ -1,0 +1,67 @@
+"""The wheel ships the bundled schemas and an installed copy loads them without the source tree."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from deepke_llm.schema import bundled_schemas
+
+REPO = Path(__file__).resolve().parents[1]
+# What a wheel build reads; copied so the build never writes build/ or *.egg-info into the
+# shared checkout (other work may run in it at the same time).
+BUILD_INPUTS = ("setup.cfg", "pyproject.toml", "README.md", "deepke_llm", "kg2instruction",
+                "schemas")
+
+
+def _copy_build_inputs(dest: Path) -> None:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for name in BUILD_INPUTS:
+        source = REPO / name
+        if source.is_dir():
+            # symlinks=True keeps deepke_llm/schemas -> ../schemas as the link it is in git
+            shutil.copytree(source, dest / name, symlinks=True, ignore=ignore)
+        elif source.exists():
+            shutil.copy2(source, dest / name)
+
+
+def _run(command: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, **env})
+    assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def test_wheel_contains_schemas_and_installed_package_loads_them(tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    _copy_build_inputs(source)
+    wheels = tmp_path / "wheels"
+    _run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation",
+          "--no-cache-dir", "-q", "-w", str(wheels)], cwd=source)
+    (wheel,) = wheels.glob("deepke_llm-*.whl")
+
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {f"deepke_llm/schemas/{name}.json" for name in bundled_schemas()}
+    expected.add("deepke_llm/schemas/schema.schema.json")
+    assert len(expected) == 9
+    assert expected <= names, sorted(expected - names)
+
+    target = tmp_path / "site"
+    _run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-cache-dir", "-q",
+          "--target", str(target), str(wheel)], cwd=tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    check = ("import deepke_llm, deepke_llm.schema as s; "
+             "print(deepke_llm.__file__); print(','.join(s.bundled_schemas())); "
+             "print(','.join(e.name for e in s.load_schema('conll03').entity_types))")
+    # cwd is an empty folder, so only PYTHONPATH (the install) can provide deepke_llm
+    result = _run([sys.executable, "-c", check], cwd=elsewhere, PYTHONPATH=str(target))
+    module_file, schemas, conll03 = result.stdout.split()
+    assert Path(module_file).resolve().is_relative_to(target.resolve())
+    assert schemas.split(",") == bundled_schemas()
+    assert conll03 == "person,location,organization,else"
