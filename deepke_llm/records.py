@@ -276,11 +276,14 @@ def iter_jsonl(path: str, errors: list[str] | None = None) -> Iterator[tuple[int
             if not raw.strip():
                 continue
             try:
-                yield number, json.loads(raw.decode("utf-8"))
+                value = json.loads(raw.decode("utf-8"))
             except UnicodeDecodeError:
                 message = f"{path}:{number}: not valid UTF-8; re-encode the file as UTF-8"
             except json.JSONDecodeError as exc:
                 message = f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})"
+            else:
+                yield number, value
+                continue
             if errors is None:
                 raise RecordError(message)
             errors.append(message)

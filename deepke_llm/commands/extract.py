@@ -1,0 +1,160 @@
+"""``deepke-llm extract``, ``parse`` and ``schemas``: thin click wrappers over the library."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from deepke_llm.cli import fail
+
+TASKS = ["ner", "re", "ee"]
+STYLES = ["iepile", "knowlm"]
+
+
+def _schema_or_fail(name: str):
+    from deepke_llm.schema import SchemaError, load_schema
+
+    try:
+        return load_schema(name)
+    except SchemaError as exc:
+        fail(str(exc))
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--task", type=click.Choice(TASKS), required=True, help="What to extract.")
+@click.option("--schema", "schema_name", required=True,
+              help="Bundled schema name (see `deepke-llm schemas`) or path to a schema JSON file.")
+@click.option("--model", help="Local model dir, GGUF file or hub id (transformers backend).")
+@click.option("--lora", help="LoRA adapter dir to apply on --model (peft).")
+@click.option("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")
+@click.option("--api-model", help="Model name the server serves (with --base-url).")
+@click.option("--api-key-env", default="OPENAI_API_KEY", help="Env var holding the API key.")
+@click.option("--endpoint", type=click.Choice(["chat", "completions"]), default="chat",
+              help="Server endpoint (with --base-url).")
+@click.option("--prompt-style", type=click.Choice(STYLES), default="iepile",
+              help="iepile: OneKE/IEPile JSON; knowlm: ZhiXi free text.")
+@click.option("--chat-template", default="auto",
+              help="auto (tokenizer's own, else plain), tokenizer, oneke, alpaca or plain.")
+@click.option("--language", type=click.Choice(["en", "zh"]),
+              help="Prompt language [default: the document's, else the schema's].")
+@click.option("--input", "input_path", type=click.Path(dir_okay=False),
+              help='JSONL file of {"id", "text"} lines.')
+@click.option("--output", type=click.Path(dir_okay=False), help="Records JSONL [default: stdout].")
+@click.option("--batch-size", type=int, default=8, help="Prompts per forward pass / concurrent requests.")
+@click.option("--max-new-tokens", type=int, default=512, help="Generation limit per prompt.")
+@click.option("--split-num", type=int, help="Schema types per prompt [default: NER 6, RE/EE 4].")
+@click.option("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
+@click.option("--device-map", help="transformers device_map, e.g. auto.")
+@click.option("--load-in-4bit", is_flag=True, help="4-bit weights via bitsandbytes (GPU).")
+@click.option("--load-in-8bit", is_flag=True, help="8-bit weights via bitsandbytes (GPU).")
+@click.option("--trust-remote-code", is_flag=True, help="Allow model code from the model repo.")
+@click.option("--resume", is_flag=True, help="Skip ids already in --output (or its .partial).")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.argument("texts", nargs=-1)
+def extract(task, schema_name, model, lora, base_url, api_model, api_key_env, endpoint,
+            prompt_style, chat_template, language, input_path, output, batch_size,
+            max_new_tokens, split_num, dtype, device_map, load_in_4bit, load_in_8bit,
+            trust_remote_code, resume, no_progress, texts):
+    """Extract entities (ner), relations (re) or events (ee) from TEXTS or --input.
+
+    \b
+    Examples:
+      deepke-llm extract --task ner --schema conll03 --model ./my-model "Japan beat Syria 2-1."
+      deepke-llm extract --task re --schema conll04 --base-url http://127.0.0.1:8000/v1 \\
+          --api-model oneke --input docs.jsonl --output relations.jsonl --resume
+    """
+    from deepke_llm.backends.base import GenerationConfig
+    from deepke_llm.backends.registry import load_backend
+    from deepke_llm.batch import extract_file
+    from deepke_llm.extractor import Extractor
+
+    if not texts and not input_path:
+        raise click.UsageError("give TEXT arguments or --input FILE.jsonl")
+    if resume and not output:
+        raise click.UsageError("--resume needs --output")
+    if input_path:
+        import os
+
+        if not os.path.isfile(input_path):
+            fail(f"input file {input_path} does not exist")
+    schema = _schema_or_fail(schema_name)
+    try:
+        generation = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size)
+        if base_url:
+            backend = load_backend(base_url=base_url, api_model=api_model or model,
+                                   api_key_env=api_key_env, endpoint=endpoint,
+                                   chat_template=None if chat_template == "auto" else chat_template)
+        else:
+            backend = load_backend(model=model, lora=lora, chat_template=chat_template, dtype=dtype,
+                                   device_map=device_map, load_in_4bit=load_in_4bit or None,
+                                   load_in_8bit=load_in_8bit or None,
+                                   trust_remote_code=trust_remote_code or None)
+        extractor = Extractor(backend, schema, task, language=language, prompt_style=prompt_style,
+                              generation=generation, split_num=split_num)
+    except (ValueError, OSError) as exc:
+        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    try:
+        summary = extract_file(extractor, input_path=input_path, texts=texts, output=output,
+                               resume=resume, progress=not no_progress)
+    except KeyboardInterrupt:
+        if output:
+            click.echo(f"interrupted: finished documents are in {output}.partial; "
+                       "rerun with --resume to continue", err=True)
+        sys.exit(130)
+    click.echo(summary.line(), err=True)
+    if summary.input_errors:
+        sys.exit(1)
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--task", type=click.Choice(TASKS), required=True, help="Task the outputs answer.")
+@click.option("--schema", "schema_name", required=True, help="Schema name or path.")
+@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
+              help='JSONL of {"id", "text", "output"} (output: string or list), or IEPile test lines.')
+@click.option("--output", type=click.Path(dir_okay=False), help="Records JSONL [default: stdout].")
+@click.option("--prompt-style", type=click.Choice(STYLES), default="iepile",
+              help="Format of the outputs.")
+@click.option("--language", type=click.Choice(["en", "zh"]), help="Language of type names.")
+def parse(task, schema_name, input_path, output, prompt_style, language):
+    """Turn raw model outputs from any system into grounded records.
+
+    \b
+    Example:
+      deepke-llm parse --task ner --schema conll03 --input raw.jsonl --output records.jsonl
+    """
+    import os
+
+    from deepke_llm.batch import parse_file
+
+    if not os.path.isfile(input_path):
+        fail(f"input file {input_path} does not exist")
+    schema = _schema_or_fail(schema_name)
+    summary = parse_file(input_path, task, schema, output=output, prompt_style=prompt_style,
+                         language=language)
+    click.echo(summary.line(), err=True)
+    if summary.input_errors:
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("name", required=False)
+def schemas(name):
+    """List bundled schemas, or print one as JSON.
+
+    \b
+    Example:
+      deepke-llm schemas conll04
+    """
+    from deepke_llm.schema import bundled_schemas
+
+    if name is None:
+        for item in bundled_schemas():
+            schema = _schema_or_fail(item)
+            counts = [f"{len(v)} {k}" for k, v in (("entity types", schema.entity_types),
+                                                    ("relation types", schema.relation_types),
+                                                    ("event types", schema.event_types)) if v]
+            click.echo(f"{item:15s} {schema.language}  {', '.join(counts)}")
+        return
+    click.echo(json.dumps(_schema_or_fail(name).to_dict(), ensure_ascii=False, indent=1))

@@ -1,0 +1,62 @@
+"""A real OpenAI-compatible HTTP server on 127.0.0.1 whose "model" is a rule: it answers IEPile
+prompts by listing capitalised words (NER) so CLI runs can be tested end to end without a model."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def rule_answer(user: str) -> str:
+    """Every capitalised word answers the first schema item (an entity or a trigger); others get []."""
+    try:
+        query = json.loads(user)
+    except json.JSONDecodeError:
+        return "I cannot parse that."
+    items = [i if isinstance(i, str) else i.get("event_type") for i in query["schema"]]
+    answer = {item: [] for item in items}
+    if items:
+        words = sorted(set(re.findall(r"\b[A-Z][a-z]+\b", query["input"])))
+        is_event = isinstance(query["schema"][0], dict)
+        answer[items[0]] = [{"trigger": w, "arguments": {}} for w in words] if is_event else words
+    return json.dumps(answer, ensure_ascii=False)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # keep test output clean
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.requests.append(body)  # type: ignore[attr-defined]
+        user = body["messages"][-1]["content"] if "messages" in body else body["prompt"]
+        text = rule_answer(user)
+        choice = {"index": 0, "finish_reason": "stop"}
+        if "messages" in body:
+            choice["message"] = {"role": "assistant", "content": text}
+        else:
+            choice["text"] = text
+        payload = json.dumps({"id": "x", "object": "chat.completion", "choices": [choice],
+                              "usage": {"prompt_tokens": 10, "completion_tokens": 5}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+@contextmanager
+def rule_server():
+    """Yield the base URL of a running rule server; shut it down afterwards."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.requests = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", server
+    finally:
+        server.shutdown()
+        server.server_close()

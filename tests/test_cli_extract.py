@@ -1,0 +1,143 @@
+"""`deepke-llm extract` / `parse` end to end against a real local HTTP server, bad input, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from fake_server import rule_answer, rule_server
+
+from deepke_llm.batch import extract_file
+from deepke_llm.cli import main
+from deepke_llm.extractor import Extractor
+from deepke_llm.records import Document
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def write_lines(path, lines):
+    path.write_bytes(b"".join((line if isinstance(line, bytes) else line.encode()) + b"\n"
+                              for line in lines))
+    return path
+
+
+def test_extract_input_to_output_over_http(tmp_path):
+    inp = write_lines(tmp_path / "in.jsonl", [json.dumps({"id": f"n{i}", "text": f"Alice met Bob in Rome {i}."})
+                                              for i in range(5)])
+    out = tmp_path / "out.jsonl"
+    with rule_server() as (url, server):
+        result = run("extract", "--task", "ner", "--schema", "conll03", "--base-url", url,
+                     "--api-model", "rule", "--input", str(inp), "--output", str(out), "--no-progress")
+    assert result.exit_code == 0, result.output
+    docs = [Document.from_dict(json.loads(line)) for line in out.read_text().splitlines()]
+    assert [d.id for d in docs] == [f"n{i}" for i in range(5)]
+    for d in docs:
+        assert {e.text for e in d.entities} == {"Alice", "Bob", "Rome"}
+        assert all(d.text[e.start:e.end] == e.text for e in d.entities)
+    assert len(server.requests) == 5 and server.requests[0]["model"] == "rule"
+    assert "documents: 5, records: 15, errors: 0, input errors: 0" in result.stderr
+
+
+def test_bad_input_lines_are_reported_and_good_ones_written(tmp_path):
+    inp = write_lines(tmp_path / "in.jsonl", [
+        json.dumps({"id": "a", "text": "Alice came."}),
+        "{not json",
+        json.dumps({"id": "b"}),
+        b'{"id": "c", "text": "caf\xe9"}',
+        json.dumps({"id": "d", "text": "  "}),
+        json.dumps({"id": "e", "text": "Eve left."}),
+    ])
+    out = tmp_path / "out.jsonl"
+    with rule_server() as (url, _):
+        result = run("extract", "--task", "ner", "--schema", "conll03", "--base-url", url,
+                     "--api-model", "m", "--input", str(inp), "--output", str(out), "--no-progress")
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert [e.split(": ")[1] for e in errors] == [f"{inp}:{n}" for n in (2, 3, 4, 5)]
+    assert "not valid JSON" in errors[0] and "missing field 'text'" in errors[1]
+    assert "UTF-8" in errors[2] and "empty" in errors[3]
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a", "e"]
+    assert "input errors: 4" in result.stderr
+
+
+def test_usage_and_input_errors_are_one_line():
+    result = run("extract", "--task", "ner", "--schema", "nosuch", "--model", "x", "hello")
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and "unknown schema 'nosuch'" in result.stderr
+    result = run("extract", "--task", "ner", "--schema", "conll03", "hello")
+    assert result.exit_code == 1 and "no model given" in result.stderr
+    result = run("extract", "--task", "ner", "--schema", "conll03", "--model", "/no/such/dir", "hi")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    result = run("extract", "--task", "ner", "--schema", "conll03", "--model", "x")
+    assert result.exit_code == 2  # usage: no text given
+
+
+class FlakyBackend:
+    """Answers by rule but dies on the given call, like a crash mid-run."""
+
+    def __init__(self, die_on_call: int | None):
+        self.die_on_call = die_on_call
+        self.calls = 0
+        self.seen: list[str] = []
+
+    def generate(self, prompts, config):
+        self.calls += 1
+        if self.calls == self.die_on_call:
+            raise KeyboardInterrupt
+        self.seen.extend(json.loads(p.user)["input"] for p in prompts)
+        return [rule_answer(p.user) for p in prompts]
+
+
+def test_interrupted_run_keeps_finished_documents_and_resume_completes(tmp_path):
+    inp = write_lines(tmp_path / "in.jsonl", [json.dumps({"id": str(i), "text": f"Doc {i} Paris."})
+                                              for i in range(20)])
+    out = tmp_path / "out.jsonl"
+    flaky = FlakyBackend(die_on_call=2)
+    with pytest.raises(KeyboardInterrupt):
+        extract_file(Extractor(flaky, "conll03", "ner", documents_per_batch=8),
+                     input_path=str(inp), output=str(out), progress=False)
+    assert not out.exists(), "an unfinished run must not leave a complete-looking output"
+    partial = out.with_name("out.jsonl.partial")
+    assert [json.loads(x)["id"] for x in partial.read_text().splitlines()] == [str(i) for i in range(8)]
+    with open(partial, "a") as handle:
+        handle.write('{"id": "8", "text": "torn')  # a torn last line from a hard kill
+    resumed = FlakyBackend(die_on_call=None)
+    summary = extract_file(Extractor(resumed, "conll03", "ner"), input_path=str(inp),
+                           output=str(out), resume=True, progress=False)
+    ids = [json.loads(x)["id"] for x in out.read_text().splitlines()]
+    assert ids == [str(i) for i in range(20)] and not partial.exists()
+    assert summary.skipped == 8 and summary.documents == 12
+    assert resumed.seen == [f"Doc {i} Paris." for i in range(8, 20)]
+
+
+def test_parse_command_grounds_raw_outputs_and_iepile_lines(tmp_path):
+    inp = write_lines(tmp_path / "raw.jsonl", [
+        json.dumps({"id": "1", "text": "Alice met Bob.", "output": '```json\n{"person": ["Alice", "Bob",]}\n```'}),
+        json.dumps({"id": "2", "instruction": json.dumps({"instruction": "x", "schema": ["person"],
+                                                          "input": "Carol is here."}),
+                    "output": '{"person": ["Carol"]}'}),
+        json.dumps({"id": "2", "instruction": json.dumps({"instruction": "x", "schema": ["location"],
+                                                          "input": "Carol is here."}),
+                    "output": '{"location": ["here", "Mars"]}'}),
+        json.dumps({"id": "3", "text": "no output"}),
+    ])
+    out = tmp_path / "records.jsonl"
+    result = run("parse", "--task", "ner", "--schema", "conll03", "--input", str(inp), "--output", str(out))
+    assert result.exit_code == 1 and f"{inp}:4" in result.stderr
+    docs = {d["id"]: d for d in map(json.loads, out.read_text().splitlines())}
+    assert [(e["text"], e["start"]) for e in docs["1"]["entities"]] == [("Alice", 0), ("Bob", 10)]
+    assert [(e["type"], e["text"]) for e in docs["2"]["entities"]] == [
+        ("person", "Carol"), ("location", "here"), ("location", "Mars")]
+    assert docs["2"]["errors"] == ["entity 'Mars' (location) not found in the text"]
+
+
+def test_texts_as_arguments_go_to_stdout():
+    with rule_server() as (url, _):
+        result = run("extract", "--task", "ner", "--schema", "conll03", "--base-url", url,
+                     "--api-model", "m", "--no-progress", "Alice sings.", "Bob dances.")
+    assert result.exit_code == 0
+    lines = [json.loads(x) for x in result.stdout.splitlines()]
+    assert [x["entities"][0]["text"] for x in lines] == ["Alice", "Bob"]

@@ -1,0 +1,97 @@
+"""Extractor: schema chunks, batching, long-text windows, merging, errors — with a rule backend."""
+
+from __future__ import annotations
+
+import json
+
+from fake_server import rule_answer
+
+from deepke_llm import Extractor
+from deepke_llm.backends.base import GenerationConfig
+from deepke_llm.records import Document
+
+
+class RuleBackend:
+    """Answers IEPile prompts by rule; counts calls; optional small context."""
+
+    def __init__(self, context_length: int = 4096):
+        self.context_length = context_length
+        self.calls: list[int] = []
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split()) + text.count('"')
+
+    def generate(self, prompts, config):
+        self.calls.append(len(prompts))
+        return [rule_answer(p.user) for p in prompts]
+
+
+def test_extract_text_returns_grounded_records():
+    doc = Extractor(RuleBackend(), "conll03", "ner").extract("Yesterday Japan beat Syria.")
+    # conll03 chunk 1 is [person, location, organization, else]: the rule fills the first item
+    assert {(e.type, e.text, e.start) for e in doc.entities} == {
+        ("person", "Yesterday", 0), ("person", "Japan", 10), ("person", "Syria", 21)}
+    assert all(doc.text[e.start:e.end] == e.text for e in doc.entities)
+    assert doc.language == "en" and len(doc.raw_output) == 1 and doc.errors == ()
+
+
+def test_every_schema_chunk_is_asked_and_results_are_unioned():
+    backend = RuleBackend()
+    extractor = Extractor(backend, "ace05", "ee")  # 33 event types -> 8 chunks of 4 (+1)
+    doc = extractor.extract("Rebels attacked Homs.")
+    assert len(doc.raw_output) == len(extractor.chunks) == 8
+    first_types = {c.event_types[0].name for c in extractor.chunks}
+    # the rule answers the first event type of each chunk with capitalised words as triggers
+    assert {e.type for e in doc.events} == first_types
+
+
+def test_documents_are_batched_into_few_backend_calls_in_order():
+    backend = RuleBackend()
+    extractor = Extractor(backend, "conll03", "ner", generation=GenerationConfig(batch_size=4))
+    docs = [Document(id=f"d{i}", text=f"Item {i} from Paris.") for i in range(40)]
+    out = list(extractor.extract_iter(docs))
+    assert [d.id for d in out] == [d.id for d in docs]
+    assert backend.calls == [16, 16, 8]  # documents_per_batch = 4 * batch_size
+    assert extractor.stats.documents == 40 and extractor.stats.prompts == 40
+
+
+def test_long_text_windows_map_offsets_back_and_deduplicate():
+    sentences = [f"Report {i} mentions Berlin and nothing else." for i in range(60)]
+    text = " ".join(sentences)
+    backend = RuleBackend(context_length=250)
+    extractor = Extractor(backend, "conll03", "ner", generation=GenerationConfig(max_new_tokens=64))
+    doc = extractor.extract(text)
+    assert len(doc.raw_output) > 2  # several windows
+    berlin = [e for e in doc.entities if e.text == "Berlin"]
+    assert [e.start for e in berlin] == [i for i in range(len(text)) if text.startswith("Berlin", i)]
+    reports = [e for e in doc.entities if e.text == "Report"]
+    assert len(reports) == 60 and len({e.start for e in reports}) == 60
+    assert all(text[e.start:e.end] == e.text for e in doc.entities)
+
+
+def test_prompt_that_cannot_fit_is_an_error_not_a_silent_cut():
+    extractor = Extractor(RuleBackend(context_length=60), "conll03", "ner",
+                          generation=GenerationConfig(max_new_tokens=40))
+    doc = extractor.extract("Japan beat Syria.")
+    assert doc.entities == () and doc.raw_output == ()
+    assert len(doc.errors) == 1 and "context" in doc.errors[0]
+
+
+def test_empty_text_and_language_override():
+    extractor = Extractor(RuleBackend(), "peoples_daily", "ner", language="en")
+    doc = extractor.extract(Document(id="x", text="   "))
+    assert doc.errors == ("empty text: nothing to extract",)
+    doc = extractor.extract("Zhang met Li in Beijing.")
+    prompt = json.loads(extractor.style.build(extractor.task, extractor.chunks[0], "t", "en").user)
+    assert prompt["schema"] == ["person", "location", "organization"]
+    assert {e.type for e in doc.entities} == {"人物"}  # canonical names come back
+
+
+def test_knowlm_style_prompt_uses_alpaca_template():
+    from deepke_llm.prompts.chat import render_prompt
+
+    extractor = Extractor(RuleBackend(), "conll04", "re", prompt_style="knowlm")
+    prompt = extractor.style.build(extractor.task, extractor.chunks[0], "John works for Acme.", "en")
+    text = render_prompt(prompt, "auto")
+    assert text.startswith("Below is an instruction") and "### Input:\nJohn works for Acme." in text
+    assert "(Subject,Relation,Object)" in text

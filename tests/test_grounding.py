@@ -1,0 +1,66 @@
+"""Grounding mention strings to offsets: exact, fuzzy, nearest-pair, Chinese, ungrounded."""
+
+from __future__ import annotations
+
+from deepke_llm.grounding import find_mention, ground_entities, ground_events, ground_relations
+from deepke_llm.records import Argument, Entity, Event, Relation, Span
+
+
+def test_exact_then_case_width_and_space_insensitive():
+    text = "Robert Allenby ( Australia ) beat Japan 's team . ＩＢＭ won."
+    assert find_mention(text, "Australia") == [(17, 26)]
+    (s, e), = find_mention(text, "japan's")
+    assert text[s:e] == "Japan 's"
+    (s, e), = find_mention(text, "IBM")
+    assert text[s:e] == "ＩＢＭ"
+
+
+def test_word_boundaries_preferred_for_english():
+    text = "Iran and Ira met."
+    assert find_mention(text, "Ira") == [(9, 12)]
+    # nothing on a boundary: the inner occurrence is better than nothing
+    assert find_mention("Iranian", "Iran") == [(0, 4)]
+
+
+def test_ner_labels_every_non_overlapping_occurrence_longest_first():
+    text = "New York is big. York is old. New York again."
+    entities, errors = ground_entities(text, [Entity("location", "York"), Entity("location", "New York")])
+    spans = [(e.text, e.start, e.end) for e in entities]
+    assert spans == [("New York", 0, 8), ("York", 17, 21), ("New York", 30, 38)]
+    assert errors == []
+    assert all(text[e.start:e.end] == e.text for e in entities)
+
+
+def test_ner_conflicting_types_keep_first_and_report():
+    entities, errors = ground_entities("Washington said", [Entity("person", "Washington"),
+                                                       Entity("location", "Washington")])
+    assert [(e.type, e.start) for e in entities] == [("person", 0)]
+    assert len(errors) == 1 and "both" in errors[0]
+
+
+def test_ungrounded_mentions_are_kept_with_null_offsets():
+    entities, errors = ground_entities("Nothing here.", [Entity("person", "Bob")])
+    assert entities == [Entity("person", "Bob")] and entities[0].start is None
+    assert errors == ["entity 'Bob' (person) not found in the text"]
+
+
+def test_relation_picks_nearest_pair_chinese():
+    text = "张三在北京工作。李四说张三住在上海。"
+    relations, errors = ground_relations(text, [Relation("居住地", Entity("人物", "张三"), Entity("地点", "上海"))])
+    (r,) = relations
+    assert (r.head.start, r.tail.start) == (11, 15)
+    assert text[r.head.start:r.head.end] == "张三" and not errors
+
+
+def test_relation_missing_tail_reported():
+    relations, errors = ground_relations("Alice left.", [Relation("r", Entity("", "Alice"), Entity("", "Bob"))])
+    assert relations[0].head.start == 0 and relations[0].tail.start is None
+    assert errors == ["relation 'r': tail 'Bob' not found in the text"]
+
+
+def test_event_trigger_nearest_its_arguments():
+    text = "Troops attacked. Later rebels attacked the town of Homs."
+    (event,), errors = ground_events(text, [Event("attack", Span("attacked"),
+                                                  (Argument("attacker", "rebels"), Argument("place", "Homs")))])
+    assert event.trigger.start == text.index("attacked", 20)
+    assert [text[a.start:a.end] for a in event.arguments] == ["rebels", "Homs"] and not errors
