@@ -1,0 +1,321 @@
+"""Local generation with Hugging Face transformers (+ an optional peft LoRA adapter).
+
+Prompts are rendered with :func:`~deepke_llm.prompts.chat.render_prompt`, tokenized, sorted by
+length and generated in left-padded batches of ``config.batch_size``; outputs come back in input
+order. Greedy decoding unless ``config.temperature > 0``. A ``.gguf`` file loads through
+transformers' GGUF reader (dequantized; needs the ``gguf`` package).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from deepke_llm.backends.base import GenerationConfig, GenerationStats
+from deepke_llm.prompts.chat import Prompt, render_prompt
+
+__all__ = ["HFBackend"]
+
+# Context lengths above this are placeholders (tokenizers report 1e30 when they do not know).
+MAX_SANE_CONTEXT = 1_048_576
+DEFAULT_CONTEXT = 2048
+CONTEXT_TOKENS_FOR_DECODING = 4
+DTYPE_NAMES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
+               "half": "float16", "fp32": "float32", "float32": "float32", "float": "float32"}
+HOW_TO_PASS = "pass --model DIR (a Hugging Face model dir with config.json), a hub id, or a .gguf file"
+
+
+class HFBackend:
+    """A causal LM from a local dir, a hub id or a GGUF file, generating in length-sorted batches."""
+
+    def __init__(self, model: str | Path, lora: str | Path | None = None,
+                 chat_template: str = "auto", dtype: str = "auto",
+                 device_map: str | dict | None = None, load_in_8bit: bool = False,
+                 load_in_4bit: bool = False, trust_remote_code: bool = False,
+                 revision: str | None = None, gguf_file: str | None = None) -> None:
+        import torch
+
+        self.model_name = str(model)
+        self.chat_template = chat_template
+        self.stats = GenerationStats()
+        model_path, gguf_file = _split_gguf(str(model), gguf_file)
+        _check_model_path(model_path, gguf_file)
+        quant = _quantization_config(load_in_8bit, load_in_4bit)
+        torch_dtype = _resolve_dtype(dtype)
+        if quant is not None and device_map is None:
+            device_map = "auto"  # bitsandbytes weights must be placed on the GPU while loading
+        self.tokenizer = _load_tokenizer(model_path, gguf_file, trust_remote_code, revision)
+        self.model = _load_model(model_path, gguf_file, torch_dtype, device_map, quant,
+                                 trust_remote_code, revision)
+        if device_map is None:
+            self.model.to("cuda" if torch.cuda.is_available() else "cpu")
+        if lora is not None:
+            self.model = _attach_lora(self.model, str(lora))
+        self.model.eval()
+        self.context_length = _context_length(self.model, self.tokenizer)
+        self._eos_ids = _eos_token_ids(self.model, self.tokenizer)
+
+    @property
+    def device(self) -> Any:
+        return self.model.device
+
+    def render(self, prompt: Prompt) -> str:
+        """The exact string the model is conditioned on for ``prompt``."""
+        return render_prompt(prompt, self.chat_template, self.tokenizer)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` without special tokens (what a window of input text costs)."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def encode_prompt(self, prompt: Prompt) -> list[int]:
+        """Token ids of the rendered prompt, with BOS added unless the template already wrote it."""
+        text = self.render(prompt)
+        bos = self.tokenizer.bos_token
+        add_special = not (bos and text.startswith(bos))
+        return list(self.tokenizer(text, add_special_tokens=add_special)["input_ids"])
+
+    def generate(self, prompts: Sequence[Prompt], config: GenerationConfig) -> list[str]:
+        """One decoded output per prompt, in input order (special tokens skipped, cut at stops)."""
+        encoded, generated = self._generate(prompts, config)
+        return [_cut_at_stop(self._decode_continuation(p, g), config.stop)
+                for p, g in zip(encoded, generated, strict=True)]
+
+    def generate_ids(self, prompts: Sequence[Prompt], config: GenerationConfig) -> list[list[int]]:
+        """Generated token ids per prompt (ending at EOS or ``max_new_tokens``), in input order."""
+        return self._generate(prompts, config)[1]
+
+    def _generate(self, prompts: Sequence[Prompt],
+                  config: GenerationConfig) -> tuple[list[list[int]], list[list[int]]]:
+        import torch
+
+        started = time.perf_counter()
+        encoded = [self.encode_prompt(p) for p in prompts]
+        # Sorting by length keeps padding (wasted compute) small inside each batch.
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
+        results: list[list[int]] = [[] for _ in encoded]
+        gen_kwargs = self._generate_kwargs(config)
+        for start in range(0, len(order), config.batch_size):
+            batch = order[start:start + config.batch_size]
+            inputs = self.tokenizer.pad({"input_ids": [encoded[i] for i in batch]},
+                                        padding=True, return_tensors="pt")
+            inputs = {k: v.to(self.device) for k, v in inputs.items()}
+            if config.seed is not None and config.temperature > 0:
+                torch.manual_seed(config.seed + start)
+            with torch.inference_mode():
+                out = self.model.generate(**inputs, **gen_kwargs)
+            new_tokens = out[:, inputs["input_ids"].shape[1]:].tolist()
+            for i, ids in zip(batch, new_tokens, strict=True):
+                results[i] = self._strip_after_end(ids)
+        self.stats.prompts += len(encoded)
+        self.stats.prompt_tokens += sum(len(e) for e in encoded)
+        self.stats.generated_tokens += sum(len(r) for r in results)
+        self.stats.seconds += time.perf_counter() - started
+        return encoded, results
+
+    def _decode_continuation(self, prompt_ids: list[int], new_ids: list[int]) -> str:
+        # Decoded alone, a sentencepiece continuation loses its leading space ("▁Paris" ->
+        # "Paris"), which would hide a stop string such as " e"; decoding it after a few prompt
+        # tokens and removing their text keeps it (the incremental detokenizing of TGI/vLLM).
+        decode = self.tokenizer.decode
+        prefix = prompt_ids[-CONTEXT_TOKENS_FOR_DECODING:]
+        head = decode(prefix, skip_special_tokens=True)
+        full = decode(prefix + new_ids, skip_special_tokens=True)
+        if head and full.startswith(head):
+            return full[len(head):]
+        return decode(new_ids, skip_special_tokens=True)
+
+    def _generate_kwargs(self, config: GenerationConfig) -> dict[str, Any]:
+        from transformers import GenerationConfig as HFGenerationConfig
+
+        # A fresh config, so sampling defaults shipped in a model's generation_config.json
+        # (temperature 0.6, do_sample) never turn our greedy decoding into sampling.
+        settings: dict[str, Any] = {
+            "max_new_tokens": config.max_new_tokens, "do_sample": config.temperature > 0,
+            "eos_token_id": self._eos_ids, "pad_token_id": self.tokenizer.pad_token_id,
+        }
+        if config.temperature > 0:
+            settings.update(temperature=config.temperature, top_p=config.top_p)
+        if config.stop:
+            settings["stop_strings"] = list(config.stop)
+        defaults = HFGenerationConfig()
+        # Keys of config.extra that transformers understands (repetition_penalty, num_beams...)
+        # apply here; the rest belong to other backends (e.g. response_format) and are ignored.
+        settings.update({k: v for k, v in config.extra.items() if hasattr(defaults, k)})
+        kwargs: dict[str, Any] = {"generation_config": HFGenerationConfig(**settings)}
+        if config.stop:
+            kwargs["tokenizer"] = self.tokenizer
+        # Seam for constrained decoding: a LogitsProcessorList given by the caller.
+        if "logits_processor" in config.extra:
+            kwargs["logits_processor"] = config.extra["logits_processor"]
+        return kwargs
+
+    def _strip_after_end(self, ids: list[int]) -> list[int]:
+        # Rows that finished early (EOS or a stop string) are padded to the batch's longest row.
+        end_ids = set(self._eos_ids)
+        for pos, token in enumerate(ids):
+            if token in end_ids:
+                return ids[:pos + 1]
+        pad = self.tokenizer.pad_token_id
+        end = len(ids)
+        while end and ids[end - 1] == pad:
+            end -= 1
+        return ids[:end]
+
+
+def _cut_at_stop(text: str, stops: Sequence[str]) -> str:
+    cut = min((text.find(s) for s in stops if s and s in text), default=-1)
+    return text if cut < 0 else text[:cut]
+
+
+def _split_gguf(model: str, gguf_file: str | None) -> tuple[str, str | None]:
+    """(model dir or hub id, gguf file name) for ``model`` = dir/file.gguf or dir + gguf_file."""
+    if gguf_file is None and model.lower().endswith(".gguf"):
+        path = Path(model).expanduser()
+        return str(path.parent), path.name
+    return model, gguf_file
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model
+
+
+def _check_model_path(model: str, gguf_file: str | None) -> None:
+    path = Path(model).expanduser()
+    if gguf_file is not None:
+        if path.is_dir() and not (path / gguf_file).is_file() and _looks_like_path(model):
+            raise ValueError(f"GGUF file {path / gguf_file} does not exist: {HOW_TO_PASS}")
+        if importlib.util.find_spec("gguf") is None:
+            raise ValueError(f"loading {gguf_file} needs the 'gguf' package: pip install gguf")
+        return
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"{path} is not a Hugging Face model directory (no config.json): "
+                             f"{HOW_TO_PASS}")
+    elif path.exists():
+        raise ValueError(f"{path} is a file, not a model directory: {HOW_TO_PASS}")
+    elif _looks_like_path(model):
+        raise ValueError(f"model directory {path} does not exist: {HOW_TO_PASS}")
+
+
+def _resolve_dtype(dtype: str) -> Any:
+    import torch
+
+    if dtype == "auto":
+        if torch.cuda.is_available():
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32  # half precision matmuls are slow or unsupported on most CPUs
+    try:
+        return getattr(torch, DTYPE_NAMES[dtype])
+    except KeyError:
+        raise ValueError(f"unknown dtype '{dtype}': use auto, bf16, fp16 or fp32") from None
+
+
+def _quantization_config(load_in_8bit: bool, load_in_4bit: bool) -> Any:
+    if not (load_in_8bit or load_in_4bit):
+        return None
+    import torch
+
+    flag = "--load-in-8bit" if load_in_8bit else "--load-in-4bit"
+    if load_in_8bit and load_in_4bit:
+        raise ValueError("choose one of --load-in-8bit and --load-in-4bit")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ValueError(f"{flag} needs the bitsandbytes package: pip install bitsandbytes")
+    if not torch.cuda.is_available():
+        raise ValueError(f"{flag} needs a CUDA GPU (bitsandbytes); drop the flag to run on CPU")
+    from transformers import BitsAndBytesConfig
+
+    if load_in_8bit:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                              bnb_4bit_compute_dtype=compute)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _load_tokenizer(model: str, gguf_file: str | None, trust_remote_code: bool,
+                    revision: str | None) -> Any:
+    from transformers import AutoTokenizer
+
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "revision": revision}
+    if gguf_file is not None:
+        kwargs["gguf_file"] = gguf_file
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model, **kwargs)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"could not load a tokenizer from {model}"
+                         f"{'/' + gguf_file if gguf_file else ''} ({_one_line(exc)}): "
+                         f"{HOW_TO_PASS}") from exc
+    tokenizer.padding_side = "left"  # decoder-only models continue from the last position
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return tokenizer
+
+
+def _load_model(model: str, gguf_file: str | None, torch_dtype: Any, device_map: Any,
+                quant: Any, trust_remote_code: bool, revision: str | None) -> Any:
+    import transformers
+    from transformers import AutoModelForCausalLM
+
+    # transformers renamed torch_dtype= to dtype= in 4.56
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    dtype_key = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+    kwargs: dict[str, Any] = {dtype_key: torch_dtype, "trust_remote_code": trust_remote_code,
+                              "revision": revision}
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+    if gguf_file is not None:
+        kwargs["gguf_file"] = gguf_file
+    try:
+        return AutoModelForCausalLM.from_pretrained(model, **kwargs)
+    except (OSError, ValueError, KeyError) as exc:
+        where = f"{model}/{gguf_file}" if gguf_file else model
+        raise ValueError(f"could not load a causal LM from {where} ({_one_line(exc)}): "
+                         f"{HOW_TO_PASS}") from exc
+
+
+def _attach_lora(model: Any, lora: str) -> Any:
+    from peft import PeftModel
+
+    path = Path(lora).expanduser()
+    if path.is_dir() and not (path / "adapter_config.json").is_file():
+        raise ValueError(f"{path} is not a LoRA adapter dir (no adapter_config.json): pass --lora "
+                         "DIR saved by peft (adapter_config.json + adapter weights)")
+    if not path.exists() and _looks_like_path(lora):
+        raise ValueError(f"LoRA adapter dir {path} does not exist: pass --lora DIR saved by peft")
+    try:
+        return PeftModel.from_pretrained(model, lora)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ValueError(f"could not load LoRA adapter {lora} ({_one_line(exc)}): pass --lora DIR "
+                         "trained for this base model") from exc
+
+
+def _context_length(model: Any, tokenizer: Any) -> int:
+    config = model.config
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    candidates = [getattr(text_config, "max_position_embeddings", None),
+                  getattr(tokenizer, "model_max_length", None)]
+    valid = [int(c) for c in candidates if isinstance(c, int | float) and 0 < c <= MAX_SANE_CONTEXT]
+    return min(valid) if valid else DEFAULT_CONTEXT
+
+
+def _eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    # Chat models often end turns with a token other than the tokenizer's eos (Gemma's
+    # <end_of_turn>); their generation_config lists all of them.
+    ids: list[int] = []
+    for source in (getattr(model, "generation_config", None), model.config):
+        value = getattr(source, "eos_token_id", None) if source is not None else None
+        if value is not None:
+            ids.extend(value if isinstance(value, list | tuple) else [value])
+            break
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return list(dict.fromkeys(int(i) for i in ids))

@@ -1,0 +1,89 @@
+"""Backend registry and :func:`load_backend`, the one place CLI options become a backend.
+
+``hf`` (local transformers model, optional LoRA) and ``openai`` (any OpenAI-compatible server)
+are built in; a user adds a backend with ``@register_backend("name")`` on a factory taking the
+same keyword arguments as :func:`load_backend`. Backend modules import lazily, so listing or
+picking a backend does not load torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from deepke_llm.backends.base import Backend
+
+__all__ = ["backend_names", "default_model_path", "load_backend", "register_backend"]
+
+BackendFactory = Callable[..., Backend]
+_BACKENDS: dict[str, BackendFactory] = {}
+
+NO_MODEL = "no model given: pass --model DIR|HUB_ID or --base-url URL --api-model NAME"
+
+
+def register_backend(name: str) -> Callable[[BackendFactory], BackendFactory]:
+    """Register a backend factory under ``name`` (a second registration of a name is an error)."""
+
+    def decorate(factory: BackendFactory) -> BackendFactory:
+        if name in _BACKENDS:
+            raise ValueError(f"backend '{name}' is already registered")
+        _BACKENDS[name] = factory
+        return factory
+
+    return decorate
+
+
+def backend_names() -> list[str]:
+    """Names accepted by ``load_backend(backend=...)``."""
+    return sorted(_BACKENDS)
+
+
+def default_model_path() -> str | None:
+    """The model used when neither --model nor --base-url is given (none yet)."""
+    return None
+
+
+def load_backend(model: str | None = None, lora: str | None = None, base_url: str | None = None,
+                 api_model: str | None = None, backend: str | None = None,
+                 **kwargs: Any) -> Backend:
+    """Build a backend: ``openai`` when ``base_url`` is given, else ``hf`` on ``model``.
+
+    ``kwargs`` go to the backend's constructor (e.g. ``dtype``, ``chat_template``,
+    ``max_concurrency``); keys whose value is None are dropped so CLI defaults pass through.
+    """
+    name = backend or ("openai" if base_url else "hf")
+    try:
+        factory = _BACKENDS[name]
+    except KeyError:
+        raise ValueError(f"unknown backend '{name}': use one of "
+                         f"{', '.join(backend_names())}") from None
+    options = {k: v for k, v in kwargs.items() if v is not None}
+    return factory(model=model, lora=lora, base_url=base_url, api_model=api_model, **options)
+
+
+@register_backend("hf")
+def _hf_backend(model: str | None, lora: str | None, base_url: str | None,
+                api_model: str | None, **kwargs: Any) -> Backend:
+    from deepke_llm.backends.hf import HFBackend
+
+    model = model or default_model_path()
+    if model is None:
+        raise ValueError(NO_MODEL)
+    return HFBackend(model, lora=lora, **kwargs)
+
+
+@register_backend("openai")
+def _openai_backend(model: str | None, lora: str | None, base_url: str | None,
+                    api_model: str | None, **kwargs: Any) -> Backend:
+    from deepke_llm.backends.openai import OpenAIBackend
+
+    if base_url is None:
+        raise ValueError(NO_MODEL)
+    if lora is not None:
+        raise ValueError("--lora applies to local models only; with --base-url, load the adapter "
+                         "on the server and pass its served name as --api-model")
+    # A server serves a model under the name it was started with; --model is accepted as that name.
+    name = api_model or model
+    if name is None:
+        raise ValueError("--base-url needs --api-model NAME (the model name the server serves)")
+    return OpenAIBackend(base_url, name, **kwargs)

@@ -1,0 +1,137 @@
+"""HFBackend on the tiny random LLaMA: batching, ordering, limits, stops, LoRA, load errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from deepke_llm.backends.base import GenerationConfig
+from deepke_llm.backends.registry import load_backend
+from deepke_llm.prompts.chat import Prompt
+
+PROMPTS = [
+    Prompt(user="Japan began the defence of their Asian Cup title."),
+    Prompt(user="Oracle laid off 300 workers in March. " * 6),
+    Prompt(user="person"),
+    Prompt(user="Thomas Edison died in West Orange, New Jersey. " * 3, system="extract"),
+    Prompt(user="你是专门进行实体抽取的专家。"),
+]
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_llama_dir):
+    from deepke_llm.backends.hf import HFBackend
+
+    return HFBackend(tiny_llama_dir)
+
+
+def test_batched_greedy_outputs_equal_one_at_a_time_in_input_order(backend):
+    one_by_one = [backend.generate([p], GenerationConfig(max_new_tokens=10, batch_size=1))[0]
+                  for p in PROMPTS]
+    batched = backend.generate(PROMPTS, GenerationConfig(max_new_tokens=10, batch_size=3))
+    assert batched == one_by_one
+    assert len(set(batched)) > 1  # distinct outputs, so a reordering would be caught
+    # reversed input gives reversed output: outputs follow the input, not the length sort
+    assert backend.generate(PROMPTS[::-1], GenerationConfig(max_new_tokens=10)) == batched[::-1]
+
+
+def test_max_new_tokens_bounds_generated_ids_and_stats(backend):
+    before = backend.stats.generated_tokens
+    ids = backend.generate_ids(PROMPTS, GenerationConfig(max_new_tokens=7, batch_size=2))
+    assert len(ids) == len(PROMPTS)
+    assert all(1 <= len(row) <= 7 for row in ids)
+    assert max(len(row) for row in ids) == 7  # a random model rarely stops early
+    assert backend.stats.generated_tokens - before == sum(len(row) for row in ids)
+    # ids stop at EOS: nothing after an EOS token is kept
+    eos = backend.tokenizer.eos_token_id
+    assert all(eos not in row[:-1] for row in ids)
+
+
+def test_stop_strings_truncate_at_first_occurrence(backend):
+    config = GenerationConfig(max_new_tokens=12, batch_size=4)
+    full = backend.generate(PROMPTS, config)
+    # a readable two-character stop from the middle of some output (not a byte-fallback U+FFFD)
+    stop = next(t[i:i + 2] for t in full for i in range(2, len(t) - 1)
+                if t[i:i + 2].isprintable() and "\ufffd" not in t[i:i + 2])
+    stopped = backend.generate(PROMPTS, GenerationConfig(max_new_tokens=12, batch_size=4,
+                                                         stop=(stop, "never-generated")))
+    for before, after in zip(full, stopped, strict=True):
+        expected = before[:before.index(stop)] if stop in before else before
+        assert after == expected
+    assert stop not in "".join(stopped)
+
+
+def test_count_tokens_and_context_length_come_from_the_tokenizer_and_config(backend):
+    text = "Thomas Edison died in West Orange. 你好"
+    expected = len(backend.tokenizer(text, add_special_tokens=False)["input_ids"])
+    assert backend.count_tokens(text) == expected > 5
+    assert backend.context_length == 2048
+    # the rendered prompt is tokenized once with a single BOS in front
+    ids = backend.encode_prompt(PROMPTS[0])
+    assert ids[0] == backend.tokenizer.bos_token_id and ids.count(ids[0]) == 1
+
+
+def test_sampling_is_reproducible_with_a_seed(backend):
+    config = GenerationConfig(max_new_tokens=8, temperature=1.0, seed=3, batch_size=8)
+    first = backend.generate(PROMPTS, config)
+    assert backend.generate(PROMPTS, config) == first
+
+
+def test_lora_adapter_changes_outputs(tiny_llama_dir, tmp_path, backend):
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    # init_lora_weights=False gives a non-zero B, so the adapter is not a no-op
+    lora = LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj", "o_proj"],
+                      init_lora_weights=False, task_type="CAUSAL_LM")
+    get_peft_model(base, lora).save_pretrained(tmp_path / "adapter")
+    tuned = load_backend(model=str(tiny_llama_dir), lora=str(tmp_path / "adapter"))
+    config = GenerationConfig(max_new_tokens=8)
+    assert isinstance(tuned.model, PeftModel)
+    base_out, tuned_out = backend.generate(PROMPTS, config), tuned.generate(PROMPTS, config)
+    assert sum(a != b for a, b in zip(base_out, tuned_out, strict=True)) >= 3
+
+
+def test_load_errors_are_one_line_and_name_the_path(tmp_path):
+    from deepke_llm.backends.hf import HFBackend
+
+    missing = tmp_path / "no-such-model"
+    with pytest.raises(ValueError, match=r"no-such-model does not exist: pass --model DIR"):
+        HFBackend(missing)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"empty is not a Hugging Face model directory"):
+        HFBackend(tmp_path / "empty")
+    with pytest.raises(ValueError, match=r"GGUF file .*absent.gguf does not exist"):
+        HFBackend(tmp_path / "absent.gguf")
+
+
+def test_quantization_flags_fail_clearly_without_cuda(tiny_llama_dir):
+    import torch
+
+    from deepke_llm.backends.hf import HFBackend
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: 8-bit loading may work here")
+    with pytest.raises(ValueError, match=r"--load-in-8bit needs (a CUDA GPU|the bitsandbytes)"):
+        HFBackend(tiny_llama_dir, load_in_8bit=True)
+    with pytest.raises(ValueError, match=r"unknown dtype 'fp8'"):
+        HFBackend(tiny_llama_dir, dtype="fp8")
+
+
+def test_lora_errors_name_the_adapter_dir(tiny_llama_dir, tmp_path):
+    with pytest.raises(ValueError, match=r"not a LoRA adapter dir \(no adapter_config.json\)"):
+        load_backend(model=str(tiny_llama_dir), lora=str(tmp_path))
+
+
+def test_load_backend_picks_by_options_and_rejects_missing_model():
+    from deepke_llm.backends.openai import OpenAIBackend
+    from deepke_llm.backends.registry import register_backend
+
+    with pytest.raises(ValueError, match=r"^no model given: pass --model DIR\|HUB_ID or --base-url"):
+        load_backend()
+    served = load_backend(base_url="http://127.0.0.1:9", api_model="m", max_concurrency=None)
+    assert isinstance(served, OpenAIBackend) and served.url == "http://127.0.0.1:9/v1/chat/completions"
+    with pytest.raises(ValueError, match="--lora applies to local models only"):
+        load_backend(base_url="http://127.0.0.1:9/v1", api_model="m", lora="adapter")
+    with pytest.raises(ValueError, match="already registered"):
+        register_backend("hf")(lambda **kw: None)

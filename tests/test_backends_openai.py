@@ -1,0 +1,233 @@
+"""OpenAIBackend against a real HTTP server on 127.0.0.1: bodies, order, concurrency, retries."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from deepke_llm.backends.base import GenerationConfig
+from deepke_llm.backends.openai import BackendError, OpenAIBackend, _retry_after_seconds
+from deepke_llm.prompts.chat import Prompt, render_prompt
+
+
+class FakeOpenAIServer:
+    """An OpenAI-style server answering ``echo:<user text>``; ``plans`` script failures per text.
+
+    A plan is a list of actions used one per request for that text: "500", "503", "429"
+    (with Retry-After), "400", or "sleep:SECONDS" (answer normally after sleeping).
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.plans: dict[str, list[str]] = {}
+        self.delay = 0.0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.retry_after = "0.2"
+        self.lock = threading.Lock()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
+                                       daemon=True)
+        self.thread.start()
+
+    def count(self, text: str) -> int:
+        return sum(1 for r in self.requests if r["key"] == text)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep pytest output clean
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                key = body["messages"][-1]["content"] if "messages" in body else body["prompt"]
+                with server.lock:
+                    server.requests.append({"path": self.path, "body": body, "key": key,
+                                            "headers": dict(self.headers)})
+                    plan = server.plans.get(key, [])
+                    action = plan.pop(0) if plan else "ok"
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    time.sleep(server.delay)
+                    self._answer(action, key, body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout test)
+                finally:
+                    with server.lock:
+                        server.in_flight -= 1
+
+            def _answer(self, action: str, key: str, body: dict) -> None:
+                if action.startswith("sleep:"):
+                    time.sleep(float(action.split(":")[1]))
+                    action = "ok"
+                if action == "ok":
+                    text = f"echo:{key}"
+                    choice = ({"message": {"role": "assistant", "content": text}}
+                              if self.path.endswith("/chat/completions") else {"text": text})
+                    self._send(200, {"choices": [choice],
+                                     "usage": {"prompt_tokens": 5, "completion_tokens": 2}})
+                elif action == "429":
+                    self._send(429, {"error": {"message": "rate limited"}},
+                               {"Retry-After": server.retry_after})
+                elif action == "400":
+                    self._send(400, {"error": {"message": "maximum context length is 8 tokens"}})
+                else:
+                    self._send(int(action), {"error": {"message": "server trouble"}})
+
+            def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    fake = FakeOpenAIServer()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(autouse=True)
+def no_ambient_key(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+
+
+PROMPTS = [Prompt(user=f"text {i}", system="You extract entities." if i % 2 else None)
+           for i in range(10)]
+
+
+def test_chat_requests_carry_messages_settings_and_extra_and_outputs_keep_order(server):
+    backend = OpenAIBackend(server.base_url, "oneke", backoff=0.01)
+    config = GenerationConfig(max_new_tokens=64, stop=("\n\n",), seed=7,
+                              extra={"response_format": {"type": "json_object"}})
+    outputs = backend.generate(PROMPTS, config)
+    assert outputs == [f"echo:text {i}" for i in range(10)]
+    by_key = {r["key"]: r for r in server.requests}
+    request = by_key["text 1"]
+    assert request["path"] == "/v1/chat/completions"
+    assert request["body"] == {
+        "model": "oneke", "messages": [{"role": "system", "content": "You extract entities."},
+                                       {"role": "user", "content": "text 1"}],
+        "temperature": 0.0, "top_p": 1.0, "max_tokens": 64, "stop": ["\n\n"], "seed": 7,
+        "response_format": {"type": "json_object"}}
+    assert by_key["text 0"]["body"]["messages"] == [{"role": "user", "content": "text 0"}]
+    assert "authorization" not in {k.lower() for k in request["headers"]}
+    assert (backend.stats.prompts, backend.stats.prompt_tokens,
+            backend.stats.generated_tokens) == (10, 50, 20)
+
+
+def test_completions_endpoint_sends_the_rendered_prompt(server):
+    prompt = Prompt(user="Extract persons.", input="Tim Cook visited Berlin.")
+    alpaca = OpenAIBackend(server.base_url, "knowlm", endpoint="completions",
+                           chat_template="alpaca")
+    plain = OpenAIBackend(server.base_url.removesuffix("/v1"), "knowlm", endpoint="completions")
+    assert alpaca.generate([prompt], GenerationConfig()) == [
+        "echo:" + render_prompt(prompt, "alpaca")]
+    assert plain.generate([prompt], GenerationConfig()) == [
+        "echo:Extract persons.\nTim Cook visited Berlin."]
+    assert [r["path"] for r in server.requests] == ["/v1/completions"] * 2
+    assert "### Response:" in server.requests[0]["body"]["prompt"]
+    assert "seed" not in server.requests[0]["body"] and "stop" not in server.requests[0]["body"]
+
+
+def test_concurrency_is_bounded_by_batch_size_and_max_concurrency(server):
+    server.delay = 0.1
+    backend = OpenAIBackend(server.base_url, "m", max_concurrency=8)
+    prompts = [Prompt(user=f"p{i}") for i in range(12)]
+    assert backend.generate(prompts, GenerationConfig(batch_size=3)) == [
+        f"echo:p{i}" for i in range(12)]
+    assert 2 <= server.max_in_flight <= 3
+    server.max_in_flight = 0
+    capped = OpenAIBackend(server.base_url, "m", max_concurrency=2)
+    capped.generate(prompts, GenerationConfig(batch_size=32))
+    assert server.max_in_flight == 2
+
+
+def test_500_and_429_are_retried_and_retry_after_is_honoured(server):
+    server.plans = {"p0": ["500"], "p1": ["429"], "p2": ["503", "502"]}
+    backend = OpenAIBackend(server.base_url, "m", backoff=0.01)
+    started = time.perf_counter()
+    outputs = backend.generate([Prompt(user=f"p{i}") for i in range(4)], GenerationConfig())
+    assert outputs == ["echo:p0", "echo:p1", "echo:p2", "echo:p3"]
+    assert [server.count(f"p{i}") for i in range(4)] == [2, 2, 3, 1]
+    assert time.perf_counter() - started >= 0.2  # waited for Retry-After: 0.2
+
+
+def test_a_timed_out_request_is_retried(server):
+    server.plans = {"slow": ["sleep:1.5"]}
+    backend = OpenAIBackend(server.base_url, "m", timeout=0.4, backoff=0.01)
+    assert backend.generate([Prompt(user="slow"), Prompt(user="fast")],
+                            GenerationConfig()) == ["echo:slow", "echo:fast"]
+    assert server.count("slow") == 2
+
+
+def test_a_400_fails_at_once_with_url_status_and_server_message(server):
+    server.plans = {"too long": ["400"]}
+    backend = OpenAIBackend(server.base_url, "m", backoff=0.01)
+    with pytest.raises(BackendError) as info:
+        backend.generate([Prompt(user="ok"), Prompt(user="too long")], GenerationConfig())
+    message = str(info.value)
+    assert message == (f"POST {server.base_url}/chat/completions failed with HTTP 400: "
+                       "maximum context length is 8 tokens")
+    assert server.count("too long") == 1
+
+
+def test_retries_give_up_after_max_retries_with_the_last_error(server):
+    server.plans = {"down": ["503"] * 10}
+    backend = OpenAIBackend(server.base_url, "m", max_retries=2, backoff=0.01)
+    with pytest.raises(BackendError, match=r"failed after 3 attempts; last error: HTTP 503: "
+                                           r"server trouble$"):
+        backend.generate([Prompt(user="down")], GenerationConfig())
+    assert server.count("down") == 3
+
+
+def test_connection_errors_are_retried_then_reported():
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    backend = OpenAIBackend(f"http://127.0.0.1:{port}/v1", "m", max_retries=1, backoff=0.01)
+    with pytest.raises(BackendError, match=r"failed after 2 attempts; last error: ConnectError"):
+        backend.generate([Prompt(user="x")], GenerationConfig())
+
+
+def test_api_key_comes_from_the_named_env_var(server, monkeypatch):
+    monkeypatch.setenv("DEEPKE_TEST_KEY", "sk-test-123")
+    backend = OpenAIBackend(server.base_url, "m", api_key_env="DEEPKE_TEST_KEY")
+    backend.generate([Prompt(user="a")], GenerationConfig())
+    explicit = OpenAIBackend(server.base_url, "m", api_key="sk-explicit")
+    explicit.generate([Prompt(user="b")], GenerationConfig())
+    headers = [{k.lower(): v for k, v in r["headers"].items()} for r in server.requests]
+    assert headers[0]["authorization"] == "Bearer sk-test-123"
+    assert headers[1]["authorization"] == "Bearer sk-explicit"
+
+
+def test_retry_after_accepts_seconds_and_http_dates():
+    from email.utils import formatdate
+
+    assert _retry_after_seconds("3") == 3.0
+    assert _retry_after_seconds(None) is None and _retry_after_seconds("soon") is None
+    assert 8 <= _retry_after_seconds(formatdate(time.time() + 10, usegmt=True)) <= 10
+    with pytest.raises(ValueError, match="is not an http"):
+        OpenAIBackend("127.0.0.1:8000", "m")
