@@ -1,0 +1,341 @@
+"""``pretrain prepare``: raw documents -> sentences -> tokens -> packed samples -> indexed dataset.
+
+Pipeline: the parent reads each source as a stream of raw records and groups them into chunks of a
+fixed size (independent of ``workers``); workers parse, split into sentences, hash and tokenize a
+chunk (one batched call of the fast tokenizer for all its sentences); the parent takes the results
+back *in input order*, drops exact-duplicate documents, packs and writes. The output is therefore
+byte-identical for any number of workers. At most ``2 * workers`` chunks are in flight, so memory
+does not grow with the corpus, except for the duplicate filter: one 16-byte digest per distinct
+document (about 100 bytes each in a Python set, i.e. ~1 GB per 10M documents; ``dedup=False``
+turns it off).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import Any
+
+import numpy as np
+
+from deepke_llm.training.corpus import SourceSpec, StreamPacker, iter_raw_records, sentence_spans
+from deepke_llm.training.indexed_dataset import IndexedDatasetWriter, token_dtype
+
+logger = logging.getLogger(__name__)
+
+MAX_ERROR_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A slice of one input file, processed by one worker call."""
+
+    source_id: int
+    path: str
+    is_jsonl: bool
+    text_field: str
+    records: list[tuple[int, str]]  # (line number, raw JSON line or plain-text document)
+
+
+@dataclass
+class ChunkResult:
+    """Tokens of one chunk: the documents' token streams back to back, BOS/EOS included."""
+
+    tokens: np.ndarray  # uint32, flat
+    unit_lengths: np.ndarray  # int64, tokens per sentence (BOS/EOS counted with first/last)
+    doc_units: np.ndarray  # int64, sentences per document
+    doc_tokens: np.ndarray  # int64, tokens per document
+    digests: list[bytes]
+    empty: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SourceStats:
+    """Per-source counts, saved in the sidecar JSON (the basis of mixing ratios)."""
+
+    name: str
+    files: list[str] = field(default_factory=list)
+    documents: int = 0
+    duplicates: int = 0
+    empty: int = 0
+    bad_records: int = 0
+    sentences: int = 0
+    samples: int = 0
+    tokens: int = 0
+    dropped_samples: int = 0
+    dropped_tokens: int = 0
+
+
+# ---- worker side -----------------------------------------------------------------------------
+
+_TOKENIZER: dict[str, Any] = {}
+
+
+def _init_worker(tokenizer_name: str, bos: int | None, eos: int | None, single_core: bool) -> None:
+    if single_core:
+        # one worker = one core; Rust-side threads would only oversubscribe the pool
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_name)
+    _TOKENIZER.update(tokenizer=tokenizer, bos=bos, eos=eos,
+                      encode=_batch_encoder(tokenizer), space=_needs_leading_space(tokenizer))
+
+
+def _batch_encoder(tokenizer: Any) -> Callable[[list[str]], list[list[int]]]:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and hasattr(backend, "encode_batch_fast"):
+        # the Rust batch call without offsets: same ids as tokenizer(batch), less Python overhead
+        return lambda texts: [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
+    return lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+
+def _needs_leading_space(tokenizer: Any) -> bool:
+    """Byte-level BPE (GPT-2 style) encodes " word" and "word" differently; sentencepiece does not."""
+    return tokenizer(" The", add_special_tokens=False)["input_ids"] != \
+        tokenizer("The", add_special_tokens=False)["input_ids"]
+
+
+def document_text(raw: str, is_jsonl: bool, text_field: str) -> str:
+    """The text of one raw record; raises ValueError with a one-line reason."""
+    if not is_jsonl:
+        return raw
+    try:
+        record = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(record, dict) or text_field not in record:
+        raise ValueError(f"no '{text_field}' field (choose it with --text-field)")
+    text = record[text_field]
+    if not isinstance(text, str):
+        raise ValueError(f"field '{text_field}' is {type(text).__name__}, not a string")
+    return text
+
+
+def document_sentences(text: str, leading_space: bool) -> list[str]:
+    """Sentences as they are tokenized: a sentence that followed a space keeps one when needed."""
+    spans = sentence_spans(text)
+    if not leading_space:
+        return [text[s:e] for s, e in spans]
+    return [(" " if s and text[s - 1] in " \t" else "") + text[s:e] for s, e in spans]
+
+
+def process_chunk(chunk: Chunk) -> ChunkResult:
+    """Parse, split, hash and tokenize one chunk (runs in a worker)."""
+    encode, bos, eos = _TOKENIZER["encode"], _TOKENIZER["bos"], _TOKENIZER["eos"]
+    sentences: list[str] = []
+    doc_units: list[int] = []
+    digests: list[bytes] = []
+    errors: list[str] = []
+    empty = 0
+    for line, raw in chunk.records:
+        try:
+            text = document_text(raw, chunk.is_jsonl, chunk.text_field)
+        except ValueError as exc:
+            errors.append(f"{chunk.path}:{line}: {exc}")
+            continue
+        doc_sentences = document_sentences(text, _TOKENIZER["space"])
+        if not doc_sentences:
+            empty += 1
+            continue
+        digests.append(hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest())
+        sentences.extend(doc_sentences)
+        doc_units.append(len(doc_sentences))
+    ids = encode(sentences) if sentences else []
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    units = np.asarray(doc_units, dtype=np.int64)
+    pieces: list[list[int]] = []
+    starts = np.concatenate([[0], np.cumsum(units)]).tolist()
+    for first, end in zip(starts[:-1], starts[1:], strict=True):
+        if bos is not None:
+            pieces.append([bos])
+        pieces.extend(ids[first:end])
+        if eos is not None:
+            pieces.append([eos])
+    if len(units):
+        if bos is not None:
+            lengths[starts[:-1]] += 1
+        if eos is not None:
+            lengths[np.asarray(starts[1:]) - 1] += 1
+    total = int(lengths.sum())
+    tokens = np.fromiter(chain.from_iterable(pieces), dtype=np.uint32, count=total)
+    doc_tokens = np.add.reduceat(lengths, starts[:-1]) if len(units) else np.zeros(0, np.int64)
+    return ChunkResult(tokens, lengths, units, doc_tokens, digests, empty, errors)
+
+
+# ---- parent side -----------------------------------------------------------------------------
+
+def iter_chunks(specs: list[SourceSpec], source_ids: list[int], text_field: str,
+                text_mode: str, chunk_docs: int, chunk_chars: int) -> Iterator[Chunk]:
+    """Group each file's records into chunks of at most ``chunk_docs`` records / ``chunk_chars``."""
+    for spec, source_id in zip(specs, source_ids, strict=True):
+        records: list[tuple[int, str]] = []
+        size = 0
+        for line, raw in iter_raw_records(spec, text_mode):
+            records.append((line, raw))
+            size += len(raw)
+            if len(records) >= chunk_docs or size >= chunk_chars:
+                yield Chunk(source_id, str(spec.path), spec.is_jsonl, text_field, records)
+                records, size = [], 0
+        if records:
+            yield Chunk(source_id, str(spec.path), spec.is_jsonl, text_field, records)
+
+
+def run_in_order(chunks: Iterator[Chunk], workers: int, init_args: tuple) -> Iterator[tuple[Chunk, ChunkResult]]:
+    """Process chunks in ``workers`` processes (in-process for 1), yielding results in input order."""
+    if workers <= 1:
+        _init_worker(*init_args)
+        for chunk in chunks:
+            yield chunk, process_chunk(chunk)
+        return
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context(method),
+                             initializer=_init_worker, initargs=init_args) as pool:
+        pending: deque = deque()
+        for chunk in chunks:
+            pending.append((chunk, pool.submit(process_chunk, chunk)))
+            if len(pending) >= 2 * workers:
+                done, future = pending.popleft()
+                yield done, future.result()
+        while pending:
+            done, future = pending.popleft()
+            yield done, future.result()
+
+
+@dataclass
+class PrepareOptions:
+    """Knobs of :func:`prepare_corpus` (see ``deepke-llm pretrain prepare --help``)."""
+
+    max_len: int = 1024
+    min_len: int = 16
+    text_field: str = "text"
+    text_mode: str = "paragraph"
+    workers: int = 1
+    dedup: bool = True
+    add_bos: bool = True
+    add_eos: bool = True
+    vocab_size: int | None = None
+    chunk_docs: int = 512
+    chunk_chars: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        if self.max_len < 1:
+            raise ValueError(f"max_len must be >= 1, got {self.max_len}")
+        if not 0 <= self.min_len <= self.max_len:
+            raise ValueError(f"min_len must be between 0 and max_len ({self.max_len}), got {self.min_len}")
+        if self.text_mode not in ("paragraph", "line"):
+            raise ValueError(f"text_mode must be 'paragraph' or 'line', got {self.text_mode!r}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+
+
+def prepare_corpus(sources: list[str | SourceSpec], tokenizer_name: str, out_prefix: str,
+                   options: PrepareOptions | None = None,
+                   progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Build an indexed dataset at ``out_prefix`` from ``sources`` (``NAME=PATH`` or ``PATH``).
+
+    Returns the sidecar metadata (also written to ``<out_prefix>.json``).
+    """
+    from transformers import AutoTokenizer
+
+    from deepke_llm import __version__
+
+    options = options or PrepareOptions()
+    specs = [s if isinstance(s, SourceSpec) else SourceSpec.parse(s) for s in sources]
+    for spec in specs:
+        if not spec.path.is_file():
+            raise FileNotFoundError(f"{spec.path}: input file not found")
+    names = list(dict.fromkeys(s.name for s in specs))
+    stats = [SourceStats(name=n) for n in names]
+    for spec in specs:
+        stats[names.index(spec.name)].files.append(str(spec.path))
+    # sources are packed one after the other, so files of one source are read together
+    order = sorted(range(len(specs)), key=lambda i: names.index(specs[i].name))
+    specs = [specs[i] for i in order]
+    source_ids = [names.index(s.name) for s in specs]
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_name)
+    vocab_size = options.vocab_size or len(tokenizer)
+    bos = tokenizer.bos_token_id if options.add_bos else None
+    eos = tokenizer.eos_token_id if options.add_eos else None
+    writer = IndexedDatasetWriter(out_prefix, token_dtype(vocab_size))
+    init_args = (tokenizer_name, bos, eos, options.workers > 1)
+    chunks = iter_chunks(specs, source_ids, options.text_field, options.text_mode,
+                         options.chunk_docs, options.chunk_chars)
+    seen: set[bytes] = set()
+    errors: list[str] = []
+    packer = StreamPacker(options.max_len)
+    current = -1
+    started = time.perf_counter()
+
+    def emit(samples: list[np.ndarray], source_id: int) -> None:
+        kept = [s for s in samples if len(s) >= options.min_len]
+        stat = stats[source_id]
+        stat.dropped_samples += len(samples) - len(kept)
+        stat.dropped_tokens += sum(len(s) for s in samples) - sum(len(s) for s in kept)
+        stat.samples += len(kept)
+        stat.tokens += sum(len(s) for s in kept)
+        writer.add_samples(kept, source_id)
+
+    try:
+        for chunk, result in run_in_order(chunks, options.workers, init_args):
+            if chunk.source_id != current:
+                if current >= 0:
+                    emit(packer.flush(), current)
+                current = chunk.source_id
+            stat = stats[chunk.source_id]
+            stat.bad_records += len(result.errors)
+            stat.empty += result.empty
+            errors.extend(result.errors[: max(0, MAX_ERROR_EXAMPLES - len(errors))])
+            tokens, units = _drop_duplicates(result, seen, stat) if options.dedup else \
+                (result.tokens, result.unit_lengths)
+            if options.dedup is False:
+                stat.documents += len(result.digests)
+            stat.sentences += len(units)
+            emit(packer.add(tokens, units.tolist()), chunk.source_id)
+            if progress is not None:
+                progress({"source": stat.name, "documents": stat.documents,
+                          "tokens": writer.num_tokens, "seconds": time.perf_counter() - started})
+        if current >= 0:
+            emit(packer.flush(), current)
+        metadata = {
+            "tokenizer": str(getattr(tokenizer, "name_or_path", tokenizer_name)),
+            "vocab_size": vocab_size, "max_len": options.max_len, "min_len": options.min_len,
+            "bos": bos, "eos": eos, "dedup": options.dedup,
+            "sources": [vars(s) for s in stats], "errors": errors,
+            "deepke_llm_version": __version__,
+        }
+        for error in errors:
+            logger.warning("skipped record: %s", error)
+        return writer.finish(metadata)
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _drop_duplicates(result: ChunkResult, seen: set[bytes],
+                     stat: SourceStats) -> tuple[np.ndarray, np.ndarray]:
+    """Tokens and unit lengths of the chunk's documents not seen before (first copy wins)."""
+    keep = np.ones(len(result.digests), dtype=bool)
+    for i, digest in enumerate(result.digests):
+        if digest in seen:
+            keep[i] = False
+        else:
+            seen.add(digest)
+    stat.documents += int(keep.sum())
+    stat.duplicates += int((~keep).sum())
+    if keep.all():
+        return result.tokens, result.unit_lengths
+    token_mask = np.repeat(keep, result.doc_tokens)
+    unit_mask = np.repeat(keep, result.doc_units)
+    return result.tokens[token_mask], result.unit_lengths[unit_mask]
