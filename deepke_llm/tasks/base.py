@@ -53,8 +53,9 @@ class Task:
         """Gold records of ``document`` as the IEPile output object for one schema chunk."""
         raise NotImplementedError
 
-    def to_label(self, document: Document) -> list[dict[str, Any]]:
-        """Gold records in IEPile's test-file ``label`` list form."""
+    def to_label(self, document: Document, schema: Schema, language: str) -> list[dict[str, Any]]:
+        """Gold records in IEPile's test-file ``label`` list form, type names as shown in
+        ``language``."""
         raise NotImplementedError
 
     def parse_iepile(self, output: str, schema: Schema, language: str) -> tuple[list, list[str]]:
@@ -68,6 +69,11 @@ class Task:
     def parse_knowlm(self, output: str, schema: Schema, language: str) -> tuple[list, list[str]]:
         """Records (offsets unset) from ``(a,b,c)`` lines; never raises."""
         raise NotImplementedError
+
+    @staticmethod
+    def shown_names(schema: Schema, task: str, language: str) -> dict[str, str]:
+        """Canonical type name -> the name shown in ``language``."""
+        return {t.name: t.display(language, schema.language) for t in schema.types_for(task)}
 
     def records(self, document: Document) -> tuple:
         return getattr(document, self.record_field)

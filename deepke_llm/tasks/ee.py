@@ -69,10 +69,17 @@ class EETask(Task):
             out[t.display(language, schema.language)] = items
         return out
 
-    def to_label(self, document: Document) -> list[dict[str, Any]]:
-        return [{"event_type": e.type, "event_trigger": e.trigger.text,
-                 "arguments": [{"argument": a.text, "role": a.role} for a in e.arguments]}
-                for e in sorted(document.events, key=_order)]
+    def to_label(self, document: Document, schema: Schema, language: str) -> list[dict[str, Any]]:
+        types = {t.name: t for t in schema.types_for("ee")}
+        out = []
+        for event in sorted(document.events, key=_order):
+            t = types.get(event.type)
+            roles = {r.name: r.display(language, schema.language) for r in t.roles} if t else {}
+            out.append({"event_type": t.display(language, schema.language) if t else event.type,
+                        "event_trigger": event.trigger.text,
+                        "arguments": [{"argument": a.text, "role": roles.get(a.role, a.role)}
+                                      for a in event.arguments]})
+        return out
 
     @guarded
     def parse_iepile(self, output: str, schema: Schema, language: str) -> tuple[list[Event], list[str]]:

@@ -38,8 +38,10 @@ class NERTask(Task):
             out[t.display(language, schema.language)] = unique(mentions)
         return out
 
-    def to_label(self, document: Document) -> list[dict[str, Any]]:
-        return [{"entity": e.text, "entity_type": e.type} for e in sorted(document.entities, key=_order)]
+    def to_label(self, document: Document, schema: Schema, language: str) -> list[dict[str, Any]]:
+        shown = self.shown_names(schema, "ner", language)
+        return [{"entity": e.text, "entity_type": shown.get(e.type, e.type)}
+                for e in sorted(document.entities, key=_order)]
 
     @guarded
     def parse_iepile(self, output: str, schema: Schema, language: str) -> tuple[list[Entity], list[str]]:

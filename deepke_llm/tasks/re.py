@@ -56,8 +56,9 @@ class RETask(Task):
             out[t.display(language, schema.language)] = [{"subject": s, "object": o} for s, o in pairs]
         return out
 
-    def to_label(self, document: Document) -> list[dict[str, Any]]:
-        return [{"head": r.head.text, "relation": r.type, "tail": r.tail.text}
+    def to_label(self, document: Document, schema: Schema, language: str) -> list[dict[str, Any]]:
+        shown = self.shown_names(schema, "re", language)
+        return [{"head": r.head.text, "relation": shown.get(r.type, r.type), "tail": r.tail.text}
                 for r in sorted(document.relations, key=_order)]
 
     @guarded
