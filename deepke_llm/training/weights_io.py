@@ -1,0 +1,437 @@
+"""Streaming checkpoint I/O for the weights tools: read tensors a few rows at a time, write shards.
+
+Why not ``safetensors.torch.load_file``/``save_file``: both hold whole shards in memory, and a
+tensor returned by ``safe_open`` is a view of the memory-mapped file, so every page it touches stays
+resident (and counted in RSS) until the tensor *and* the mapping are gone. Here every read opens
+the file, slices a bounded block of rows and closes it again, and shards are written tensor by
+tensor behind a header planned up front, so peak memory is a few blocks whatever the model size.
+
+Readers understand Hugging Face layouts: ``model.safetensors``, sharded safetensors with
+``model.safetensors.index.json``, and the older ``pytorch_model*.bin`` shards (with or without
+``pytorch_model.bin.index.json``), loaded with ``torch.load(..., mmap=True, weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import os
+import re
+import shutil
+import struct
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+# elements per block read from disk; 4M fp32 elements = 16 MB per working buffer
+BLOCK_ELEMENTS = 4 * 2**20
+DEFAULT_MAX_SHARD_SIZE = "2GB"
+
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+BIN_INDEX = "pytorch_model.bin.index.json"
+# files that are never copied along with config/tokenizer: weights, indexes, our own manifests
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".gguf")
+SKIPPED_SIDE_FILES = ("diff_manifest.json", "adapter_config.json", "merge_info.json")
+
+
+class WeightsError(ValueError):
+    """An input problem with a one-line message naming the file/tensor and what to do."""
+
+
+@functools.cache
+def _dtype_codes() -> dict[str, torch.dtype]:
+    import torch
+
+    codes = {
+        "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+        "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+        "U8": torch.uint8, "BOOL": torch.bool,
+        "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+    }
+    for code, name in (("U16", "uint16"), ("U32", "uint32"), ("U64", "uint64")):
+        if hasattr(torch, name):
+            codes[code] = getattr(torch, name)
+    return codes
+
+
+def dtype_from_code(code: str) -> torch.dtype:
+    """safetensors dtype code (``"BF16"``) -> torch dtype."""
+    try:
+        return _dtype_codes()[code]
+    except KeyError:
+        raise WeightsError(f"unsupported safetensors dtype {code}") from None
+
+
+def dtype_code(dtype: torch.dtype) -> str:
+    """torch dtype -> safetensors dtype code."""
+    for code, value in _dtype_codes().items():
+        if value == dtype:
+            return code
+    raise WeightsError(f"dtype {dtype} cannot be stored in safetensors")
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> ``"bfloat16"`` (the spelling used in manifests and configs)."""
+    return str(dtype).removeprefix("torch.")
+
+
+def dtype_from_name(name: str) -> torch.dtype:
+    import torch
+
+    value = getattr(torch, name, None)
+    if not isinstance(value, torch.dtype):
+        raise WeightsError(f"unknown dtype name {name!r}")
+    return value
+
+
+def bits_view(tensor: torch.Tensor) -> torch.Tensor:
+    """The same bytes as an integer tensor of equal width, for bitwise compare and XOR."""
+    import torch
+
+    width = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[tensor.element_size()]
+    return tensor.view(width) if tensor.dtype != torch.bool else tensor.view(torch.uint8)
+
+
+def tensor_bytes(tensor: torch.Tensor) -> memoryview:
+    """The tensor's bytes in C order (what safetensors stores and what sha256 is taken of)."""
+    import torch
+
+    flat = tensor.reshape(-1)
+    return memoryview(flat.view(torch.uint8).numpy())
+
+
+def parse_size(text: str | int) -> int:
+    """``"2GB"`` -> 2_000_000_000, ``"500MiB"`` -> 524_288_000, ``123`` -> 123 (HF's units)."""
+    if isinstance(text, int):
+        return text
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)\s*", text, flags=re.IGNORECASE)
+    if not match:
+        raise WeightsError(f"--max-shard-size {text!r}: expected a size such as 2GB, 500MB or 1GiB")
+    number, unit = float(match.group(1)), match.group(2).upper()
+    power = "KMGT".find(unit[0]) + 1 if unit and unit[0] in "KMGT" else 0
+    base = 1024 if "I" in unit else 1000
+    return int(number * base**power)
+
+
+def sha256_file(path: Path, block: int = 8 * 2**20) -> str:
+    """Hex sha256 of a file, read in blocks (page cache, not process memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    """Where a tensor lives and what it looks like, known without reading its data."""
+
+    name: str
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    file: Path
+
+    @property
+    def rows(self) -> int:
+        return self.shape[0] if self.shape else 1
+
+    @property
+    def row_numel(self) -> int:
+        numel = 1
+        for size in self.shape[1:]:
+            numel *= size
+        return numel
+
+    @property
+    def numel(self) -> int:
+        return self.rows * self.row_numel if self.shape else 1
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * self.dtype.itemsize
+
+
+def block_rows(row_numel: int, block_elements: int = BLOCK_ELEMENTS) -> int:
+    """Rows per block so that one block holds about ``block_elements`` elements."""
+    return max(1, block_elements // max(1, row_numel))
+
+
+def find_weight_files(path: Path) -> list[Path]:
+    """The weight files of a checkpoint directory (or a single weight file), in shard order."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise WeightsError(f"{path}: no such model directory")
+    for index_name in (SAFETENSORS_INDEX, BIN_INDEX):
+        index = path / index_name
+        if index.is_file():
+            try:
+                weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise WeightsError(f"{index}: not a valid index file ({exc})") from None
+            files = [path / name for name in dict.fromkeys(weight_map.values())]
+            missing = [f.name for f in files if not f.is_file()]
+            if missing:
+                raise WeightsError(f"{index}: lists {missing[0]}, which is missing from {path}")
+            return files
+    for single in ("model.safetensors", "pytorch_model.bin"):
+        if (path / single).is_file():
+            return [path / single]
+    shards = sorted(p for p in path.glob("*.safetensors") if not p.name.startswith("adapter_"))
+    if not shards:
+        shards = sorted(path.glob("pytorch_model*.bin"))
+    if not shards:
+        raise WeightsError(f"{path}: no *.safetensors or pytorch_model*.bin weight files found")
+    return shards
+
+
+def _load_bin(path: Path) -> tuple[dict[str, torch.Tensor], bool]:
+    """A ``.bin`` state dict, memory-mapped when the file allows it (second item: mapped)."""
+    import torch
+
+    mapped = True
+    try:
+        try:
+            state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        except RuntimeError as exc:  # pre-1.6 (non-zip) checkpoints cannot be memory-mapped
+            if "mmap" not in str(exc) and "zip" not in str(exc):
+                raise
+            state, mapped = torch.load(path, map_location="cpu", weights_only=True), False
+    except Exception as exc:  # unpickling errors come in many types; report them uniformly
+        raise WeightsError(f"{path}: cannot be loaded with weights_only=True ({exc})") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        raise WeightsError(f"{path}: expected a state dict of name -> tensor")
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}, mapped
+
+
+class CheckpointReader:
+    """Read-only, block-wise access to the tensors of one checkpoint, whatever its layout."""
+
+    def __init__(self, path: str | os.PathLike, role: str = "model",
+                 files: list[Path] | None = None) -> None:
+        from safetensors import SafetensorError, safe_open
+
+        self.path = Path(path)
+        self.role = role
+        self.files = files if files is not None else find_weight_files(self.path)
+        self.meta: dict[str, TensorMeta] = {}
+        self._bin_cache: tuple[Path, dict[str, torch.Tensor]] | None = None
+        for file in self.files:
+            if file.suffix == ".safetensors":
+                try:
+                    with safe_open(str(file), framework="pt") as handle:
+                        # offset order = file order, so blocks are read front to back
+                        names = (handle.offset_keys() if hasattr(handle, "offset_keys")
+                                 else handle.keys())  # noqa: SIM118 (safe_open is not iterable)
+                        entries = [(name, handle.get_slice(name)) for name in names]
+                        metas = [(n, dtype_from_code(s.get_dtype()), tuple(s.get_shape()))
+                                 for n, s in entries]
+                except SafetensorError as exc:
+                    raise WeightsError(f"{file}: not a readable safetensors file ({exc})") from None
+            else:
+                metas = [(n, t.dtype, tuple(t.shape)) for n, t in _load_bin(file)[0].items()]
+            for name, dtype, shape in metas:
+                if name in self.meta:
+                    raise WeightsError(
+                        f"{file}: tensor {name} is also in {self.meta[name].file.name}; "
+                        f"{role} has duplicate tensors")
+                self.meta[name] = TensorMeta(name, dtype, shape, file)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.meta
+
+    def read_rows(self, name: str, start: int, stop: int) -> torch.Tensor:
+        """Rows ``[start, stop)`` of a tensor (a 0-d tensor reads as one row of one element)."""
+        meta = self.meta[name]
+        if meta.file.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            # a fresh mapping per block: closing it releases the pages the block touched
+            with safe_open(str(meta.file), framework="pt") as handle:
+                if not meta.shape:
+                    return handle.get_tensor(name).reshape(1).clone()
+                return handle.get_slice(name)[start:stop].clone()
+        # a memory-mapped .bin is re-opened per block for the same reason; one that cannot be
+        # mapped (pre-1.6 format) is loaded once and kept until release()
+        if self._bin_cache is not None and self._bin_cache[0] == meta.file:
+            state = self._bin_cache[1]
+        else:
+            state, mapped = _load_bin(meta.file)
+            if not mapped:
+                self._bin_cache = (meta.file, state)
+        tensor = state[name]
+        return tensor.reshape(1).clone() if not meta.shape else tensor[start:stop].clone()
+
+    def iter_blocks(self, name: str, start: int = 0, stop: int | None = None,
+                    rows: int | None = None) -> Iterator[torch.Tensor]:
+        """Consecutive row blocks covering rows ``[start, stop)``."""
+        meta = self.meta[name]
+        stop = meta.rows if stop is None else stop
+        step = rows or block_rows(meta.row_numel)
+        for begin in range(start, stop, step):
+            yield self.read_rows(name, begin, min(stop, begin + step))
+
+    def release(self) -> None:
+        """Drop a fully loaded (unmappable) ``.bin`` shard kept between reads."""
+        self._bin_cache = None
+
+
+@dataclass(frozen=True)
+class PlannedTensor:
+    """One tensor of an output shard, known before any of its data is computed."""
+
+    name: str
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        numel = 1
+        for size in self.shape:
+            numel *= size
+        return numel * self.dtype.itemsize
+
+
+def plan_shards(tensors: list[PlannedTensor], max_shard_size: int) -> list[list[PlannedTensor]]:
+    """Greedy split into shards of at most ``max_shard_size`` bytes (a bigger tensor gets its own).
+
+    Within a shard, tensors are ordered by element size (largest first) as safetensors itself
+    does, so every tensor starts at an offset aligned to its dtype.
+    """
+    shards: list[list[PlannedTensor]] = []
+    size = 0
+    for tensor in tensors:
+        if not shards or (size + tensor.nbytes > max_shard_size and shards[-1]):
+            shards.append([])
+            size = 0
+        shards[-1].append(tensor)
+        size += tensor.nbytes
+    return [sorted(shard, key=lambda t: -t.dtype.itemsize) for shard in shards]
+
+
+class ShardWriter:
+    """Write planned safetensors shards one tensor at a time, hashing files as they are written.
+
+    Hand-written because safetensors' own writers need every tensor of a shard in memory at once;
+    the format (u64 header length, JSON header, raw little-endian data) is small and stable, and
+    tests read our shards back with ``safe_open``.
+    """
+
+    def __init__(self, out_dir: Path, tensors: list[PlannedTensor], max_shard_size: int,
+                 prefix: str, single_name: str | None = None) -> None:
+        self.out_dir = out_dir
+        self.shards = plan_shards(tensors, max_shard_size)
+        count = len(self.shards)
+        if count == 1 and single_name:
+            self.file_names = [single_name]
+        else:
+            self.file_names = [f"{prefix}-{i + 1:05d}-of-{count:05d}.safetensors"
+                               for i in range(count)]
+        self.files: dict[str, dict[str, Any]] = {}
+        self.weight_map: dict[str, str] = {}
+        self.total_size = sum(t.nbytes for t in tensors)
+
+    def order(self) -> Iterator[PlannedTensor]:
+        """Tensors in the order they must be written."""
+        for shard in self.shards:
+            yield from shard
+
+    def write_all(self, produce: Callable[[PlannedTensor], Iterable[torch.Tensor]]) -> None:
+        """Write every planned tensor from the blocks ``produce(tensor)`` yields, shard by shard."""
+        for file_name, shard in zip(self.file_names, self.shards, strict=True):
+            path = self.out_dir / file_name
+            digest = hashlib.sha256()
+            with open(path, "wb") as handle:
+                header = self._header(shard)
+                handle.write(header)
+                digest.update(header)
+                for tensor in shard:
+                    written = 0
+                    for block in produce(tensor):
+                        if block.dtype != tensor.dtype:
+                            raise AssertionError(f"{tensor.name}: block dtype {block.dtype}")
+                        data = tensor_bytes(block)
+                        handle.write(data)
+                        digest.update(data)
+                        written += len(data)
+                    if written != tensor.nbytes:
+                        raise AssertionError(f"{tensor.name}: wrote {written} of {tensor.nbytes} bytes")
+                    self.weight_map[tensor.name] = file_name
+            self.files[file_name] = {"sha256": digest.hexdigest(), "size": path.stat().st_size}
+
+    @staticmethod
+    def _header(shard: list[PlannedTensor]) -> bytes:
+        header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
+        offset = 0
+        for tensor in shard:
+            header[tensor.name] = {"dtype": dtype_code(tensor.dtype), "shape": list(tensor.shape),
+                                   "data_offsets": [offset, offset + tensor.nbytes]}
+            offset += tensor.nbytes
+        blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
+        blob += b" " * (-len(blob) % 8)  # keeps the data section 8-byte aligned, as safetensors does
+        return struct.pack("<Q", len(blob)) + blob
+
+    def write_index(self) -> None:
+        """Write ``model.safetensors.index.json`` when the model spans several shards."""
+        if len(self.file_names) > 1:
+            index = {"metadata": {"total_size": self.total_size}, "weight_map": self.weight_map}
+            (self.out_dir / SAFETENSORS_INDEX).write_text(json.dumps(index, indent=2) + "\n",
+                                                         encoding="utf-8")
+
+
+def copy_side_files(source: Path, dest: Path, only: Callable[[str], bool] | None = None) -> list[str]:
+    """Copy config, generation config, tokenizer and other non-weight top-level files."""
+    copied = []
+    if not source.is_dir():
+        return copied
+    for path in sorted(source.iterdir()):
+        name = path.name
+        if (not path.is_file() or name.startswith(".") or name.endswith(WEIGHT_SUFFIXES)
+                or name.endswith(".index.json") or name in SKIPPED_SIDE_FILES
+                or (only is not None and not only(name))):
+            continue
+        shutil.copy2(path, dest / name)
+        copied.append(name)
+    return copied
+
+
+def check_output_dir(out: Path, inputs: Iterable[Path], force: bool) -> None:
+    """Refuse to overwrite without ``--force``, and never overwrite an input."""
+    resolved = out.resolve()
+    for path in inputs:
+        source = path.resolve()
+        if resolved == source or resolved in source.parents:
+            raise WeightsError(f"--out {out} would overwrite the input {path}; choose another --out")
+    if out.exists() and not force:
+        raise WeightsError(f"--out {out} already exists; pass --force to overwrite it")
+
+
+@contextlib.contextmanager
+def atomic_output_dir(out: Path, force: bool) -> Iterator[Path]:
+    """Yield ``<out>.tmp-<pid>`` and move it to ``out`` on success; on any error delete it."""
+    if out.exists() and not force:
+        raise WeightsError(f"--out {out} already exists; pass --force to overwrite it")
+    tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():  # only reachable with --force; the old output survives until now
+        old = out.parent / f"{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+        os.replace(tmp, out)
+        if old.is_dir():
+            shutil.rmtree(old)
+        else:
+            old.unlink()
+    else:
+        os.replace(tmp, out)
