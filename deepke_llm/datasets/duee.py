@@ -43,7 +43,8 @@ def _documents(path: str, schema: Schema | None, problems: Problems, prefix: str
                language: str) -> Iterator[Document]:
     names = EventNames(schema, problems)
     ids = DocumentIds(prefix, problems)
-    for index, (number, data) in enumerate(iter_jsonl(path, problems)):
+    for number, data in iter_jsonl(path, problems):
+        index = number - 1  # the line, so ids survive fixing or dropping other lines
         where = f"{path}:{number}"
         text = data.get("text") if isinstance(data, dict) else None
         if not isinstance(text, str):

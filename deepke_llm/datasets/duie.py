@@ -82,7 +82,8 @@ def _documents(path: str, schema: Schema | None, problems: Problems, prefix: str
     entity_names = TypeNames(schema, "ner", problems)
     relation_names = TypeNames(schema, "re", problems)
     ids = DocumentIds(prefix, problems)
-    for index, (number, data) in enumerate(iter_jsonl(path, problems)):
+    for number, data in iter_jsonl(path, problems):
+        index = number - 1  # the line, so ids survive fixing or dropping other lines
         where = f"{path}:{number}"
         text = data.get("text") if isinstance(data, dict) else None
         if not isinstance(text, str):

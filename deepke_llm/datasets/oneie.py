@@ -78,7 +78,8 @@ def _documents(path: str, schema: Schema | None, problems: Problems, prefix: str
     relation_names = TypeNames(schema, "re", problems)
     event_names = EventNames(schema, problems)
     ids = DocumentIds(prefix, problems)
-    for index, (number, data) in enumerate(iter_jsonl(path, problems)):
+    for number, data in iter_jsonl(path, problems):
+        index = number - 1  # the line, so ids survive fixing or dropping other lines
         where = f"{path}:{number}"
         tokens = data.get("tokens") if isinstance(data, dict) else None
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
