@@ -7,6 +7,12 @@ that checks its input eagerly and returns a generator of Documents with exact ch
 reported as one line naming ``file:line`` — appended to ``errors`` when a list is given, logged
 as a warning otherwise — and skipped; it never stops the run.
 
+Ids are stable: the dataset's own string id when present and unique (DuEE ``id``, OneIE
+``sent_id``, TextEE ``wnd_id``), else ``{prefix}-{n}`` with ``n`` the sentence (CoNLL, BIO),
+record (SpERT) or 0-based line (JSON lines) index, ``{prefix}-{PID}-{n}`` for FewRel; any other
+original id is kept in ``meta["orig_id"]``. Token formats keep each token's ``[start, end]`` in
+``meta["tokens"]``.
+
     >>> from deepke_llm.datasets import read_dataset
     >>> docs = read_dataset("conll03", "eng.testb", schema="conll03", split="test")
     >>> next(docs).id
