@@ -218,8 +218,7 @@ class Document:
         return replace(self, errors=self.errors + tuple(errors))
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = dict(self.meta)
-        out.update({"id": self.id, "text": self.text})
+        out: dict[str, Any] = {"id": self.id, "text": self.text}
         if self.language is not None:
             out["language"] = self.language
         out["entities"] = [e.to_dict() for e in self.entities]
@@ -229,6 +228,8 @@ class Document:
             out["raw_output"] = list(self.raw_output)
         if self.errors:
             out["errors"] = list(self.errors)
+        # extra keys of the input line last, so the record fields lead each line
+        out.update((k, v) for k, v in self.meta.items() if k not in out)
         return out
 
     def to_json(self) -> str:
