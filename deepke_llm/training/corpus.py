@@ -37,8 +37,10 @@ _SENTENCE_END = re.compile(
     # with any closing quotes kept.
     rf"(?:[。！？；]+|(?<=[{_CJK}])[!?;]+)[{re.escape(_CLOSERS)}]*"
     # English: . ! ? (+ closers) followed by whitespace and an upper-case letter, digit or opening
-    # quote/bracket, or by the end of the text; not after an abbreviation or a single capital.
-    rf"|{_NOT_AFTER_ABBREVIATION}(?<!\b[A-Z])[.!?]+[{re.escape(_CLOSERS)}]*(?=\s+[\"'“‘(\[]*[A-Z0-9]|\s*$)"
+    # quote/bracket, by a Chinese character, or by the end of the text; not after an abbreviation
+    # or a single capital.
+    rf"|{_NOT_AFTER_ABBREVIATION}(?<!\b[A-Z])[.!?]+[{re.escape(_CLOSERS)}]*"
+    r"(?=\s+[\"'“‘(\[]*[A-Z0-9]|\s*[\u3400-\u9fff]|\s*$)"
     # Line breaks always end a sentence.
     r"|\r?\n"
 )

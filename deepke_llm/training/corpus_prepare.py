@@ -265,10 +265,10 @@ def prepare_corpus(sources: list[str | SourceSpec], tokenizer_name: str, out_pre
     source_ids = [names.index(s.name) for s in specs]
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_name)
-    vocab_size = options.vocab_size or len(tokenizer)
+    vocab_size = len(tokenizer)
     bos = tokenizer.bos_token_id if options.add_bos else None
     eos = tokenizer.eos_token_id if options.add_eos else None
-    writer = IndexedDatasetWriter(out_prefix, token_dtype(vocab_size))
+    writer = IndexedDatasetWriter(out_prefix, token_dtype(options.vocab_size or vocab_size))
     init_args = (tokenizer_name, bos, eos, options.workers > 1)
     chunks = iter_chunks(specs, source_ids, options.text_field, options.text_mode,
                          options.chunk_docs, options.chunk_chars)

@@ -21,6 +21,7 @@ import os
 import shutil
 import struct
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -194,11 +195,14 @@ def merge_datasets(prefixes: list[str], out_prefix: str | os.PathLike,
     if not prefixes:
         raise ValueError("merge: give at least one dataset prefix")
     datasets = [IndexedDataset(p) for p in prefixes]
-    tokenizers = {d.metadata.get("tokenizer") for d in datasets}
     vocab_sizes = {d.metadata.get("vocab_size") for d in datasets}
-    if len(tokenizers) > 1 or len(vocab_sizes) > 1:
-        raise ValueError(f"merge: datasets were built with different tokenizers {sorted(map(str, tokenizers))}"
-                         f" / vocab sizes {sorted(map(str, vocab_sizes))}; re-prepare them with one")
+    if len(vocab_sizes) > 1:
+        raise ValueError(f"merge: datasets have different vocabulary sizes {sorted(map(str, vocab_sizes))}; "
+                         "re-prepare them with one tokenizer")
+    tokenizers = {d.metadata.get("tokenizer") for d in datasets}
+    if len(tokenizers) > 1:
+        warnings.warn(f"merge: datasets name different tokenizers {sorted(map(str, tokenizers))} "
+                      "(same vocabulary size); make sure they are the same tokenizer", stacklevel=2)
     dtype = max((d.dtype for d in datasets), key=lambda t: t.itemsize)
     names: list[str] = []
     merged: dict[str, dict[str, Any]] = {}

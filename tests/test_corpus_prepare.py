@@ -1,0 +1,175 @@
+"""`pretrain prepare` end to end: packed samples, dedup, errors, dtype, workers, merge, CLI."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from deepke_llm.cli import main
+from deepke_llm.training.corpus import split_sentences
+from deepke_llm.training.corpus_prepare import PrepareOptions, prepare_corpus
+from deepke_llm.training.indexed_dataset import IndexedDataset, merge_datasets, token_dtype
+
+NEWS = [
+    "Japan began the defence of their Asian Cup title. They won 2-1 against Syria!",
+    "Mr. Smith joined Oracle in 1999. He left in 2003. Nobody knows why.",
+    "Japan began the defence of their Asian Cup title. They won 2-1 against Syria!",  # duplicate
+    "浙江大学位于杭州。它成立于1897年！你知道吗？",
+    "Thomas Edison died in West Orange. " * 12,  # longer than max_len: its sentences are cut
+]
+WEB = "Short web page one. It has two sentences.\n\nWeb page two\nhas lines.\n"
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sources")
+    news = root / "news.jsonl"
+    lines = [json.dumps({"text": t}, ensure_ascii=False) for t in NEWS]
+    lines[1:1] = ['{"text": broken', json.dumps({"body": "no text field"}), json.dumps({"text": "  "})]
+    news.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    web = root / "pages.txt"
+    web.write_text(WEB, encoding="utf-8")
+    return [str(news), f"web={web}"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
+
+
+def _expected_stream(tokenizer, docs: list[str]) -> list[int]:
+    """BOS + each sentence tokenized alone + EOS, per document: the naive per-sentence way."""
+    out = []
+    for doc in docs:
+        out.append(tokenizer.bos_token_id)
+        for sentence in split_sentences(doc):
+            out.extend(tokenizer(sentence, add_special_tokens=False)["input_ids"])
+        out.append(tokenizer.eos_token_id)
+    return out
+
+
+def test_samples_are_packed_without_overlap_and_keep_every_token(sources, tiny_tokenizer_dir, tokenizer, tmp_path):
+    meta = prepare_corpus(sources, str(tiny_tokenizer_dir), str(tmp_path / "c"),
+                          PrepareOptions(max_len=24, min_len=0))
+    ds = IndexedDataset(tmp_path / "c")
+    assert len(ds) == meta["num_samples"] and int(ds.lengths.sum()) == meta["num_tokens"]
+    assert all(0 < len(ds[i]) <= 24 for i in range(len(ds)))
+    news_docs = [NEWS[0], NEWS[1], NEWS[3], NEWS[4]]  # duplicate dropped, first copy kept
+    web_docs = ["Short web page one. It has two sentences.", "Web page two\nhas lines."]
+    for sid, docs in enumerate([news_docs, web_docs]):
+        got = np.concatenate([ds[i] for i in range(len(ds)) if ds.source_ids[i] == sid]).tolist()
+        assert got == _expected_stream(tokenizer, docs)
+    assert ds[0][0] == tokenizer.bos_token_id
+    assert ds.source_names == ["news", "web"]
+
+
+def test_metadata_counts_duplicates_bad_records_and_dropped_samples(sources, tiny_tokenizer_dir, tmp_path):
+    meta = prepare_corpus(sources, str(tiny_tokenizer_dir), str(tmp_path / "c"),
+                          PrepareOptions(max_len=24, min_len=10))
+    news, web = meta["sources"]
+    assert (news["name"], news["documents"], news["duplicates"], news["empty"], news["bad_records"]) == \
+        ("news", 4, 1, 1, 2)
+    assert web["documents"] == 2 and web["files"][0].endswith("pages.txt")
+    assert any(":2: invalid JSON" in e for e in meta["errors"])
+    assert any(":3: no 'text' field" in e for e in meta["errors"])
+    ds = IndexedDataset(tmp_path / "c")
+    assert all(len(ds[i]) >= 10 for i in range(len(ds)))
+    assert news["dropped_samples"] + web["dropped_samples"] > 0
+    # dropped + kept tokens = all tokens the documents produced
+    full = prepare_corpus(sources, str(tiny_tokenizer_dir), str(tmp_path / "all"),
+                          PrepareOptions(max_len=24, min_len=0))
+    assert meta["num_tokens"] + news["dropped_tokens"] + web["dropped_tokens"] == full["num_tokens"]
+    assert ds.samples_per_source().tolist() == [news["samples"], web["samples"]]
+    assert ds.tokens_per_source().tolist() == [news["tokens"], web["tokens"]]
+    on_disk = json.loads((tmp_path / "c.json").read_text())
+    assert on_disk["dtype"] == "uint16" and on_disk["max_len"] == 24 and on_disk["tokenizer"]
+
+
+def test_output_is_byte_identical_for_any_number_of_workers(sources, tiny_tokenizer_dir, tmp_path):
+    options = dict(max_len=16, min_len=2, chunk_docs=2)
+    prepare_corpus(sources, str(tiny_tokenizer_dir), str(tmp_path / "w1"), PrepareOptions(workers=1, **options))
+    prepare_corpus(sources, str(tiny_tokenizer_dir), str(tmp_path / "w2"), PrepareOptions(workers=2, **options))
+    for suffix in (".bin", ".idx"):
+        assert (tmp_path / f"w1{suffix}").read_bytes() == (tmp_path / f"w2{suffix}").read_bytes()
+    assert len(IndexedDataset(tmp_path / "w2")) > 3
+
+
+def test_big_vocabularies_get_uint32_tokens(sources, tiny_tokenizer_dir, tmp_path):
+    assert token_dtype(65_536) == np.uint16 and token_dtype(65_537) == np.uint32
+    small = prepare_corpus(sources, str(tiny_tokenizer_dir), str(tmp_path / "u16"), PrepareOptions(max_len=24))
+    big = prepare_corpus(sources, str(tiny_tokenizer_dir), str(tmp_path / "u32"),
+                         PrepareOptions(max_len=24, vocab_size=151_936))
+    assert (small["dtype"], big["dtype"]) == ("uint16", "uint32")
+    assert (tmp_path / "u32.bin").stat().st_size == 4 * big["num_tokens"] == 2 * (tmp_path / "u16.bin").stat().st_size
+    a, b = IndexedDataset(tmp_path / "u16"), IndexedDataset(tmp_path / "u32")
+    assert b.dtype == np.uint32 and all(a[i].tolist() == b[i].tolist() for i in range(len(a)))
+
+
+def test_indexed_dataset_access_errors_and_pickling(sources, tiny_tokenizer_dir, tmp_path):
+    prepare_corpus(sources, str(tiny_tokenizer_dir), str(tmp_path / "c"), PrepareOptions(max_len=24, min_len=0))
+    ds = IndexedDataset(str(tmp_path / "c") + ".idx")
+    assert ds[-1].tolist() == ds[len(ds) - 1].tolist()
+    assert isinstance(ds[0], np.memmap)
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+    copy = pickle.loads(pickle.dumps(ds))
+    assert len(pickle.dumps(ds)) < 500 and copy[1].tolist() == ds[1].tolist()
+    (tmp_path / "bad.idx").write_bytes(b"NOTANIDX" + bytes(40))
+    (tmp_path / "bad.bin").write_bytes(b"")
+    with pytest.raises(ValueError, match="bad magic"):
+        IndexedDataset(tmp_path / "bad")
+    with pytest.raises(FileNotFoundError, match="pretrain prepare"):
+        IndexedDataset(tmp_path / "missing")
+
+
+def test_merge_concatenates_and_joins_sources_by_name(sources, tiny_tokenizer_dir, tmp_path):
+    import shutil
+
+    prepare_corpus(sources, str(tiny_tokenizer_dir), str(tmp_path / "a"), PrepareOptions(max_len=24, min_len=0))
+    prepare_corpus([sources[1].replace("web=", "forum=")], str(tiny_tokenizer_dir), str(tmp_path / "b"),
+                   PrepareOptions(max_len=24, min_len=0, vocab_size=70_000))
+    meta = merge_datasets([str(tmp_path / "a"), str(tmp_path / "a"), str(tmp_path / "b")], tmp_path / "m")
+    assert meta["vocab_size"] == 400
+    a, m = IndexedDataset(tmp_path / "a"), IndexedDataset(tmp_path / "m")
+    assert [s["name"] for s in meta["sources"]] == ["news", "web", "forum"]
+    assert meta["sources"][0]["documents"] == 2 * a.metadata["sources"][0]["documents"]
+    assert m.dtype == np.uint32  # widest of the inputs
+    assert len(m) == 2 * len(a) + len(IndexedDataset(tmp_path / "b"))
+    assert m[len(a)].tolist() == a[0].tolist()
+    assert m.samples_per_source().tolist() == [2 * n for n in a.samples_per_source().tolist()] + [
+        len(IndexedDataset(tmp_path / "b"))]
+    # another vocabulary cannot be merged
+    for suffix in (".bin", ".idx"):
+        shutil.copy(tmp_path / f"b{suffix}", tmp_path / f"other{suffix}")
+    other = json.loads((tmp_path / "b.json").read_text())
+    (tmp_path / "other.json").write_text(json.dumps({**other, "vocab_size": 32_000}))
+    with pytest.raises(ValueError, match="different vocabulary sizes"):
+        merge_datasets([str(tmp_path / "a"), str(tmp_path / "other")], tmp_path / "bad")
+    assert not (tmp_path / "bad.idx").exists()
+
+
+def test_cli_prepare_inspect_merge(sources, tiny_tokenizer_dir, tmp_path):
+    runner = CliRunner()
+    out = str(tmp_path / "cli")
+    result = runner.invoke(main, ["pretrain", "prepare", "-i", sources[0], "-i", sources[1], "-t",
+                                  str(tiny_tokenizer_dir), "-o", out, "--max-len", "32", "--min-len", "1"])
+    assert result.exit_code == 0, result.output
+    assert "news: 4 documents (1 duplicates, 2 bad)" in result.output
+    result = runner.invoke(main, ["pretrain", "inspect", out, "--show", "1"])
+    assert result.exit_code == 0 and "web:" in result.output and "--- sample 0" in result.output
+    result = runner.invoke(main, ["pretrain", "merge", out, out, "-o", str(tmp_path / "twice")])
+    assert result.exit_code == 0 and IndexedDataset(tmp_path / "twice").num_sources == 2
+    missing = runner.invoke(main, ["pretrain", "prepare", "-i", str(tmp_path / "nope.jsonl"), "-t",
+                                   str(tiny_tokenizer_dir), "-o", out])
+    assert missing.exit_code == 1 and "nope.jsonl: input file not found" in missing.output
+    bad = runner.invoke(main, ["pretrain", "prepare", "-i", sources[0], "-t", str(tiny_tokenizer_dir),
+                               "-o", out, "--max-len", "8", "--min-len", "9"])
+    assert bad.exit_code == 1 and "min_len" in bad.output
+    for command in ("prepare", "merge", "inspect", "run"):
+        assert "Example" in runner.invoke(main, ["pretrain", command, "--help"]).output

@@ -1,0 +1,122 @@
+"""Data order for pretraining: mixing quotas, seeded per-epoch order, collation, run configs."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepke_llm.training.common import load_run_config, resolve_deepspeed_config, save_run_config
+from deepke_llm.training.indexed_dataset import IndexedDataset, IndexedDatasetWriter
+from deepke_llm.training.pretrain import (
+    MixtureSampler,
+    PretrainConfig,
+    collate_packed,
+    mixing_weights,
+    source_quotas,
+)
+
+
+def test_quotas_follow_weights_and_sum_to_the_total():
+    assert source_quotas(np.array([10, 10, 10]), np.array([1.0, 3.0, 0.0]), 100).tolist() == [25, 75, 0]
+    assert source_quotas(np.array([5, 5, 5]), np.array([1.0, 1.0, 1.0]), 10).tolist() == [4, 3, 3]
+    # a source without samples gets nothing, whatever its weight
+    assert source_quotas(np.array([0, 7]), np.array([5.0, 1.0]), 9).tolist() == [0, 9]
+    with pytest.raises(ValueError, match="no source"):
+        source_quotas(np.array([0, 7]), np.array([1.0, 0.0]), 9)
+
+
+def _sampler(seed=3, weights=(1.0, 3.0), total=80):
+    source_ids = np.array([0] * 50 + [1] * 10)  # 50 samples of source 0, 10 of source 1
+    return MixtureSampler(source_ids, np.array(weights), seed, total)
+
+
+def test_epoch_order_is_a_pure_function_of_seed_and_epoch():
+    a, b = _sampler(), _sampler()
+    assert a.epoch_order(2).tolist() == b.epoch_order(2).tolist()
+    assert a.epoch_order(0).tolist() != a.epoch_order(1).tolist()
+    assert a.epoch_order(0).tolist() != _sampler(seed=4).epoch_order(0).tolist()
+    a.set_epoch(5)
+    assert list(a) == b.epoch_order(5).tolist() and len(a) == 80
+
+
+def test_each_epoch_mixes_sources_by_weight():
+    sampler = _sampler()
+    for epoch in range(3):
+        order = sampler.epoch_order(epoch)
+        counts = Counter((order >= 50).tolist())
+        assert (counts[False], counts[True]) == (20, 60)
+
+
+def test_sources_are_swept_without_repeats_before_any_sample_repeats():
+    sampler = _sampler()
+    # the up-weighted source (10 samples, 60 picks per epoch) is read in whole permutations
+    picks = [i for e in range(2) for i in sampler.epoch_order(e).tolist() if i >= 50]
+    first_epoch = [i for i in sampler.epoch_order(0).tolist() if i >= 50]
+    assert Counter(first_epoch) == Counter({i: 6 for i in range(50, 60)})
+    assert len(picks) == 120
+    # the down-weighted source (50 samples, 20 per epoch) shows only new samples in epochs 0-1,
+    # and over 5 epochs (100 picks) every sample exactly twice
+    seen = [i for e in range(2) for i in sampler.epoch_order(e).tolist() if i < 50]
+    assert len(set(seen)) == 40
+    seen = [i for e in range(5) for i in sampler.epoch_order(e).tolist() if i < 50]
+    assert Counter(seen) == Counter({i: 2 for i in range(50)})
+
+
+def _tiny_indexed(tmp_path) -> IndexedDataset:
+    writer = IndexedDatasetWriter(tmp_path / "d", np.uint16)
+    writer.add_samples([np.arange(3), np.arange(4)], 0)
+    writer.add_samples([np.arange(5)], 1)
+    writer.finish({"sources": [{"name": "wiki"}, {"name": "news"}], "vocab_size": 10})
+    return IndexedDataset(tmp_path / "d")
+
+
+def test_mixing_weights_from_config_or_natural(tmp_path):
+    ds = _tiny_indexed(tmp_path)
+    assert mixing_weights(ds, {}).tolist() == [2.0, 1.0]
+    assert mixing_weights(ds, {"news": 2}).tolist() == [0.0, 2.0]
+    with pytest.raises(ValueError, match=r"unknown sources \['blogs'\]"):
+        mixing_weights(ds, {"blogs": 1})
+
+
+def test_collate_pads_and_masks_labels_but_keeps_real_eos():
+    import torch
+
+    eos = 2
+    batch = collate_packed([{"input_ids": torch.tensor([1, 5, eos]), "sample_index": 4},
+                            {"input_ids": torch.tensor([1, eos]), "sample_index": 9}], pad_id=eos)
+    assert batch["input_ids"].tolist() == [[1, 5, 2], [1, 2, 2]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
+    assert batch["labels"].tolist() == [[1, 5, 2], [1, 2, -100]]
+    assert batch["sample_index"].tolist() == [4, 9]
+
+
+def test_config_validation_files_and_unknown_keys(tmp_path):
+    with pytest.raises(ValueError, match="per_device_batch_size"):
+        PretrainConfig(model="m", data="d", per_device_batch_size=0)
+    with pytest.raises(ValueError, match="mix"):
+        PretrainConfig(model="m", data="d", mix={"a": -1})
+    with pytest.raises(ValueError, match="'model' is required"):
+        PretrainConfig(model="", data="d")
+    path = tmp_path / "run.yaml"
+    path.write_text("model: m\ndata: d\nmax_steps: 5\nmix: {wiki: 2}\nold_option: 1\n")
+    with pytest.warns(UserWarning, match="old_option"):
+        config = load_run_config(path, PretrainConfig, {"max_steps": 9, "resume": None})
+    assert (config.max_steps, config.mix, config.resume) == (9, {"wiki": 2}, "auto")
+    saved = json.loads(save_run_config(config, tmp_path / "out", "c.json").read_text())
+    assert saved["max_steps"] == 9 and "deepke_llm_version" in saved
+    assert resolve_deepspeed_config("zero3").endswith("training/configs/ds_zero3.json")
+    with pytest.raises(ValueError, match="neither a file"):
+        resolve_deepspeed_config("zero9")
+
+
+@pytest.mark.parametrize("name", ["ds_zero2", "ds_zero3", "ds_zero3_offload"])
+def test_shipped_deepspeed_configs_leave_batch_and_precision_to_the_trainer(name):
+    config = json.loads(Path(resolve_deepspeed_config(name[3:])).read_text())
+    assert config["zero_optimization"]["stage"] == int(name[len("ds_zero")])
+    for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "gradient_clipping"):
+        assert config[key] == "auto"
+    assert config["bf16"]["enabled"] == config["fp16"]["enabled"] == "auto"
