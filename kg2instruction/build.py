@@ -148,8 +148,9 @@ def write_instructions(documents: str | Path, output: str | Path, schema: Schema
     tmp = f"{output}.tmp-{os.getpid()}"
     try:
         with open(tmp, "w", encoding="utf-8") as handle:
-            for line in documents_to_instructions(docs, schema, task="re", language=language,
-                                                  **dict(options)):
+            for line in documents_to_instructions(docs, schema, "re", language=language,
+                                                  **{"source": "kg2instruction",
+                                                     **dict(options)}):
                 handle.write(json.dumps(line, ensure_ascii=False) + "\n")
                 count += 1
         os.replace(tmp, output)

@@ -152,5 +152,36 @@ def prepare_fewrel(fewrel_json, relations, kb_entities, kb_triples, output_dir) 
 main.add_command(prepare_fewrel, "fewrel-adapter")
 
 
+@main.command()
+@click.option("--dump", required=True, type=click.Path(dir_okay=False),
+              help="Wikidata JSON dump (.json, .json.gz or .json.bz2), read line by line.")
+@click.option("--output-dir", required=True, type=click.Path(file_okay=False))
+@click.option("--language", type=click.Choice(["en", "zh"]), default="en", show_default=True,
+              help="Language of entity labels, aliases and descriptions.")
+@click.option("--properties", default=None,
+              help="Comma-separated property ids to keep (default: all item-valued).")
+@click.option("--type-constraints", is_flag=True,
+              help="Copy property type constraints into relation head/tail types.")
+def wikidata(dump, output_dir, language, properties, type_constraints) -> None:
+    """Turn a Wikidata JSON dump into KB entities, triples and a relation inventory.
+
+    \b
+    Example:
+      kg2instruction wikidata --dump latest-all.json.bz2 --output-dir wd_kb --language zh \\
+          --properties P112,P159,P26
+    """
+    from kg2instruction.inputs import InputError
+    from kg2instruction.wikidata import convert_wikidata
+
+    wanted = {p.strip() for p in properties.split(",") if p.strip()} if properties else None
+    try:
+        summary = convert_wikidata(dump, output_dir, language, wanted, type_constraints)
+    except (InputError, OSError) as exc:
+        _fail(str(exc))
+    click.echo(json.dumps({k: v for k, v in summary.items() if k != "input_errors"} |
+                          {"input_problems": sum(summary["input_errors"]["counts"].values())}),
+               err=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

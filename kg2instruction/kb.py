@@ -23,7 +23,7 @@ from kg2instruction.inputs import (
     read_triples,
 )
 
-# a relation is treated as symmetric when at least this share of its triples also hold reversed
+# a relation is treated as symmetric when more than this share of its triples also hold reversed
 SYMMETRIC_SHARE = 0.5
 
 
@@ -172,7 +172,7 @@ class KnowledgeBase:
                     mirrored[r] += 1
         self.symmetric = [
             rel.symmetric if rel.symmetric is not None
-            else bool(total[i]) and mirrored[i] / total[i] >= SYMMETRIC_SHARE
+            else bool(total[i]) and mirrored[i] / total[i] > SYMMETRIC_SHARE
             for i, rel in enumerate(self.relations)]
 
     # ---- lookups ------------------------------------------------------------------------------

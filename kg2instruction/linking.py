@@ -93,7 +93,9 @@ def disambiguate(kb: KnowledgeBase, text: str, sentences: list[tuple[int, int]],
             decided[i] = _decide(kb, i, mentions, candidates, belief, partners, fixed_entities,
                                  local[i], config)
         for i, link in decided.items():
-            belief[i] = {link.entity: 1.0}
+            # a tie stays soft: making a coin flip firm would let it "confirm" its partner
+            if link.certain:
+                belief[i] = {link.entity: 1.0}
             links[i] = link
     return links  # type: ignore[return-value]
 
