@@ -6,6 +6,11 @@
   counted correct when the output has an entity on exactly that span with the gold id (a mention
   that was not detected there counts as wrong);
 - linking accuracy on all gold mentions, same rule.
+
+With the KB triples, ambiguous mentions are also split by whether the KB can tell the gold entity
+from the other candidates at all: a candidate with the same aliases and the same neighbourhood
+(relations to entities with the same aliases, two hops deep) is indistinguishable, so no linker
+can do better than guess there; accuracy is reported on the distinguishable ones too.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from deepke_llm.records import Document, read_documents
-from kg2instruction.inputs import InputIssues, read_entities
+from kg2instruction.inputs import InputIssues, read_entities, read_triples
 
 
 def _triples(doc: Document) -> Counter:
@@ -26,13 +31,31 @@ def _ratio(num: int, den: int) -> float:
     return num / den if den else 0.0
 
 
-def score_documents(output: str | Path, gold: str | Path,
-                    kb_entities: str | Path) -> dict[str, Any]:
+def _signatures(aliases: dict[str, frozenset[str]], triples: str | Path) -> dict[str, Any]:
+    """Entity id -> (aliases, {(relation, direction, neighbour aliases + their relations)})."""
+    edges: dict[str, set[tuple[str, str]]] = {}
+    for head, rel, tail, _ in read_triples(triples, InputIssues()):
+        edges.setdefault(head, set()).add((rel, tail))
+        edges.setdefault(tail, set()).add((f"~{rel}", head))
+
+    def one_hop(entity: str) -> frozenset:
+        return frozenset((rel, aliases.get(n, frozenset())) for rel, n in edges.get(entity, ()))
+
+    return {entity: (names, frozenset((rel, aliases.get(n, frozenset()), one_hop(n))
+                                      for rel, n in edges.get(entity, ())))
+            for entity, names in aliases.items()}
+
+
+def score_documents(output: str | Path, gold: str | Path, kb_entities: str | Path,
+                    kb_triples: str | Path | None = None) -> dict[str, Any]:
     """Compare output and gold documents by id; returns fractions and counts."""
     alias_entities: dict[str, set[str]] = {}
+    entity_aliases: dict[str, frozenset[str]] = {}
     for entity in read_entities(kb_entities, InputIssues()):
+        entity_aliases[entity.id] = frozenset(entity.aliases)
         for alias in entity.aliases:
             alias_entities.setdefault(alias, set()).add(entity.id)
+    signature = _signatures(entity_aliases, kb_triples) if kb_triples is not None else None
     produced = {doc.id: doc for doc in read_documents(str(output))}
     counts: Counter = Counter()
     per_relation: dict[str, Counter] = {}
@@ -66,16 +89,28 @@ def score_documents(output: str | Path, gold: str | Path,
             right = linked.get((entity.start, entity.end)) == entity.kb_id
             counts["gold_mentions"] += 1
             counts["mentions_correct"] += right
-            if len(alias_entities.get(entity.text, ())) > 1:
+            candidates = alias_entities.get(entity.text, set())
+            if len(candidates) > 1:
                 counts["ambiguous_mentions"] += 1
                 counts["ambiguous_correct"] += right
                 counts["ambiguous_detected"] += (entity.start, entity.end) in linked
+                if signature is not None:
+                    mine = signature.get(entity.kb_id)
+                    twin = any(signature.get(c) == mine for c in candidates if c != entity.kb_id)
+                    kind = "indistinguishable" if twin else "distinguishable"
+                    counts[f"ambiguous_{kind}"] += 1
+                    counts[f"ambiguous_{kind}_correct"] += right
     return {
         "recall": _ratio(counts["recalled"], counts["gold_triples"]),
         "precision": _ratio(counts["correct"], counts["produced"]),
         "ambiguous_alias_accuracy": _ratio(counts["ambiguous_correct"],
                                            counts["ambiguous_mentions"]),
         "mention_linking_accuracy": _ratio(counts["mentions_correct"], counts["gold_mentions"]),
+        **({"ambiguous_alias_accuracy_distinguishable": _ratio(
+            counts["ambiguous_distinguishable_correct"], counts["ambiguous_distinguishable"]),
+            "ambiguous_alias_accuracy_indistinguishable": _ratio(
+            counts["ambiguous_indistinguishable_correct"], counts["ambiguous_indistinguishable"])}
+           if signature is not None else {}),
         "counts": dict(counts),
         "per_relation": {rel: {"recall": _ratio(c["recalled"], c["gold"]),
                                "precision": _ratio(c["correct"], c["produced"]), **dict(c)}

@@ -1,0 +1,247 @@
+"""KG2Instruction inputs and edges: bad-input counting, sentence splitting, gazetteer matching,
+the FewRel adapter and scorer, the Wikidata reader, instructions and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from kg2instruction.build import build
+from kg2instruction.cli import main
+from kg2instruction.fewrel import detokenize, prepare_fewrel
+from kg2instruction.inputs import InputIssues, read_corpus
+from kg2instruction.kb import KnowledgeBase
+from kg2instruction.mentions import detect_mentions
+from kg2instruction.pipeline import BuildConfig
+from kg2instruction.sentences import make_splitter, split_rules
+from kg2instruction.wikidata import convert_wikidata
+
+DATA = Path(__file__).parent / "data" / "kg2instruction"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_bad_input_is_counted_with_file_and_line_never_fatal(tmp_path):
+    entities = write(tmp_path / "e.jsonl", "\n".join([
+        '{"id": "E1", "aliases": ["Ann Lee"]}',
+        '{"id": "E2", "aliases": ["Acme"]}',
+        '{"id": "E1", "aliases": ["duplicate"]}',
+        '{"id": "E3", "aliases": []}',
+        '{"id": "E4", "aliases": ["broken"',
+        '{"aliases": ["no id"]}',
+        '{"id": "E5", "label": "Bolt Works", "aliases": [], "popularity": "high"}',
+    ]) + "\n")
+    triples = write(tmp_path / "t.tsv", "E1\temployer\tE2\nE1\temployer\tE9\nE1\tP0\tE2\n"
+                                        "just two\tcolumns\n\nE1\temployer\tE2\nE3\temployer\tE2\n")
+    relations = write(tmp_path / "r.json", json.dumps({"employer": {"name": "employer"},
+                                                       "bad": {"description": "no name"}}))
+    corpus = write(tmp_path / "c.jsonl", '{"id": "d1", "text": "Ann Lee joined Acme."}\n'
+                                         '{"id": "d2", "text": \n'
+                                         '{"text": "Acme hired Ann Lee."}\n'
+                                         '{"id": "d4", "body": "no text"}\n')
+    report = build(entities, triples, relations, corpus, tmp_path / "out.jsonl")
+    assert report["input_errors"]["counts"] == {
+        "broken_field": 1, "broken_line": 4, "broken_relation": 1, "duplicate_id": 1,
+        "duplicate_triple": 1, "empty_aliases": 1, "missing_id": 2, "unknown_entity": 1,
+        "unknown_relation": 1}
+    messages = report["input_errors"]["messages"]
+    assert f"{entities}:3: duplicate entity id 'E1'; line skipped" in messages
+    assert any(m.startswith(f"{entities}:5: not valid JSON") for m in messages)
+    assert any(m.startswith(f"{entities}:4: entity 'E3' has no aliases") for m in messages)
+    assert any(m.startswith(f"{triples}:2: entity 'E9' is not in the KB") for m in messages)
+    assert any(m.startswith(f"{triples}:4: expected head, relation and tail") for m in messages)
+    assert any(m.startswith(f"{corpus}:2: not valid JSON") for m in messages)
+    assert f"{corpus}:3: missing 'id'; using 'line-3'" in messages
+    docs = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [d["id"] for d in docs] == ["d1", "line-3"]
+    assert [(r["head"]["kb_id"], r["tail"]["kb_id"]) for r in docs[0]["relations"]] == \
+        [("E1", "E2")]
+    assert report["kb"]["entities"] == 4  # E3 (no alias) stays relatable; E5 uses its label
+
+
+def test_plain_text_corpus_gets_line_ids_and_shards(tmp_path):
+    corpus = write(tmp_path / "c.txt", "first doc\n\nsecond doc\nthird doc\n")
+    issues = InputIssues()
+    assert [(n, r["id"]) for n, r in read_corpus(corpus, issues)] == [
+        (1, "line-1"), (3, "line-3"), (4, "line-4")]
+    assert [r["id"] for _, r in read_corpus(corpus, issues, (1, 2))] == ["line-3"]
+
+
+def test_english_rule_splitter_keeps_abbreviations_and_initials():
+    text = "Dr. Smith met J. R. Tolkien in the U.S. in May. He left! Then (quietly) he went."
+    assert [text[s:e] for s, e in split_rules(text, "en")] == [
+        "Dr. Smith met J. R. Tolkien in the U.S. in May.", "He left!",
+        "Then (quietly) he went."]
+
+
+def test_chinese_rule_splitter():
+    text = "乔布斯创办了苹果。“它很成功！”他说\n第二行"
+    assert [text[s:e] for s, e in split_rules(text, "zh")] == [
+        "乔布斯创办了苹果。", "“它很成功！”", "他说", "第二行"]
+
+
+def test_spacy_sentencizer_when_installed():
+    pytest.importorskip("spacy")
+    split = make_splitter("spacy", "en")
+    text = "Ann joined Acme. She left in May."
+    assert [text[s:e] for s, e in split(text)] == ["Ann joined Acme.", "She left in May."]
+
+
+def _kb(aliases: dict[str, list[str]], ignore_case: bool = False) -> KnowledgeBase:
+    from kg2instruction.inputs import EntityRecord, RelationInfo
+
+    kb = KnowledgeBase([RelationInfo("r", "r")], ignore_case=ignore_case)
+    for entity_id, names in aliases.items():
+        kb.add_entity(EntityRecord(entity_id, tuple(names)))
+    kb.finalize()
+    return kb
+
+
+def test_mentions_respect_word_boundaries_and_prefer_longest():
+    kb = _kb({"A": ["Art"], "Y": ["New York"], "T": ["New York Times"], "C": ["苹果"],
+              "I": ["iPhone"]})
+    text = "Martin read the New York Times; Art liked it. 他买了iPhone和苹果汁。"
+    mentions = detect_mentions(text, [(0, len(text))], kb)
+    assert [text[m.start:m.end] for m in mentions] == ["New York Times", "Art", "iPhone", "苹果"]
+    kb = _kb({"A": ["art"]}, ignore_case=True)
+    assert len(detect_mentions("ART fair", [(0, 8)], kb)) == 1
+
+
+def test_detokenize_keeps_token_offsets():
+    tokens = ["He", "said", '"', "yes", '"', "(", "twice", ")", ",", "didn't", "he", "?"]
+    text, spans = detokenize(tokens)
+    assert text == 'He said "yes" (twice), didn\'t he?'
+    assert [text[s:e] for s, e in spans] == tokens
+
+
+@pytest.fixture()
+def tiny_fewrel(tmp_path) -> Path:
+    data = {"P1": [
+        {"tokens": ["Ann", "Lee", "works", "for", "Acme", "."], "h": ["ann lee", "E1", [[0, 1]]],
+         "t": ["acme", "E2", [[4]]]},
+        {"tokens": ["Bo", "(", "born", "1950", ")", "works", "for", "Acme", ",", "a", "firm", "."],
+         "h": ["bo", "E3", [[0]]], "t": ["acme", "E2", [[7]]]}],
+        "P2": [{"tokens": ["Acme", "is", "in", "Springfield", "."], "h": ["acme", "E4", [[0]]],
+                "t": ["springfield", "E5", [[3]]]}]}
+    write(tmp_path / "fewrel.json", json.dumps(data))
+    write(tmp_path / "names.json", json.dumps({"P1": ["employer", "works for"],
+                                               "P2": ["located in", "place"]}))
+    return tmp_path
+
+
+def test_fewrel_adapter_and_scoring(tiny_fewrel, tmp_path):
+    from kg2instruction.evaluate import score_documents
+
+    out = tmp_path / "inputs"
+    summary = prepare_fewrel(tiny_fewrel / "fewrel.json", out, tiny_fewrel / "names.json")
+    assert {k: summary[k] for k in ("sentences", "entities", "triples", "relations")} == \
+        {"sentences": 3, "entities": 5, "triples": 3, "relations": 2}
+    corpus = [json.loads(line) for line in (out / "corpus.jsonl").read_text().splitlines()]
+    assert corpus[1] == {"id": "fewrel-00002", "text": "Bo (born 1950) works for Acme, a firm."}
+    gold = [json.loads(line) for line in (out / "gold.jsonl").read_text().splitlines()]
+    assert gold[1]["relations"][0]["kb_relation"] == "P1"
+    assert gold[1]["relations"][0]["tail"] == {"type": "entity", "text": "Acme", "start": 25,
+                                               "end": 29, "kb_id": "E2"}
+    build(out / "kb_entities.jsonl", out / "kb_triples.tsv", out / "relations.json",
+          out / "corpus.jsonl", out / "docs.jsonl")
+    scores = score_documents(out / "docs.jsonl", out / "gold.jsonl", out / "kb_entities.jsonl",
+                             out / "kb_triples.tsv")
+    # "Acme" is ambiguous (E2 employer, E4 the one located in Springfield): coherence decides
+    assert scores["recall"] == 1.0 and scores["precision"] == 1.0
+    assert scores["counts"]["ambiguous_mentions"] == 3
+    assert scores["ambiguous_alias_accuracy"] == 1.0
+    assert scores["counts"]["ambiguous_distinguishable"] == 3
+    assert scores["counts"].get("ambiguous_indistinguishable", 0) == 0
+
+
+def test_fewrel_real_data_meets_goals(data_dir, tmp_path):
+    from kg2instruction.evaluate import score_documents
+
+    fewrel = data_dir / "fewrel"
+    out = tmp_path / "fewrel"
+    prepare_fewrel(fewrel / "fewrel_val_wiki_8rel.json", out, fewrel / "relations.json",
+                   fewrel / "kb_entities.jsonl", fewrel / "kb_triples.tsv")
+    report = build(out / "kb_entities.jsonl", out / "kb_triples.tsv", out / "relations.json",
+                   out / "corpus.jsonl", out / "docs.jsonl")
+    assert report["documents"] == 5600 and report["input_errors"]["counts"] == {}
+    scores = score_documents(out / "docs.jsonl", out / "gold.jsonl", out / "kb_entities.jsonl",
+                             out / "kb_triples.tsv")
+    assert scores["recall"] >= 0.95
+    assert scores["precision"] >= 0.9
+    assert scores["ambiguous_alias_accuracy_distinguishable"] >= 0.95
+
+
+def test_wikidata_dump_reader(tmp_path):
+    summary = convert_wikidata(DATA / "wikidata_sample.json", tmp_path, "en",
+                               type_constraints=True)
+    assert summary["input_errors"]["counts"] == {"broken_line": 1}
+    entities = [json.loads(line) for line in
+                (tmp_path / "kb_entities.jsonl").read_text().splitlines()]
+    assert entities[0] == {"id": "Q100", "label": "Ada Quill", "aliases": ["A. Quill"],
+                           "description": "fictional inventor", "types": ["Q5"],
+                           "popularity": 2}
+    # the deprecated statement and the time-valued property are left out
+    assert (tmp_path / "kb_triples.tsv").read_text() == "head\trelation\ttail\nQ100\tP108\tQ101\n"
+    assert json.loads((tmp_path / "relations.json").read_text()) == {"P108": {
+        "name": "employer", "name_zh": "雇主",
+        "description": "person or organization for which the subject works",
+        "head_types": ["Q5"]}}
+    convert_wikidata(DATA / "wikidata_sample.json", tmp_path / "zh", "zh")
+    first = json.loads((tmp_path / "zh" / "kb_entities.jsonl").read_text().splitlines()[0])
+    assert first["label"] == "艾达"
+
+
+def test_instructions_follow_the_iepile_re_layout(tmp_path):
+    instructions = pytest.importorskip(
+        "deepke_llm.instructions", reason="deepke_llm.instructions (core converter) missing")
+    assert hasattr(instructions, "documents_to_instructions")
+    base = DATA / "zh"
+    report = build(base / "entities.jsonl", base / "triples.tsv", base / "relations.json",
+                   base / "corpus.jsonl", tmp_path / "docs.jsonl",
+                   instructions=tmp_path / "train.jsonl", config=BuildConfig(language="zh"))
+    lines = [json.loads(x) for x in (tmp_path / "train.jsonl").read_text().splitlines()]
+    assert report["instructions"] == len(lines) > 0
+    first = lines[0]
+    assert first["task"] == "RE" and first["id"] == "zh-coherence"
+    prompt = json.loads(first["instruction"])
+    assert list(prompt) == ["instruction", "schema", "input"]
+    assert prompt["input"] == "乔布斯创办了苹果。苹果的总部位于库比蒂诺。"
+    assert set(prompt["schema"]) <= {"创办者", "总部位置", "毗邻水域"}
+    output = json.loads(first["output"])
+    assert list(output) == prompt["schema"]
+    got = {(rel, item["subject"], item["object"]) for line in lines
+           if line["id"] == "zh-coherence" for rel, items in json.loads(line["output"]).items()
+           for item in items}
+    assert got == {("创办者", "苹果", "乔布斯"), ("总部位置", "苹果", "库比蒂诺")}
+
+
+def test_cli_build_and_errors(tmp_path):
+    base = DATA / "en"
+    runner = CliRunner()
+    args = ["build", "--kb-entities", str(base / "entities.jsonl"),
+            "--kb-triples", str(base / "triples.tsv"), "--relations", str(base / "relations.json"),
+            "--corpus", str(base / "corpus.jsonl"), "--output", str(tmp_path / "o.jsonl"),
+            "--stats", str(tmp_path / "s.json"), "--workers", "1", "--shard", "0/1"]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "s.json").read_text())["triples"] == 7
+    missing = runner.invoke(main, [*args[:8], str(tmp_path / "nope.jsonl"), *args[9:]])
+    assert missing.exit_code == 1 and "nope.jsonl: file not found" in missing.output
+    bad_shard = runner.invoke(main, [*args[:-1], "3/2"])
+    assert bad_shard.exit_code == 2
+    for command in ("build", "prepare-fewrel", "fewrel-adapter", "wikidata"):
+        help_text = runner.invoke(main, [command, "--help"]).output
+        assert "Example:" in help_text and "kg2instruction" in help_text
+
+
+def test_deepke_llm_exposes_the_command():
+    from deepke_llm.cli import main as deepke_main
+
+    result = CliRunner().invoke(deepke_main, ["kg2instruction", "--help"])
+    assert result.exit_code == 0 and "prepare-fewrel" in result.output
