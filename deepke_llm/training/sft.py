@@ -1,0 +1,309 @@
+"""Instruction tuning (``deepke-llm train sft``): LoRA, QLoRA or full fine-tuning on IEPile or
+Alpaca JSON lines, with the prompts the extractor uses, loss on the response only, optional
+packing, DeepSpeed and resume.
+
+Read top to bottom, :func:`run_sft` is the recipe: read and split the data, load the model (and
+wrap it with LoRA), tokenize, train with :class:`~deepke_llm.training.sft_loss.SftTrainer`, save
+the adapter (or full weights), tokenizer, run config, a JSON-lines training log and a summary.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepke_llm.training.common import (
+    find_resume_checkpoint,
+    resolve_deepspeed_config,
+    save_run_config,
+)
+from deepke_llm.training.sft_config import CONFIG_FILENAME, SftConfig
+from deepke_llm.training.sft_data import (
+    DataStats,
+    SftCollator,
+    SftRecord,
+    encode_prompt,
+    pack_examples,
+    read_sft_records,
+    render_record,
+    split_validation,
+    tokenize_records,
+)
+
+__all__ = ["LOG_FILENAME", "SUMMARY_FILENAME", "SftResult", "default_target_modules",
+           "generate_outputs", "generation_eval", "run_sft"]
+
+logger = logging.getLogger(__name__)
+
+LOG_FILENAME = "train_log.jsonl"
+SUMMARY_FILENAME = "sft_summary.json"
+EvalFn = Callable[[Any, Any, Sequence[SftRecord]], dict[str, float]]
+
+_ATTENTION_MLP = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# LoRA targets per model_type: every linear projection of attention and MLP (QLoRA paper's
+# finding: adapting all of them matters more than the rank).
+FAMILY_TARGET_MODULES: dict[str, list[str]] = {
+    **{name: _ATTENTION_MLP for name in ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma",
+                                          "gemma2", "gemma3", "gemma3_text", "internlm2")},
+    "baichuan": ["W_pack", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "chatglm": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+    "phi3": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
+}
+
+
+@dataclass
+class SftResult:
+    """Where the run wrote its outputs and what it measured."""
+
+    output_dir: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    data: dict[str, int] = field(default_factory=dict)
+    resumed_from: str | None = None
+
+
+def default_target_modules(model_type: str) -> list[str] | str:
+    """LoRA target modules for a model family; ``"all-linear"`` (peft) for unknown families."""
+    return FAMILY_TARGET_MODULES.get(model_type, "all-linear")
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto`` -> bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU."""
+    import torch
+
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def load_tokenizer(config: SftConfig) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(config.model,
+                                              trust_remote_code=config.trust_remote_code)
+    if tokenizer.pad_token is None:
+        # Padding is masked out of attention and labels, so any existing token will do.
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return tokenizer
+
+
+def load_model(config: SftConfig, precision: str) -> Any:
+    """The base model, quantized for QLoRA and wrapped with LoRA unless ``method`` is full."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    kwargs: dict[str, Any] = {"trust_remote_code": config.trust_remote_code,
+                              # full fine-tuning keeps fp32 master weights (autocast does the rest)
+                              "dtype": torch.float32 if config.method == "full" else dtypes[precision]}
+    if config.attn_implementation:
+        kwargs["attn_implementation"] = config.attn_implementation
+    if config.method == "qlora":
+        kwargs["quantization_config"] = _qlora_quantization(dtypes[precision])
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+    model = AutoModelForCausalLM.from_pretrained(config.model, **kwargs)
+    model.config.use_cache = False  # the KV cache is useless (and costly) in training
+    if config.method == "full":
+        return model
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if config.method == "qlora":
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=config.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False})
+    targets = config.target_modules or default_target_modules(model.config.model_type)
+    if targets == ["all-linear"]:
+        targets = "all-linear"
+    lora = LoraConfig(task_type="CAUSAL_LM", r=config.lora_r, lora_alpha=config.lora_alpha,
+                      lora_dropout=config.lora_dropout, target_modules=targets,
+                      modules_to_save=config.modules_to_save or None)
+    return get_peft_model(model, lora)
+
+
+def _qlora_quantization(compute_dtype: Any) -> Any:
+    import torch
+
+    if not torch.cuda.is_available() or importlib.util.find_spec("bitsandbytes") is None:
+        raise ValueError("method: qlora needs a CUDA GPU and bitsandbytes (pip install "
+                         "'deepke-llm[quant]'); use --method lora on this machine")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                              bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute_dtype)
+
+
+def _load_eval_fn(spec: str, config: SftConfig) -> EvalFn | None:
+    if not spec:
+        return None
+    if spec == "builtin":
+        return lambda model, tokenizer, records: generation_eval(
+            model, tokenizer, records, config.chat_template, config.eval_max_new_tokens)
+    module_name, _, attr = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError):
+        raise ValueError(f"eval_fn: cannot import '{spec}' (expected 'module:function')") from None
+
+
+def run_sft(config: SftConfig, callbacks: Sequence[Any] = (),
+            eval_fn: EvalFn | None = None) -> SftResult:
+    """Train one model as ``config`` says and write everything under ``config.output_dir``.
+
+    ``eval_fn(model, tokenizer, records) -> metrics`` runs at each evaluation on the validation
+    records (overrides ``config.eval_fn``); ``callbacks`` are extra transformers callbacks.
+    """
+    from transformers import set_seed
+
+    config.check_required()
+    out = Path(config.output_dir)
+    resume = find_resume_checkpoint(out, config.resume)
+    deepspeed = resolve_deepspeed_config(config.deepspeed)
+    precision = resolve_precision(config.precision)
+    set_seed(config.seed)
+
+    train_records = read_sft_records(config.train_file, config.data_format)
+    if config.val_file:
+        val_records = read_sft_records(config.val_file, config.data_format)
+    else:
+        train_records, val_records = split_validation(train_records, config.val_size, config.seed)
+
+    tokenizer = load_tokenizer(config)
+    model = load_model(config, precision)
+    stats = DataStats()
+    train_rows = tokenize_records(train_records, tokenizer, config.chat_template, config.max_len,
+                                  config.train_on_inputs, stats)
+    if not train_rows:
+        raise ValueError(f"train_file: all {stats.dropped_too_long} examples are longer than "
+                         f"max_len {config.max_len}; raise --max-len")
+    val_rows = tokenize_records(val_records, tokenizer, config.chat_template, config.max_len,
+                                config.train_on_inputs) if val_records else []
+    if config.packing:
+        train_rows = pack_examples(train_rows, config.max_len)
+        val_rows = pack_examples(val_rows, config.max_len) if val_rows else []
+        stats.rows = len(train_rows)
+    logger.info("sft: %d training examples in %d rows (%d dropped as too long), %d validation",
+                stats.examples, stats.rows, stats.dropped_too_long, len(val_rows))
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_run_config(config, out, CONFIG_FILENAME)
+    from deepke_llm.training.sft_trainer import (
+        EvalFnCallback,
+        JsonlLogCallback,
+        ThroughputCallback,
+    )
+
+    eval_fn = eval_fn or _load_eval_fn(config.eval_fn, config)
+    throughput = ThroughputCallback()
+    all_callbacks = [JsonlLogCallback(out / LOG_FILENAME), throughput, *callbacks]
+    if eval_fn is not None and val_records:
+        all_callbacks.append(EvalFnCallback(eval_fn, model, tokenizer,
+                                            val_records[:config.eval_max_records],
+                                            out / LOG_FILENAME))
+    trainer = _build_trainer(config, model, tokenizer, train_rows, val_rows, precision, deepspeed,
+                             all_callbacks)
+    train_output = trainer.train(resume_from_checkpoint=resume)
+
+    metrics = dict(train_output.metrics)
+    if throughput.tokens_per_second is not None:
+        metrics["train_tokens_per_second"] = round(throughput.tokens_per_second, 2)
+    if val_rows:
+        metrics.update(trainer.evaluate())
+    trainer.save_model(str(out))  # adapter (or full weights) + tokenizer, on the main process
+    if trainer.is_world_process_zero():
+        if config.merge:
+            _save_merged(trainer.model, tokenizer, out / "merged")
+        summary = {"metrics": metrics, "data": asdict(stats), "resumed_from": resume}
+        (out / SUMMARY_FILENAME).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return SftResult(str(out), metrics, asdict(stats), resume)
+
+
+def _build_trainer(config: SftConfig, model: Any, tokenizer: Any, train_rows: list, val_rows: list,
+                   precision: str, deepspeed: str | None, callbacks: list) -> Any:
+    from transformers import TrainingArguments
+
+    from deepke_llm.training.sft_trainer import SftTrainer
+
+    has_val = bool(val_rows)
+    args = TrainingArguments(
+        output_dir=config.output_dir, seed=config.seed,
+        num_train_epochs=config.epochs, max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler, warmup_steps=config.warmup,
+        weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
+        bf16=precision == "bf16", fp16=precision == "fp16",
+        gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        logging_steps=config.logging_steps, logging_first_step=True,
+        save_strategy="steps" if config.save_steps else "no", save_steps=config.save_steps or 500,
+        save_total_limit=config.save_total_limit or None,
+        eval_strategy=("steps" if config.eval_steps else "epoch") if has_val else "no",
+        eval_steps=config.eval_steps or None,
+        deepspeed=deepspeed, report_to="none", label_names=["labels"],
+        remove_unused_columns=False, prediction_loss_only=True,
+        include_num_input_tokens_seen="non_padding", disable_tqdm=True,
+        use_cpu=not _has_cuda(),
+    )
+    return SftTrainer(model=model, args=args, train_dataset=train_rows,
+                      eval_dataset=val_rows or None,
+                      data_collator=SftCollator(tokenizer.pad_token_id),
+                      processing_class=tokenizer, callbacks=callbacks,
+                      response_only_head=config.response_only_head)
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _save_merged(model: Any, tokenizer: Any, target: Path) -> None:
+    # In-memory merge for convenience; `deepke-llm weights merge-lora` merges shard by shard.
+    merged = model.merge_and_unload()
+    merged.save_pretrained(str(target))
+    tokenizer.save_pretrained(str(target))
+
+
+def generate_outputs(model: Any, tokenizer: Any, records: Sequence[SftRecord],
+                     chat_template: str = "auto", max_new_tokens: int = 512,
+                     batch_size: int = 8) -> list[str]:
+    """Greedy outputs for ``records``' prompts from an in-memory model (what eval scores)."""
+    import torch
+
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id
+    outputs = []
+    for start in range(0, len(records), batch_size):
+        batch = [encode_prompt(tokenizer, render_record(r, tokenizer, chat_template))
+                 for r in records[start:start + batch_size]]
+        width = max(len(ids) for ids in batch)
+        # left padding: every row continues from its last prompt token
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch], device=device)
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch],
+                            device=device)
+        with torch.no_grad():
+            generated = model.generate(input_ids=input_ids, attention_mask=mask, do_sample=False,
+                                       max_new_tokens=max_new_tokens, use_cache=True,
+                                       pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
+        outputs += tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True)
+    return outputs
+
+
+def generation_eval(model: Any, tokenizer: Any, records: Sequence[SftRecord],
+                    chat_template: str = "auto", max_new_tokens: int = 512) -> dict[str, float]:
+    """Greedy generation on validation records: the share of outputs equal to the gold output.
+
+    Extraction F1 needs the task parsers and scorer: pass ``eval_fn`` for that.
+    """
+    predictions = generate_outputs(model, tokenizer, records, chat_template, max_new_tokens)
+    exact = sum(p.strip() == r.output.strip() for p, r in zip(predictions, records, strict=True))
+    return {"exact_match": exact / max(len(records), 1)}
