@@ -120,3 +120,17 @@ def test_shipped_deepspeed_configs_leave_batch_and_precision_to_the_trainer(name
     for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "gradient_clipping"):
         assert config[key] == "auto"
     assert config["bf16"]["enabled"] == config["fp16"]["enabled"] == "auto"
+
+
+def test_recipe_config_loads_cleanly_and_readme_documents_every_field():
+    import dataclasses
+    import warnings
+
+    recipe = Path(__file__).resolve().parents[1] / "training" / "pretrain"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        config = load_run_config(recipe / "pretrain.yaml", PretrainConfig)
+    assert config.deepspeed == "zero3" and set(config.mix) == {"wiki", "news", "zh"}
+    readme = (recipe / "README.md").read_text(encoding="utf-8")
+    missing = [f.name for f in dataclasses.fields(PretrainConfig) if f"| {f.name} |" not in readme]
+    assert not missing, f"README.md lacks fields {missing}"

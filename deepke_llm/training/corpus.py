@@ -39,7 +39,8 @@ _SENTENCE_END = re.compile(
     # English: . ! ? (+ closers) followed by whitespace and an upper-case letter, digit or opening
     # quote/bracket, by a Chinese character, or by the end of the text; not after an abbreviation
     # or a single capital.
-    rf"|{_NOT_AFTER_ABBREVIATION}(?<!\b[A-Z])[.!?]+[{re.escape(_CLOSERS)}]*"
+    # (the lookahead first, so the many lookbehinds run only at punctuation)
+    rf"|(?=[.!?]){_NOT_AFTER_ABBREVIATION}(?<!\b[A-Z])[.!?]+[{re.escape(_CLOSERS)}]*"
     r"(?=\s+[\"'“‘(\[]*[A-Z0-9]|\s*[\u3400-\u9fff]|\s*$)"
     # Line breaks always end a sentence.
     r"|\r?\n"

@@ -142,14 +142,13 @@ def _print_summary(meta: dict) -> None:
 @click.option("--max-steps", type=int, default=None, help="override the config's max_steps")
 @click.option("--resume", default=None, help="override resume: auto, none or a checkpoint dir")
 @click.option("--deepspeed", default=None, help="override deepspeed: zero2, zero3, zero3_offload or a JSON path")
-@click.option("--local_rank", "--local-rank", type=int, default=None, hidden=True,
-              help="set by the deepspeed launcher")
-def run(config_path, output_dir, max_steps, resume, deepspeed, local_rank) -> None:
+def run(config_path, output_dir, max_steps, resume, deepspeed) -> None:
     """Pretrain a causal LM on an indexed dataset (HF Trainer, optional DeepSpeed ZeRO).
 
     \b
     Example:
-      deepspeed --hostfile hosts deepke-llm pretrain run --config training/pretrain/pretrain.yaml
+      deepke-llm pretrain run --config training/pretrain/pretrain.yaml --max-steps 100
+      bash training/pretrain/launch.sh training/pretrain/pretrain.yaml   # DeepSpeed, multi-node
     """
     from deepke_llm.training.common import load_run_config
     from deepke_llm.training.pretrain import PretrainConfig, run_pretraining
