@@ -1,0 +1,156 @@
+"""Benchmark definitions: which dataset file, reader, schema, task and scoring modes a benchmark is.
+
+A definition is a small JSON file (bundled ones live in ``benchmarks/definitions/``, shipped as
+``deepke_llm/benchmark_defs``)::
+
+    {"name": "conll03", "task": "ner", "format": "conll03", "schema": "conll03", "language": "en",
+     "splits": {"test": "conll2003/eng.testb"}, "modes": ["strict", "boundary", "string"],
+     "reader_options": {"unit": "sentence"}}
+
+optionally with ``description``, ``default_split`` (when ``test`` has no public labels) and
+``data_note`` (how to obtain data that cannot be shipped). A split path is used as is when
+absolute; otherwise it is relative to the data dir: ``--data-dir``, else ``$DEEPKE_DATA``, else
+``../shared/data`` next to the source checkout when present.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .spans import MODES
+
+__all__ = ["BenchmarkDefinition", "BenchmarkError", "bundled_benchmarks", "load_benchmark",
+           "resolve_data_path"]
+
+_REQUIRED = ("name", "task", "format", "schema", "splits")
+_OPTIONAL = ("description", "language", "modes", "reader_options", "default_split", "data_note")
+
+
+class BenchmarkError(ValueError):
+    """A benchmark that cannot be run as asked; the message is one line."""
+
+
+@dataclass(frozen=True)
+class BenchmarkDefinition:
+    """One benchmark: dataset format and files per split, schema, task and scoring modes."""
+
+    name: str
+    task: str
+    format: str
+    schema: str
+    splits: dict[str, str]
+    language: str | None = None
+    modes: tuple[str, ...] = MODES
+    reader_options: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    default_split: str = "test"
+    data_note: str = ""
+    source: str = ""
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str) -> BenchmarkDefinition:
+        """Validate a parsed definition; unknown keys are ignored with a warning."""
+        if not isinstance(data, dict):
+            raise BenchmarkError(f"{source}: expected a JSON object")
+        for key in _REQUIRED:
+            if key not in data:
+                raise BenchmarkError(f"{source}: missing field '{key}'")
+        unknown = sorted(set(data) - set(_REQUIRED) - set(_OPTIONAL))
+        if unknown:
+            warnings.warn(f"{source}: ignoring unknown field(s) {', '.join(unknown)}", stacklevel=2)
+        if data["task"] not in ("ner", "re", "ee"):
+            raise BenchmarkError(f"{source}: field 'task' must be ner, re or ee, not {data['task']!r}")
+        splits = data["splits"]
+        if not isinstance(splits, dict) or not splits or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in splits.items()):
+            raise BenchmarkError(f"{source}: field 'splits' must map split names to file paths")
+        modes = tuple(data.get("modes", MODES))
+        bad = [m for m in modes if m not in MODES]
+        if bad or not modes:
+            raise BenchmarkError(f"{source}: field 'modes' must list some of {', '.join(MODES)}")
+        options = data.get("reader_options", {})
+        if not isinstance(options, dict):
+            raise BenchmarkError(f"{source}: field 'reader_options' must be an object")
+        default_split = data.get("default_split", "test" if "test" in splits else next(iter(splits)))
+        if default_split not in splits:
+            raise BenchmarkError(f"{source}: default_split '{default_split}' is not in 'splits'")
+        return cls(name=str(data["name"]), task=data["task"], format=str(data["format"]),
+                   schema=str(data["schema"]), splits=dict(splits), language=data.get("language"),
+                   modes=modes, reader_options=dict(options),
+                   description=str(data.get("description", "")), default_split=default_split,
+                   data_note=str(data.get("data_note", "")), source=source)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"name": self.name, "description": self.description, "task": self.task,
+               "format": self.format, "schema": self.schema, "language": self.language,
+               "splits": self.splits, "default_split": self.default_split,
+               "modes": list(self.modes), "reader_options": self.reader_options}
+        if self.data_note:
+            out["data_note"] = self.data_note
+        return out
+
+
+def _definitions_dir():
+    return resources.files("deepke_llm").joinpath("benchmark_defs")
+
+
+def bundled_benchmarks() -> list[str]:
+    """Names of the benchmark definitions shipped with the package."""
+    return sorted(p.name[:-5] for p in _definitions_dir().iterdir() if p.name.endswith(".json"))
+
+
+def load_benchmark(name_or_path: str | Path) -> BenchmarkDefinition:
+    """A bundled benchmark by name (``conll03``) or a definition JSON file by path."""
+    text = str(name_or_path)
+    path = Path(text)
+    if path.suffix == ".json" or "/" in text or path.is_file():
+        if not path.is_file():
+            raise BenchmarkError(f"benchmark definition {text} does not exist")
+        source, raw = text, path.read_text(encoding="utf-8")
+    else:
+        resource = _definitions_dir().joinpath(f"{text}.json")
+        if not resource.is_file():
+            raise BenchmarkError(f"unknown benchmark '{text}': use a definition file path or one "
+                                 f"of {', '.join(bundled_benchmarks())}")
+        source, raw = f"benchmark_defs/{text}.json", resource.read_text(encoding="utf-8")
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise BenchmarkError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    return BenchmarkDefinition.from_dict(data, source)
+
+
+def _checkout_data_dir() -> Path | None:
+    # deepke_llm/ sits in the repo root of a source checkout; ../shared/data is its neighbour
+    candidate = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    return candidate if candidate.is_dir() else None
+
+
+def resolve_data_path(definition: BenchmarkDefinition, split: str,
+                      data_dir: str | Path | None = None) -> Path:
+    """The data file of ``split``: absolute as given, else under the first data dir configured."""
+    if split not in definition.splits:
+        raise BenchmarkError(f"benchmark '{definition.name}' has no split '{split}': use one of "
+                             f"{', '.join(definition.splits)}")
+    relative = definition.splits[split]
+    note = f"; {definition.data_note}" if definition.data_note else ""
+    if Path(relative).is_absolute():
+        path, origin = Path(relative), f"given in {definition.source}"
+    else:
+        bases = ((data_dir, "--data-dir"), (os.environ.get("DEEPKE_DATA"), "DEEPKE_DATA"),
+                 (_checkout_data_dir(), "../shared/data"))
+        chosen = next(((base, origin) for base, origin in bases if base), None)
+        if chosen is None:
+            raise BenchmarkError(f"benchmark '{definition.name}': no data dir; pass --data-dir DIR "
+                                 f"or set DEEPKE_DATA (DIR must contain {relative}){note}")
+        path, origin = Path(chosen[0]) / relative, chosen[1]
+    if not path.is_file():
+        raise BenchmarkError(f"benchmark '{definition.name}' split '{split}': data file {path} "
+                             f"not found (data dir from {origin}){note}")
+    return path

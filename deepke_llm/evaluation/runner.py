@@ -1,0 +1,256 @@
+"""Run a benchmark end to end: read gold, extract with a backend, score, write the reports.
+
+``run_benchmark(config, backend, model_name)`` writes into ``OUTPUT_DIR/<benchmark>/``:
+
+* ``<model>-<date>.json``: scores of every mode (the ``score --json`` shape under ``scores``),
+  bootstrap 95% intervals of F1, prompt variance, warnings, run statistics and settings;
+* ``<model>-<date>.md``: overall table, per-type table(s), warnings and 20 sample errors;
+* ``<model>-<date>.png``: per-type F1 bar chart;
+* ``<model>-<date>.gold.jsonl`` and ``.pred.jsonl`` (``.shuffleK.pred.jsonl`` per schema order),
+  so ``deepke-llm score --gold ... --pred ...`` re-scores the run without a model. These hold
+  dataset text: keep them out of version control (``benchmarks/results/.gitignore`` does).
+
+Predictions are written as they finish and ``resume=True`` continues an interrupted run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import statistics
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepke_llm.backends.base import Backend, GenerationConfig
+from deepke_llm.records import Document, read_documents
+
+from .bootstrap import bootstrap_f1
+from .definitions import BenchmarkDefinition, BenchmarkError, load_benchmark, resolve_data_path
+from .diagnostics import KINDS
+from .report import sample_errors, write_chart, write_json, write_markdown
+from .scoring import TaskScore, score_documents
+
+__all__ = ["EvaluationConfig", "EvaluationResult", "model_slug", "run_benchmark"]
+
+ERROR_SAMPLES = 20
+
+
+@dataclass
+class EvaluationConfig:
+    """What to evaluate and how; saved into every result file."""
+
+    benchmark: str
+    """Bundled benchmark name or path to a definition JSON file."""
+    split: str | None = None
+    """Dataset split [default: the definition's default split, usually test]."""
+    limit: int | None = None
+    """Score only the first N documents of the split."""
+    output_dir: str = "benchmarks/results"
+    """Results go to OUTPUT_DIR/<benchmark>/."""
+    data_dir: str | None = None
+    """Root of relative dataset paths [default: $DEEPKE_DATA, else ../shared/data]."""
+    prompt_style: str = "iepile"
+    """Prompt style (iepile or knowlm)."""
+    language: str | None = None
+    """Prompt language [default: the definition's]."""
+    batch_size: int = 8
+    """Prompts per forward pass / concurrent requests."""
+    max_new_tokens: int = 512
+    """Generation limit per prompt."""
+    split_num: int | None = None
+    """Schema types per prompt [default: NER 6, RE/EE 4]."""
+    modes: tuple[str, ...] | None = None
+    """Scoring modes [default: the definition's]."""
+    shuffle_runs: int = 0
+    """Repeat with N shuffled schema orders (seeds 0..N-1) and report mean ± std."""
+    bootstrap: int = 1000
+    """Bootstrap samples for the 95% interval of F1 (0: none)."""
+    seed: int = 0
+    """Seed of the bootstrap and of the error sample."""
+    resume: bool = False
+    """Continue the latest interrupted run of this model on this benchmark."""
+    progress: bool = True
+    """Show a progress bar on stderr."""
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
+        if self.shuffle_runs < 0 or self.bootstrap < 0:
+            raise ValueError("shuffle_runs and bootstrap must be >= 0")
+
+
+@dataclass
+class EvaluationResult:
+    """The summary written to ``<stem>.json``, the files written, and the first run's scores."""
+
+    summary: dict[str, Any]
+    paths: dict[str, Path]
+    score: TaskScore
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def model_slug(name: str) -> str:
+    """A file-name-safe model name (``org/Model 7B`` -> ``org_Model_7B``)."""
+    name = name.rstrip("/")
+    if Path(name).exists():  # a local model dir names the model by its folder
+        name = Path(name).name
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_.") or "model"
+
+
+def load_gold(definition: BenchmarkDefinition, split: str, data_dir: str | None,
+              limit: int | None, problems: list[str]) -> tuple[Path, list[Document]]:
+    """The gold Documents of a benchmark split (first ``limit``); reader problems -> ``problems``."""
+    from deepke_llm.datasets import DatasetError, read_dataset
+
+    path = resolve_data_path(definition, split, data_dir)
+    try:
+        documents: list[Document] = []
+        for document in read_dataset(definition.format, path, schema=definition.schema,
+                                     split=split, errors=problems, **definition.reader_options):
+            documents.append(document)
+            if limit is not None and len(documents) >= limit:
+                break
+    except DatasetError as exc:
+        raise BenchmarkError(f"benchmark '{definition.name}': {exc}") from None
+    if not documents:
+        raise BenchmarkError(f"benchmark '{definition.name}': no documents in {path}")
+    return path, documents
+
+
+def _stem(directory: Path, slug: str, resume: bool) -> str:
+    if resume:
+        partials = sorted(directory.glob(f"{slug}-*.pred.jsonl.partial"),
+                          key=lambda p: p.stat().st_mtime)
+        if partials:
+            return partials[-1].name.split(".")[0]
+    return f"{slug}-{datetime.date.today().isoformat()}"
+
+
+def _extract(extractor: Any, gold: list[Document], path: Path, resume: bool,
+             progress: bool) -> list[Document]:
+    from deepke_llm.jsonl import ResumableWriter
+
+    writer = ResumableWriter(path, resume=resume)
+
+    def todo() -> Iterator[Document]:
+        for document in gold:
+            if document.id not in writer.done_ids:
+                # the model sees the text only; gold records and token offsets stay behind
+                yield Document(id=document.id, text=document.text, language=document.language)
+
+    stream = extractor.extract_iter(todo())
+    if progress:
+        from tqdm import tqdm
+
+        stream = tqdm(stream, total=len(gold) - len(writer.done_ids), desc="evaluate",
+                      unit="doc", file=sys.stderr, dynamic_ncols=True)
+    try:
+        for document in stream:
+            writer.write(document.to_dict())
+    except BaseException:
+        writer.close()
+        raise
+    writer.finish()
+    return list(read_documents(str(path)))
+
+
+def _variance(scores: list[TaskScore]) -> dict[str, Any]:
+    def stats(values: list[float]) -> dict[str, Any]:
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        return {"mean": statistics.fmean(values), "std": std, "values": values}
+
+    out: dict[str, Any] = {}
+    for mode, levels in scores[0].modes.items():
+        per_level = {}
+        for level in levels:
+            counts = [s.modes[mode][level].overall for s in scores]
+            per_level[level] = {name: stats([getattr(c, name) for c in counts])
+                                for name in ("precision", "recall", "f1")}
+        out[mode] = per_level if scores[0].task == "ee" else per_level[None]
+    return out
+
+
+def _intervals(score: TaskScore, samples: int, seed: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for mode, levels in score.modes.items():
+        per_level = {level: bootstrap_f1(s.document_counts(), samples, seed)
+                     for level, s in levels.items()}
+        out[mode] = per_level if score.task == "ee" else per_level[None]
+    return out
+
+
+def run_benchmark(config: EvaluationConfig, backend: Backend, model_name: str) -> EvaluationResult:
+    """Extract, score and report one benchmark split with ``backend``; see the module doc."""
+    from deepke_llm import __version__
+    from deepke_llm.extractor import Extractor
+
+    definition = load_benchmark(config.benchmark)
+    split = config.split or definition.default_split
+    modes = tuple(config.modes or definition.modes)
+    reader_problems: list[str] = []
+    data_file, gold = load_gold(definition, split, config.data_dir, config.limit, reader_problems)
+    directory = Path(config.output_dir) / definition.name
+    directory.mkdir(parents=True, exist_ok=True)
+    slug = model_slug(model_name)
+    stem = _stem(directory, slug, config.resume)
+    paths = {"json": directory / f"{stem}.json", "markdown": directory / f"{stem}.md",
+             "chart": directory / f"{stem}.png", "gold": directory / f"{stem}.gold.jsonl"}
+    from deepke_llm.jsonl import write_jsonl_atomic
+
+    write_jsonl_atomic(paths["gold"], gold)
+
+    seeds: list[int | None] = list(range(config.shuffle_runs)) if config.shuffle_runs else [None]
+    generation = GenerationConfig(max_new_tokens=config.max_new_tokens,
+                                  batch_size=config.batch_size)
+    scores: list[TaskScore] = []
+    run_stats = {"prompts": 0, "generated_tokens": 0, "seconds": 0.0}
+    for seed in seeds:
+        name = "pred" if seed is None else f"shuffle{seed}.pred"
+        pred_path = paths.setdefault(name, directory / f"{stem}.{name}.jsonl")
+        extractor = Extractor(backend, definition.schema, definition.task,
+                              language=config.language or definition.language,
+                              prompt_style=config.prompt_style, generation=generation,
+                              split_num=config.split_num, schema_shuffle_seed=seed)
+        predictions = _extract(extractor, gold, pred_path, config.resume, config.progress)
+        run_stats["prompts"] += extractor.stats.prompts
+        run_stats["generated_tokens"] += extractor.stats.generated_tokens
+        run_stats["seconds"] += extractor.stats.seconds
+        first = not scores
+        if first:
+            with_errors = sum(1 for d in predictions if d.errors)
+        scores.append(score_documents(definition.task, gold, predictions, modes,
+                                      schema=definition.schema, gold_name=paths["gold"].name,
+                                      pred_name=pred_path.name,
+                                      keep_mismatches=modes[:1] if first else ()))
+    score = scores[0]
+    for message in reader_problems:
+        score.diagnostics.add("unreadable_line", message)
+
+    summary: dict[str, Any] = {
+        "benchmark": definition.name, "task": definition.task, "split": split,
+        "model": model_name, "date": datetime.date.today().isoformat(),
+        "deepke_llm_version": __version__, "documents": len(gold), "data_file": str(data_file),
+        "scores": score.to_dict(),
+        "confidence_intervals": _intervals(score, config.bootstrap, config.seed)
+        if config.bootstrap else None,
+        "prompt_variance": {"runs": len(seeds), "seeds": seeds, "scores": _variance(scores)}
+        if config.shuffle_runs else None,
+        "warnings": [{"kind": kind, "what": KINDS[kind], **entry}
+                     for kind, entry in score.diagnostics.to_dict().items()],
+        "extraction": {**run_stats, "seconds": round(run_stats["seconds"], 3),
+                       "documents_with_errors": with_errors},
+        "settings": {**asdict(config), "modes": list(modes), "schema": definition.schema,
+                     "definition": definition.to_dict()},
+        "files": {key: path.name for key, path in paths.items()},
+    }
+    mismatches = score.mismatches.get(modes[0], [])
+    errors = sample_errors(mismatches, ERROR_SAMPLES, config.seed)
+    if not write_chart(paths["chart"], score, f"{definition.name} ({split}) — {model_name}"):
+        del paths["chart"]
+        summary["files"].pop("chart")
+    write_markdown(paths["markdown"], summary, score, modes[0], errors, len(mismatches))
+    write_json(paths["json"], summary)
+    return EvaluationResult(summary, paths, score)
