@@ -103,8 +103,10 @@ def build(kb_entities: str | Path, kb_triples: str | Path, relations: str | Path
     user = load_user_rules(rules) if rules else None
     rule_set = make_rule_set(kb, config.max_distance, allowed, user, config.drop_uncertain)
     pipeline = DocumentPipeline(kb, config, types, rule_set)
+    cpu_before = _cpu_seconds()
     counts = process_corpus(pipeline, str(corpus), str(output), issues, progress)
     finished = time.monotonic()
+    pipeline_cpu = _cpu_seconds() - cpu_before
     report = stats_report(counts, [r.name for r in rule_set.user_rules])
     if instructions is not None:
         report["instructions"] = write_instructions(output, instructions, re_schema,
@@ -120,8 +122,11 @@ def build(kb_entities: str | Path, kb_triples: str | Path, relations: str | Path
     pipeline_s = finished - loaded
     report["timing"] = {"kb_load_s": round(loaded - started, 3),
                         "pipeline_s": round(pipeline_s, 3),
+                        "pipeline_cpu_s": round(pipeline_cpu, 3),
                         "sentences_per_s": round(counts["sentences"] / pipeline_s, 1)
-                        if pipeline_s > 0 else None}
+                        if pipeline_s > 0 else None,
+                        "sentences_per_cpu_s": round(counts["sentences"] / pipeline_cpu, 1)
+                        if pipeline_cpu > 0 else None}
     if stats_path is not None:
         _write_atomic(stats_path, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
     return report
@@ -158,6 +163,14 @@ def write_instructions(documents: str | Path, output: str | Path, schema: Schema
         if os.path.exists(tmp):
             os.remove(tmp)
     return count
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its reaped workers (user + system)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _write_atomic(path: str | Path, text: str) -> None:

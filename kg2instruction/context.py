@@ -65,10 +65,19 @@ class TfidfContext:
 
     def __init__(self, profiles: EntityProfiles) -> None:
         self.profiles = profiles
+        self._bags: OrderedDict[int, Counter] = OrderedDict()
+
+    def _bag(self, entity: int) -> Counter:
+        bag = self._bags.get(entity)
+        if bag is None:
+            bag = self._bags[entity] = Counter(tokens(self.profiles.text(entity)))
+            if len(self._bags) > CACHE_SIZE:
+                self._bags.popitem(last=False)
+        return bag
 
     def scores(self, context: str, mention: str, candidates: Sequence[int]) -> list[float]:
         skip = set(tokens(mention))
-        bags = [Counter(t for t in tokens(self.profiles.text(c)) if t not in skip)
+        bags = [Counter({t: n for t, n in self._bag(c).items() if t not in skip})
                 for c in candidates]
         query = Counter(t for t in tokens(context) if t not in skip)
         df: Counter = Counter()

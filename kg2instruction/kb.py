@@ -194,6 +194,13 @@ class KnowledgeBase:
         size = len(self.ids)
         return a * size + b in self.pairs or b * size + a in self.pairs
 
+    def related_among(self, entity: int, others: set[int]) -> set[int]:
+        """The members of ``others`` the KB relates to ``entity`` (either direction)."""
+        start, stop = self.neighbor_start[entity], self.neighbor_start[entity + 1]
+        if stop - start <= 4 * len(others):  # walk the neighbours when that is cheaper
+            return others.intersection(self.neighbors[start:stop])
+        return {o for o in others if self.related(entity, o)}
+
     def aliases_of(self, entity: int) -> tuple[str, ...]:
         return self.aliases[entity]
 

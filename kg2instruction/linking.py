@@ -87,11 +87,14 @@ def disambiguate(kb: KnowledgeBase, text: str, sentences: list[tuple[int, int]],
             belief.append({c: (s / total if total > 0 else 1.0 / len(cands))
                            for c, (s, _, _) in zip(cands, local[i], strict=True)})
     partners = list(range(min(len(mentions), config.max_document_mentions)))
+    in_document = {c for j in partners for c in candidates[j]}
+    related = {c: kb.related_among(c, in_document) - {c} for i in ambiguous
+               for c in candidates[i]}
     for _ in range(2):
         decided = {}
         for i in ambiguous:
-            decided[i] = _decide(kb, i, mentions, candidates, belief, partners, fixed_entities,
-                                 local[i], config)
+            decided[i] = _decide(i, mentions, candidates, belief, partners, fixed_entities,
+                                 related, local[i], config)
         for i, link in decided.items():
             # a tie stays soft: making a coin flip firm would let it "confirm" its partner
             if link.certain:
@@ -117,9 +120,10 @@ def _local_scores(kb: KnowledgeBase, text: str, sentences: list[tuple[int, int]]
             for s, p in zip(similarity, priors, strict=True)]
 
 
-def _decide(kb: KnowledgeBase, i: int, mentions: list[Mention], candidates: list[list[int]],
+def _decide(i: int, mentions: list[Mention], candidates: list[list[int]],
             belief: list[dict[int, float]], partners: list[int], fixed_entities: set[int],
-            local: list[tuple[float, float, float]], config: LinkerConfig) -> Link:
+            related: dict[int, set[int]], local: list[tuple[float, float, float]],
+            config: LinkerConfig) -> Link:
     mention = mentions[i]
     cands = candidates[i]
     coherence = [0.0] * len(cands)
@@ -136,9 +140,10 @@ def _decide(kb: KnowledgeBase, i: int, mentions: list[Mention], candidates: list
             weight = config.document_coherence
         beliefs = belief[j]
         for k, c in enumerate(cands):
-            support = max((b for e, b in beliefs.items() if e != c and kb.related(c, e)),
-                          default=0.0)
-            coherence[k] += weight * support
+            linked = related[c]
+            if linked:
+                support = max((b for e, b in beliefs.items() if e in linked), default=0.0)
+                coherence[k] += weight * support
     for k, c in enumerate(cands):
         if c in fixed_entities:
             coherence[k] += config.same_entity_in_document

@@ -30,7 +30,7 @@ def _is_cjk(char: str) -> bool:
 
 
 def _word_char(char: str) -> bool:
-    return char.isalnum() and not _is_cjk(char)
+    return char.isalnum() and (char.isascii() or not _is_cjk(char))
 
 
 def find_matches(text: str, kb: KnowledgeBase) -> list[tuple[int, int, int]]:
@@ -43,12 +43,14 @@ def find_matches(text: str, kb: KnowledgeBase) -> list[tuple[int, int, int]]:
     lengths = kb.alias_length
     size = len(text)
     found = []
+    word = _word_char
     for last, alias in kb.automaton.iter(haystack):
         end = last + 1
         start = end - lengths[alias]
-        if start > 0 and _word_char(text[start]) and _word_char(text[start - 1]):
+        # cheapest test first: most raw matches end inside a word of the text
+        if end < size and word(text[end]) and word(text[last]):
             continue
-        if end < size and _word_char(text[end - 1]) and _word_char(text[end]):
+        if start > 0 and word(text[start - 1]) and word(text[start]):
             continue
         found.append((start, end, alias))
     return found
