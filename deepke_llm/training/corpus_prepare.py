@@ -89,7 +89,7 @@ def _init_worker(tokenizer_name: str, bos: int | None, eos: int | None, single_c
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_name)
     _TOKENIZER.update(tokenizer=tokenizer, bos=bos, eos=eos,
-                      encode=_batch_encoder(tokenizer), space=_needs_leading_space(tokenizer))
+                      encode=_batch_encoder(tokenizer), space=needs_leading_space(tokenizer))
 
 
 def _batch_encoder(tokenizer: Any) -> Callable[[list[str]], list[list[int]]]:
@@ -100,7 +100,7 @@ def _batch_encoder(tokenizer: Any) -> Callable[[list[str]], list[list[int]]]:
     return lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
-def _needs_leading_space(tokenizer: Any) -> bool:
+def needs_leading_space(tokenizer: Any) -> bool:
     """Byte-level BPE (GPT-2 style) encodes " word" and "word" differently; sentencepiece does not."""
     return tokenizer(" The", add_special_tokens=False)["input_ids"] != \
         tokenizer("The", add_special_tokens=False)["input_ids"]
@@ -297,9 +297,10 @@ def prepare_corpus(sources: list[str | SourceSpec], tokenizer_name: str, out_pre
             stat.bad_records += len(result.errors)
             stat.empty += result.empty
             errors.extend(result.errors[: max(0, MAX_ERROR_EXAMPLES - len(errors))])
-            tokens, units = _drop_duplicates(result, seen, stat) if options.dedup else \
-                (result.tokens, result.unit_lengths)
-            if options.dedup is False:
+            if options.dedup:
+                tokens, units = _drop_duplicates(result, seen, stat)
+            else:
+                tokens, units = result.tokens, result.unit_lengths
                 stat.documents += len(result.digests)
             stat.sentences += len(units)
             emit(packer.add(tokens, units.tolist()), chunk.source_id)
