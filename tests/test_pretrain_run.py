@@ -123,3 +123,13 @@ def test_interrupted_run_resumes_with_exactly_the_same_samples_and_weights(model
     assert full_w.keys() == resumed_w.keys()
     for name, tensor in full_w.items():
         assert (tensor - resumed_w[name]).abs().max().item() < 1e-6, name
+
+
+def test_from_scratch_needs_only_a_config_and_takes_the_datasets_tokenizer(tiny_llama_dir, corpus, tmp_path):
+    config_only = tmp_path / "config-only"
+    config_only.mkdir()
+    shutil.copy(Path(tiny_llama_dir) / "config.json", config_only / "config.json")
+    metrics = run_pretraining(_config(str(config_only), corpus, tmp_path / "run", max_steps=2,
+                                      from_scratch=True))
+    assert metrics["global_step"] == 2 and 4.0 < metrics["first_loss"] < 8.0  # ~ln(vocab 400)
+    assert (tmp_path / "run" / "tokenizer_config.json").is_file()

@@ -212,7 +212,14 @@ def build_trainer(config: PretrainConfig, callbacks: list | None = None):
     samples = config.samples_per_epoch or len(indexed)
     sampler = MixtureSampler(indexed.source_ids, mixing_weights(indexed, config.mix), config.seed, samples)
 
-    tokenizer = AutoTokenizer.from_pretrained(config.model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(config.model)
+    except (OSError, ValueError):
+        # a from-scratch model dir may hold only a config: use the tokenizer the data was made with
+        recorded = indexed.metadata.get("tokenizer")
+        if not recorded:
+            raise
+        tokenizer = AutoTokenizer.from_pretrained(recorded)
     deepspeed = resolve_deepspeed_config(config.deepspeed)
     args = TrainingArguments(
         output_dir=config.output_dir, per_device_train_batch_size=config.per_device_batch_size,
