@@ -3,7 +3,6 @@ seeded noisy predictions: same P/R/F1 to the last bit, same tp/fp/fn."""
 
 from __future__ import annotations
 
-import random
 from dataclasses import replace
 
 import pytest
@@ -12,52 +11,13 @@ from deepke_llm.evaluation.iob import (
     AlignmentError,
     document_to_iob2,
     documents_to_iob2,
+    perturb_entities,
     seqeval_strict,
 )
 from deepke_llm.evaluation.scoring import score_documents
 from deepke_llm.records import Document, Entity
 
 TYPES = ("person", "location", "organization", "else")
-
-
-def noisy_predictions(documents: list[Document], seed: int) -> list[Document]:
-    """Per gold entity: drop it, widen/narrow it by a token, or flip its type; add spurious spans.
-
-    Edits work on token indices, so every prediction stays token-aligned (seqeval's world);
-    overlapping results are resolved by keeping the leftmost.
-    """
-    rng = random.Random(seed)
-    out = []
-    for document in documents:
-        tokens = document.meta["tokens"]
-        first = {start: i for i, (start, _) in enumerate(tokens)}
-        last = {end: i for i, (_, end) in enumerate(tokens)}
-        spans = []
-        for entity in document.entities:
-            a, b, kind = first[entity.start], last[entity.end], entity.type
-            roll = rng.random()
-            if roll < 0.10:
-                continue
-            if roll < 0.18:
-                b = min(len(tokens) - 1, b + 1)
-            elif roll < 0.24:
-                a = max(0, a - 1)
-            elif roll < 0.28 and b > a:
-                b -= 1
-            elif roll < 0.38:
-                kind = rng.choice(TYPES)
-            spans.append((a, b, kind))
-        if tokens and rng.random() < 0.2:
-            a = rng.randrange(len(tokens))
-            spans.append((a, min(len(tokens) - 1, a + rng.randrange(3)), rng.choice(TYPES)))
-        entities, taken = [], -1
-        for a, b, kind in sorted(spans):
-            if a > taken:
-                start, end = tokens[a][0], tokens[b][1]
-                entities.append(Entity(kind, document.text[start:end], start, end))
-                taken = b
-        out.append(replace(document, entities=tuple(entities)))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +31,7 @@ def conll_test(data_dir):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_strict_ner_equals_seqeval_on_conll2003_test(conll_test, seed):
     assert len(conll_test) == 3453
-    predictions = noisy_predictions(conll_test, seed)
+    predictions = perturb_entities(conll_test, seed, TYPES)
     ours = score_documents("ner", conll_test, predictions, ["strict"]).level("strict").overall
     theirs = seqeval_strict(documents_to_iob2(conll_test), documents_to_iob2(predictions))
     assert (ours.tp, ours.fp, ours.fn) == (theirs["tp"], theirs["fp"], theirs["fn"])

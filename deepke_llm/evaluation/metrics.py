@@ -74,27 +74,32 @@ class LevelScore:
     def add_document(self, gold: Iterable[Hashable], pred: Iterable[Hashable]
                      ) -> tuple[list[Hashable], list[Hashable]]:
         """Match one document's tuples; returns the unmatched (missed gold, spurious pred)."""
-        gold_counts = Counter(gold)
-        pred_counts = Counter(pred)
-        if not self.multiset:
-            gold_counts = Counter(dict.fromkeys(gold_counts, 1))
-            pred_counts = Counter(dict.fromkeys(pred_counts, 1))
-        matched = gold_counts & pred_counts
-        missed = gold_counts - pred_counts
-        spurious = pred_counts - gold_counts
-        tp, fn, fp = matched.total(), missed.total(), spurious.total()
+        if self.multiset:
+            gold_counts, pred_counts = Counter(gold), Counter(pred)
+            matched = list((gold_counts & pred_counts).elements())
+            missed = list((gold_counts - pred_counts).elements())
+            spurious = list((pred_counts - gold_counts).elements())
+        else:
+            gold_set, pred_set = set(gold), set(pred)
+            matched = list(gold_set & pred_set)
+            missed = list(gold_set - pred_set)
+            spurious = list(pred_set - gold_set)
+        tp, fp, fn = len(matched), len(spurious), len(missed)
         self.overall.add(tp, fp, fn)
         self.per_document.append((tp, fp, fn))
+        if self.type_index is not None:
+            self._add_per_type(matched, spurious, missed)
+        return missed, spurious
+
+    def _add_per_type(self, matched: list, spurious: list, missed: list) -> None:
         index = self.type_index
-        if index is not None:
-            for counter, slot in ((matched, 0), (spurious, 1), (missed, 2)):
-                for item, n in counter.items():
-                    key = str(item[index])  # type: ignore[index]
-                    counts = self.per_type.get(key)
-                    if counts is None:
-                        counts = self.per_type[key] = Counts()
-                    counts.add(*(n if i == slot else 0 for i in range(3)))
-        return list(missed.elements()), list(spurious.elements())
+        for items, slot in ((matched, "tp"), (spurious, "fp"), (missed, "fn")):
+            for item in items:
+                key = str(item[index])  # type: ignore[index]
+                counts = self.per_type.get(key)
+                if counts is None:
+                    counts = self.per_type[key] = Counts()
+                setattr(counts, slot, getattr(counts, slot) + 1)
 
     def to_dict(self) -> dict[str, Any]:
         """``{"precision", "recall", "f1", "tp", "fp", "fn", "per_type": {...}}`` (fractions)."""

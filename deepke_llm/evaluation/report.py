@@ -9,6 +9,7 @@ import json
 import os
 import random
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -123,13 +124,21 @@ def _snippet(item: tuple, text: str, width: int = 50) -> str:
 def sample_errors(samples: list[MismatchSample], count: int = 20, seed: int = 0
                   ) -> list[MismatchSample]:
     """``count`` mismatches drawn evenly from missed and spurious ones (seeded, in doc order)."""
+    documents: dict[str, int] = {}
+    for sample in samples:
+        documents.setdefault(sample.document.id, len(documents))
+
+    def key(s: MismatchSample) -> tuple:
+        # set order varies between processes; sorting makes the draw reproducible
+        return documents[s.document.id], s.level or "", s.kind, repr(s.item)
+
+    ordered = sorted(samples, key=key)
     rng = random.Random(seed)
-    missed = [s for s in samples if s.kind == "missed"]
-    spurious = [s for s in samples if s.kind == "spurious"]
+    missed = [s for s in ordered if s.kind == "missed"]
+    spurious = [s for s in ordered if s.kind == "spurious"]
     half = min(len(missed), max(count // 2, count - len(spurious)))
     chosen = rng.sample(missed, half) + rng.sample(spurious, min(len(spurious), count - half))
-    order = {id(s): i for i, s in enumerate(samples)}
-    return sorted(chosen, key=lambda s: order[id(s)])
+    return sorted(chosen, key=key)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -207,11 +216,26 @@ def write_chart(path: Path, score: TaskScore, title: str) -> bool:
                  label=mode)
     axes.set_xticks(range(len(types)))
     axes.set_xticklabels(types, rotation=45 if len(types) > 6 else 0, ha="right"
-                         if len(types) > 6 else "center", fontsize=8)
+                         if len(types) > 6 else "center", fontsize=8, fontfamily=_fonts())
     axes.set_ylabel("F1 (%)")
     axes.set_ylim(0, 100)
     axes.set_title(title + (" — trigger classification" if level else ""))
     axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    with warnings.catch_warnings():
+        # without a CJK font installed Chinese type names render as boxes; the table has them
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        figure.tight_layout()
+        figure.savefig(path, dpi=100)
     return True
+
+
+_CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei",
+              "WenQuanYi Micro Hei", "SimHei", "Microsoft YaHei", "PingFang SC", "Heiti SC")
+
+
+def _fonts() -> list[str]:
+    """DejaVu Sans, then any installed CJK font as a fallback for Chinese type names."""
+    from matplotlib import font_manager
+
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    return ["DejaVu Sans", *(name for name in _CJK_FONTS if name in installed)]

@@ -1,0 +1,80 @@
+"""Bundled benchmark definitions load and point at real schemas; data paths resolve in the
+documented order; missing (licensed) data gives one clear line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from deepke_llm.cli import main
+from deepke_llm.datasets import READERS, reader_options
+from deepke_llm.evaluation.definitions import (
+    BenchmarkError,
+    bundled_benchmarks,
+    load_benchmark,
+    resolve_data_path,
+)
+from deepke_llm.schema import load_schema
+
+
+def test_every_bundled_benchmark_is_valid():
+    names = bundled_benchmarks()
+    assert {"conll03", "conll04", "ace05", "duee", "duie", "peoples_daily", "msra",
+            "fewrel"} <= set(names)
+    for name in names:
+        definition = load_benchmark(name)
+        assert definition.name == name
+        assert definition.format in READERS
+        assert set(definition.reader_options) <= set(reader_options(definition.format))
+        load_schema(definition.schema).types_for(definition.task)
+        assert definition.default_split in definition.splits
+    assert load_benchmark("duee").default_split == "dev"
+
+
+def test_shipped_data_resolves_and_reads(data_dir):
+    for name, split in (("conll03", "test"), ("conll04", "test"), ("msra", "test"),
+                        ("peoples_daily", "test"), ("fewrel", "test")):
+        assert resolve_data_path(load_benchmark(name), split, data_dir).is_file()
+
+
+def test_data_dir_precedence(tmp_path, monkeypatch):
+    (tmp_path / "a" / "conll2003").mkdir(parents=True)
+    (tmp_path / "b" / "conll2003").mkdir(parents=True)
+    for base in ("a", "b"):
+        (tmp_path / base / "conll2003" / "eng.testb").write_text("")
+    definition = load_benchmark("conll03")
+    monkeypatch.setenv("DEEPKE_DATA", str(tmp_path / "b"))
+    assert resolve_data_path(definition, "test", tmp_path / "a") == tmp_path / "a/conll2003/eng.testb"
+    assert resolve_data_path(definition, "test") == tmp_path / "b/conll2003/eng.testb"
+    with pytest.raises(BenchmarkError, match="has no split 'final': use one of train, dev, test"):
+        resolve_data_path(definition, "final")
+
+
+def test_definition_file_with_absolute_path(tmp_path, data_dir):
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"name": "mine", "task": "ner", "format": "conll03",
+                                "schema": "conll03", "splits": {"test": str(data_dir / "conll2003" / "eng.testa")},
+                                "modes": ["strict"], "unused": 1}))
+    with pytest.warns(UserWarning, match="unknown field"):
+        definition = load_benchmark(str(path))
+    assert definition.modes == ("strict",)
+    assert resolve_data_path(definition, "test", "/nowhere") == data_dir / "conll2003" / "eng.testa"
+    path.write_text(json.dumps({"name": "x", "task": "ner", "format": "conll03", "schema": "s",
+                                "splits": {"test": "t"}, "modes": ["fuzzy"]}))
+    with pytest.raises(BenchmarkError, match="field 'modes'"):
+        load_benchmark(str(path))
+    with pytest.raises(BenchmarkError, match="unknown benchmark 'nope': .*conll03"):
+        load_benchmark("nope")
+
+
+def test_licensed_data_missing_is_one_clear_line(tmp_path):
+    result = CliRunner().invoke(main, ["evaluate", "ace05", "--base-url", "http://127.0.0.1:9/v1",
+                                       "--api-model", "m", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: benchmark 'ace05' split 'test': data file")
+    assert "licensed by the LDC" in lines[0] and "ace05/test.oneie.json" in lines[0]
+    usage = CliRunner().invoke(main, ["evaluate", "conll03"])
+    assert usage.exit_code == 2 and "--model" in usage.stderr

@@ -1,0 +1,115 @@
+"""``deepke-llm evaluate`` end to end against a real local OpenAI-compatible server: result files
+exist, their numbers are what re-scoring the saved predictions gives, runs resume, and schema
+order shuffles report mean ± std."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+from fake_server import rule_server
+
+from deepke_llm.cli import main
+
+STEM = f"rule-{datetime.date.today().isoformat()}"
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def evaluate(url, tmp_path, data_dir, *extra):
+    return run("evaluate", "conll03", "--base-url", url, "--api-model", "rule",
+               "--output-dir", str(tmp_path), "--data-dir", str(data_dir), "--no-progress", *extra)
+
+
+def strict_counts_by_hand(gold_path, pred_path):
+    """tp/fp/fn of strict NER straight from the JSON lines (no deepke_llm code involved)."""
+    def spans(path):
+        out = {}
+        for line in path.read_text(encoding="utf-8").splitlines():
+            doc = json.loads(line)
+            out[doc["id"]] = {(e["type"], e["start"], e["end"]) if e["start"] is not None
+                              else ("ungrounded", e["text"]) for e in doc["entities"]}
+        return out
+
+    gold, pred = spans(gold_path), spans(pred_path)
+    tp = sum(len(gold[i] & pred.get(i, set())) for i in gold)
+    return tp, sum(len(p) for p in pred.values()) - tp, sum(len(g) for g in gold.values()) - tp
+
+
+def test_evaluate_conll03_limit_50_writes_consistent_results(tmp_path, data_dir):
+    with rule_server() as (url, server):
+        result = evaluate(url, tmp_path, data_dir, "--limit", "50", "--bootstrap", "300")
+    assert result.exit_code == 0, result.output
+    assert len(server.requests) == 50  # 4 conll03 types fit in one prompt per sentence
+    out = tmp_path / "conll03"
+    paths = {kind: out / f"{STEM}.{kind}" for kind in ("json", "md", "png", "gold.jsonl",
+                                                         "pred.jsonl")}
+    assert all(p.is_file() for p in paths.values()), sorted(p.name for p in out.iterdir())
+    assert paths["png"].read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads(paths["json"].read_text())
+    assert (summary["benchmark"], summary["split"], summary["documents"]) == ("conll03", "test", 50)
+
+    # the saved files re-score to exactly the reported numbers
+    rescored = run("score", "--task", "ner", "--gold", str(paths["gold.jsonl"]), "--pred",
+                   str(paths["pred.jsonl"]), "--json", "--schema", "conll03")
+    assert json.loads(rescored.stdout) == summary["scores"]
+    strict = summary["scores"]["ner"]["strict"]
+    assert (strict["tp"], strict["fp"], strict["fn"]) == strict_counts_by_hand(
+        paths["gold.jsonl"], paths["pred.jsonl"])
+    assert strict["tp"] + strict["fn"] == 146  # gold entities in the first 50 test sentences
+    assert strict["fp"] > 0 and strict["tp"] > 0  # the rule model calls every capitalised word a person
+
+    ci = summary["confidence_intervals"]["strict"]
+    assert ci["samples"] == 300 and ci["low"] <= strict["f1"] <= ci["high"]
+
+    report = paths["md"].read_text()
+    assert (f"| strict | {strict['precision'] * 100:.2f} | {strict['recall'] * 100:.2f} | "
+            f"{strict['f1'] * 100:.2f} |") in report
+    assert "## Per type (strict)" in report
+    errors = strict["fp"] + strict["fn"]
+    assert f"## Sample errors (strict, 20 of {errors})" in report
+    sample_rows = re.findall(r"^\| conll03-test-\d+ \| (missed|spurious) \|", report, re.M)
+    assert len(sample_rows) == 20 and {"missed", "spurious"} == set(sample_rows)
+
+
+def test_resume_continues_an_interrupted_run(tmp_path, data_dir):
+    with rule_server() as (url, server):
+        assert evaluate(url, tmp_path, data_dir, "--limit", "5", "--bootstrap", "0").exit_code == 0
+        first = json.loads((tmp_path / "conll03" / f"{STEM}.json").read_text())["scores"]
+        pred = tmp_path / "conll03" / f"{STEM}.pred.jsonl"
+        # as if the run had stopped after two documents
+        pred.with_name(pred.name + ".partial").write_text(
+            "".join(pred.read_text().splitlines(True)[:2]))
+        pred.unlink()
+        server.requests.clear()
+        again = evaluate(url, tmp_path, data_dir, "--limit", "5", "--bootstrap", "0", "--resume")
+        assert again.exit_code == 0, again.output
+        assert len(server.requests) == 3
+    assert len(pred.read_text().splitlines()) == 5
+    assert json.loads((tmp_path / "conll03" / f"{STEM}.json").read_text())["scores"] == first
+
+
+def test_shuffled_schema_orders_report_mean_and_std(tmp_path, data_dir):
+    with rule_server() as (url, server):
+        result = evaluate(url, tmp_path, data_dir, "--limit", "20", "--bootstrap", "0",
+                          "--shuffle-runs", "3")
+    assert result.exit_code == 0, result.output
+    # the rule model answers the first schema item, so orders change what it predicts
+    first_items = {json.loads(r["messages"][-1]["content"])["schema"][0] for r in server.requests}
+    assert len(first_items) > 1
+    summary = json.loads((tmp_path / "conll03" / f"{STEM}.json").read_text())
+    variance = summary["prompt_variance"]
+    assert variance["runs"] == 3 and variance["seeds"] == [0, 1, 2]
+    f1 = variance["scores"]["strict"]["f1"]
+    assert len(f1["values"]) == 3
+    assert f1["mean"] == pytest.approx(sum(f1["values"]) / 3)
+    assert f1["values"][0] == summary["scores"]["ner"]["strict"]["f1"]
+    for seed in range(3):
+        assert (tmp_path / "conll03" / f"{STEM}.shuffle{seed}.pred.jsonl").is_file()
+    report = (tmp_path / "conll03" / f"{STEM}.md").read_text()
+    assert f"{f1['mean'] * 100:.2f} ± {f1['std'] * 100:.2f}" in report
