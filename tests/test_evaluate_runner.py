@@ -113,3 +113,46 @@ def test_shuffled_schema_orders_report_mean_and_std(tmp_path, data_dir):
         assert (tmp_path / "conll03" / f"{STEM}.shuffle{seed}.pred.jsonl").is_file()
     report = (tmp_path / "conll03" / f"{STEM}.md").read_text()
     assert f"{f1['mean'] * 100:.2f} ± {f1['std'] * 100:.2f}" in report
+
+
+def test_event_benchmark_from_a_definition_file(tmp_path):
+    """An EE benchmark (DuEE format, a file of our own) reports all four levels in every mode."""
+    data = tmp_path / "duee_sample.json"
+    data.write_text("\n".join(json.dumps(line, ensure_ascii=False) for line in [
+        {"id": "d1", "text": "Oracle laid off Smith in March.", "event_list": [
+            {"event_type": "组织关系-裁员", "trigger": "laid off", "trigger_start_index": 7,
+             "arguments": [{"role": "裁员方", "argument": "Oracle", "argument_start_index": 0}]}]},
+        {"id": "d2", "text": "Acme bought Beta for cash.", "event_list": [
+            {"event_type": "财经/交易-出售/收购", "trigger": "bought", "trigger_start_index": 5,
+             "arguments": [{"role": "收购方", "argument": "Acme", "argument_start_index": 0},
+                           {"role": "交易物", "argument": "Beta", "argument_start_index": 12}]}]},
+    ]) + "\n", encoding="utf-8")
+    definition = tmp_path / "duee_en.json"
+    definition.write_text(json.dumps({"name": "duee_en", "task": "ee", "format": "duee",
+                                      "schema": "duee", "language": "en",
+                                      "splits": {"test": str(data)}}))
+    with rule_server() as (url, server):
+        result = run("evaluate", str(definition), "--base-url", url, "--api-model", "rule",
+                     "--output-dir", str(tmp_path / "out"), "--no-progress", "--bootstrap", "50")
+    assert result.exit_code == 0, result.output
+    from deepke_llm.prompts.styles import chunk_schema
+    from deepke_llm.schema import load_schema
+    from deepke_llm.tasks import get_task
+
+    assert len(server.requests) == 2 * len(chunk_schema(get_task("ee"), load_schema("duee")))
+    out = tmp_path / "out" / "duee_en"
+    summary = json.loads((out / f"{STEM}.json").read_text())
+    levels = ["trigger_identification", "trigger_classification", "argument_identification",
+              "argument_classification"]
+    for mode in ("strict", "boundary", "string"):
+        assert list(summary["scores"]["ee"][mode]) == levels
+        assert list(summary["confidence_intervals"][mode]) == levels
+    assert summary["scores"]["ee"]["strict"]["trigger_classification"]["fn"] == 2
+    rescored = run("score", "--task", "ee", "--gold", str(out / f"{STEM}.gold.jsonl"),
+                   "--pred", str(out / f"{STEM}.pred.jsonl"), "--json")
+    assert json.loads(rescored.stdout) == summary["scores"]
+    report = (out / f"{STEM}.md").read_text()
+    assert "| strict trigger classification |" in report
+    assert "## Per type (strict argument classification)" in report
+    assert re.search(r"^\| d\d \| trigger classification \| (missed|spurious) \|", report, re.M)
+    assert (out / f"{STEM}.png").is_file()

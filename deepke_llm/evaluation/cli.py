@@ -15,7 +15,7 @@ MODES = ["strict", "boundary", "string", "all"]
 
 
 def _print_tables(score, iepile: dict | None = None) -> None:
-    from .report import overall_rows, text_table
+    from .report import overall_rows, text_table, type_column
 
     headers, rows = overall_rows(score)
     click.echo(f"{score.task}: {score.documents} documents (micro P/R/F1 in percent)")
@@ -29,7 +29,8 @@ def _print_tables(score, iepile: dict | None = None) -> None:
                      f"{c.f1 * 100:.2f}", str(c.tp), str(c.fp), str(c.fn)]
                     for name, c in sorted(level_score.per_type.items())]
             click.echo(f"\nper type ({title})")
-            click.echo(text_table(["type", "P", "R", "F1", "TP", "FP", "FN"], rows))
+            click.echo(text_table([type_column(score.task, level), "P", "R", "F1", "TP", "FP", "FN"],
+                                  rows))
     if iepile:
         shown = ", ".join(f"{k}={v}" for k, v in iepile.items())
         click.echo(f"\nIEPile evaluator numbers (rounded as IEPile rounds): {shown}")

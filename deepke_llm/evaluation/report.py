@@ -17,7 +17,7 @@ from typing import Any
 from .scoring import MismatchSample, TaskScore
 from .spans import Offsets, Ungrounded
 
-__all__ = ["markdown_table", "overall_rows", "per_type_rows", "render_item", "text_table",
+__all__ = ["markdown_table", "type_column", "overall_rows", "per_type_rows", "render_item", "text_table",
            "write_chart", "write_json", "write_markdown"]
 
 
@@ -59,6 +59,13 @@ def _at(table: dict, mode: str, level: str | None) -> Any:
     return entry.get(level) if level is not None and entry is not None else entry
 
 
+def type_column(task: str, level: str | None) -> str:
+    """What the per-type key is: the role for EE argument classification, else the type."""
+    if task != "ee":
+        return "relation" if task == "re" else "type"
+    return "role" if level == "argument_classification" else "event type"
+
+
 def per_type_rows(score: TaskScore, mode: str) -> list[tuple[str | None, list[str], list[list[str]]]]:
     """Per level of ``mode``: (level, header, rows) of the per-type table (types sorted)."""
     out = []
@@ -67,7 +74,8 @@ def per_type_rows(score: TaskScore, mode: str) -> list[tuple[str | None, list[st
             continue
         rows = [[name, pct(c.precision), pct(c.recall), pct(c.f1), str(c.tp + c.fn),
                  str(c.tp + c.fp)] for name, c in sorted(level_score.per_type.items())]
-        out.append((level, ["type", "P", "R", "F1", "gold", "predicted"], rows))
+        out.append((level, [type_column(score.task, level), "P", "R", "F1", "gold", "predicted"],
+                    rows))
     return out
 
 
