@@ -15,7 +15,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -161,21 +161,22 @@ def run_sft(config: SftConfig, callbacks: Sequence[Any] = (),
     ``eval_fn(model, tokenizer, records) -> metrics`` runs at each evaluation on the validation
     records (overrides ``config.eval_fn``); ``callbacks`` are extra transformers callbacks.
     """
-    from transformers import set_seed
-
     config.check_required()
-    out = Path(config.output_dir)
-    resume = find_resume_checkpoint(out, config.resume)
+    # inputs are checked before anything heavy is imported or loaded
     deepspeed = resolve_deepspeed_config(config.deepspeed)
-    precision = resolve_precision(config.precision)
-    set_seed(config.seed)
-
+    eval_fn = eval_fn or _load_eval_fn(config.eval_fn, config)
     train_records = read_sft_records(config.train_file, config.data_format)
     if config.val_file:
         val_records = read_sft_records(config.val_file, config.data_format)
     else:
         train_records, val_records = split_validation(train_records, config.val_size, config.seed)
 
+    from transformers import set_seed
+
+    out = Path(config.output_dir)
+    resume = find_resume_checkpoint(out, config.resume)
+    precision = resolve_precision(config.precision)
+    set_seed(config.seed)
     tokenizer = load_tokenizer(config)
     model = load_model(config, precision)
     stats = DataStats()
@@ -201,7 +202,6 @@ def run_sft(config: SftConfig, callbacks: Sequence[Any] = (),
         ThroughputCallback,
     )
 
-    eval_fn = eval_fn or _load_eval_fn(config.eval_fn, config)
     throughput = ThroughputCallback()
     all_callbacks = [JsonlLogCallback(out / LOG_FILENAME), throughput, *callbacks]
     if eval_fn is not None and val_records:
@@ -234,6 +234,7 @@ def _build_trainer(config: SftConfig, model: Any, tokenizer: Any, train_rows: li
 
     has_val = bool(val_rows)
     args = TrainingArguments(
+        **_checkpointing_args(config.gradient_checkpointing),
         output_dir=config.output_dir, seed=config.seed,
         num_train_epochs=config.epochs, max_steps=config.max_steps,
         per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=config.batch_size,
@@ -241,8 +242,6 @@ def _build_trainer(config: SftConfig, model: Any, tokenizer: Any, train_rows: li
         lr_scheduler_type=config.lr_scheduler, warmup_steps=config.warmup,
         weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
         bf16=precision == "bf16", fp16=precision == "fp16",
-        gradient_checkpointing=config.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
         logging_steps=config.logging_steps, logging_first_step=True,
         save_strategy="steps" if config.save_steps else "no", save_steps=config.save_steps or 500,
         save_total_limit=config.save_total_limit or None,
@@ -258,6 +257,19 @@ def _build_trainer(config: SftConfig, model: Any, tokenizer: Any, train_rows: li
                       data_collator=SftCollator(tokenizer.pad_token_id),
                       processing_class=tokenizer, callbacks=callbacks,
                       response_only_head=config.response_only_head)
+
+
+def _checkpointing_args(enabled: bool) -> dict[str, Any]:
+    from transformers import TrainingArguments
+
+    # transformers 5.x renamed gradient_checkpointing* to activation_checkpointing*
+    names = {f.name for f in fields(TrainingArguments)}
+    prefix = "activation" if "activation_checkpointing" in names else "gradient"
+    if not enabled:
+        return {}
+    # non-reentrant checkpointing needs no input grads, so frozen embeddings (LoRA) are fine
+    return {f"{prefix}_checkpointing": True,
+            f"{prefix}_checkpointing_kwargs": {"use_reentrant": False}}
 
 
 def _has_cuda() -> bool:

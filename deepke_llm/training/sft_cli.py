@@ -86,6 +86,7 @@ def sft(config_path: str | None, local_rank: int | None, **options: Any) -> None
 
     try:
         config = load_sft_config(config_path, options)
+        config.check_required()
     except (OSError, ValueError, TypeError) as exc:
         _fail(f"{config_path}: {exc}" if config_path else str(exc))
     from deepke_llm.training.sft import run_sft

@@ -1,0 +1,183 @@
+"""End-to-end SFT on the tiny LLaMA: LoRA until greedy generation reproduces the outputs, exact
+resume, full fine-tuning with packing, the eval hook, merging, QLoRA's CPU error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_sft_data import iepile_file, iepile_lines, model_dir, write_jsonl  # noqa: F401
+
+from deepke_llm.training.sft import LOG_FILENAME, SUMMARY_FILENAME, run_sft
+from deepke_llm.training.sft_config import SftConfig
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # The test machine's cores are shared: one intra-op thread is several times faster here.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def lora_config(base: Path, train_file: Path, out: Path, **overrides) -> SftConfig:
+    settings = dict(model=str(base), train_file=str(train_file), output_dir=str(out),
+                    lora_r=16, lora_alpha=32, lora_dropout=0.0, learning_rate=5e-3,
+                    lr_scheduler="constant", warmup=0, batch_size=4, max_steps=100,
+                    logging_steps=10, save_steps=0, max_len=512)
+    settings.update(overrides)
+    return SftConfig(**settings)
+
+
+def _adapter_weights(out: Path) -> dict[str, object]:
+    from safetensors.torch import load_file
+
+    return load_file(str(out / "adapter_model.safetensors"))
+
+
+@pytest.mark.slow
+def test_lora_sft_reproduces_the_training_outputs(model_dir, iepile_file, tmp_path):  # noqa: F811
+    from deepke_llm.backends.base import GenerationConfig
+    from deepke_llm.backends.hf import HFBackend
+    from deepke_llm.training.sft_data import encode_response, read_sft_records
+
+    out = tmp_path / "run"
+    result = run_sft(lora_config(model_dir, iepile_file, out))
+
+    for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer_config.json",
+                 "sft_config.json", LOG_FILENAME, SUMMARY_FILENAME):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "adapter_config.json").read_text())["r"] == 16
+    log = [json.loads(line) for line in (out / LOG_FILENAME).read_text().splitlines()]
+    losses = [(e["step"], e["loss"]) for e in log if "loss" in e]
+    assert [s for s, _ in losses] == [1, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+    assert losses[-1][1] < losses[0][1]
+    assert result.data["examples"] == 4 and result.data["dropped_too_long"] == 0
+    assert result.metrics["train_tokens_per_second"] > 0
+
+    # the extractor's backend, loading the saved adapter, generates exactly the outputs
+    records = read_sft_records(iepile_file)
+    backend = HFBackend(str(model_dir), lora=str(out), chat_template="auto")
+    generated = backend.generate_ids([r.prompt for r in records], GenerationConfig(max_new_tokens=80))
+    for ids, record in zip(generated, records, strict=True):
+        assert ids == encode_response(backend.tokenizer, record.output)
+        assert backend.tokenizer.decode(ids, skip_special_tokens=True) == record.output
+        assert json.loads(backend.generate([record.prompt], GenerationConfig(max_new_tokens=80))[0]) \
+            == json.loads(record.output)
+
+
+class StopAtStep:
+    """Simulates an interruption: stops training after ``step`` optimizer steps."""
+
+    def __new__(cls, step: int):
+        from transformers import TrainerCallback
+
+        class _Stop(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if state.global_step == step:
+                    control.should_training_stop = True
+
+        return _Stop()
+
+
+@pytest.mark.slow
+def test_resume_after_interruption_reproduces_the_uninterrupted_adapter(model_dir, iepile_file,  # noqa: F811
+                                                                        tmp_path):
+    settings = dict(max_steps=6, save_steps=3, batch_size=2, lora_r=8, lora_alpha=16,
+                    lora_dropout=0.1, learning_rate=3e-3, lr_scheduler="cosine", warmup=1,
+                    logging_steps=1)
+    straight = tmp_path / "straight"
+    run_sft(lora_config(model_dir, iepile_file, straight, **settings))
+
+    resumed = tmp_path / "resumed"
+    config = lora_config(model_dir, iepile_file, resumed, resume="auto", **settings)
+    first = run_sft(config, callbacks=[StopAtStep(3)])
+    assert first.resumed_from is None and (resumed / "checkpoint-3").is_dir()
+    second = run_sft(config)
+    assert second.resumed_from == str(resumed / "checkpoint-3")
+
+    expected, got = _adapter_weights(straight), _adapter_weights(resumed)
+    assert expected.keys() == got.keys() and len(expected) > 0
+    for name in expected:
+        assert torch.allclose(expected[name], got[name], atol=1e-6), name
+    # the log of the resumed run reads like the straight run's: one loss per step, no repeats
+    steps = [json.loads(x)["step"] for x in (resumed / LOG_FILENAME).read_text().splitlines()
+             if "loss" in json.loads(x)]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.slow
+def test_full_finetuning_with_packing_updates_all_weights(model_dir, iepile_file, tmp_path):  # noqa: F811
+    from safetensors.torch import load_file
+
+    out = tmp_path / "full"
+    result = run_sft(lora_config(model_dir, iepile_file, out, method="full", packing=True,
+                                 learning_rate=1e-3, max_steps=4, logging_steps=1, batch_size=2))
+    assert not (out / "adapter_config.json").exists()
+    before, after = load_file(str(model_dir / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert len(changed) == len(before)
+    assert result.data["rows"] < result.data["examples"]  # several examples per packed row
+
+
+@pytest.mark.slow
+def test_validation_split_logs_eval_loss_and_eval_fn_metrics(model_dir, iepile_file, tmp_path):  # noqa: F811
+    calls = []
+
+    def extraction_eval(model, tokenizer, records):
+        calls.append([r.id for r in records])
+        return {"f1": 0.5}
+
+    from transformers import TrainerCallback
+
+    checkpointed = []
+
+    class RecordCheckpointing(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            checkpointed.append(any(getattr(m, "gradient_checkpointing", False)
+                                    for m in model.modules()))
+
+    out = tmp_path / "eval"
+    result = run_sft(lora_config(model_dir, iepile_file, out, max_steps=4, val_size=1,
+                                 eval_steps=2, gradient_checkpointing=True),
+                     callbacks=[RecordCheckpointing()], eval_fn=extraction_eval)
+    assert checkpointed == [True]
+    assert len(calls) == 3 and all(len(c) == 1 for c in calls)  # steps 2, 4 and the final eval
+    assert result.data["examples"] == 3
+    assert result.metrics["eval_f1"] == 0.5 and result.metrics["eval_loss"] > 0
+    log = [json.loads(line) for line in (out / LOG_FILENAME).read_text().splitlines()]
+    assert [e["step"] for e in log if "eval_loss" in e][:2] == [2, 4]
+    assert [e["step"] for e in log if "eval_f1" in e][:2] == [2, 4]
+
+
+@pytest.mark.slow
+def test_builtin_generation_eval_and_merge(model_dir, iepile_file, tmp_path):  # noqa: F811
+    from transformers import AutoModelForCausalLM
+
+    from deepke_llm.training.sft import generate_outputs
+    from deepke_llm.training.sft_data import read_sft_records
+
+    out = tmp_path / "merge"
+    val = write_jsonl(tmp_path / "val.jsonl", iepile_lines()[:1])
+    result = run_sft(lora_config(model_dir, iepile_file, out, max_steps=2, val_file=str(val),
+                                 eval_fn="builtin", eval_max_new_tokens=4, merge=True))
+    assert result.metrics["eval_exact_match"] == 0.0  # 4 new tokens cannot spell the output
+    merged = AutoModelForCausalLM.from_pretrained(str(out / "merged"))
+    from deepke_llm.backends.hf import HFBackend
+
+    with_adapter = HFBackend(str(model_dir), lora=str(out)).model
+    records = read_sft_records(iepile_file)
+    tok = HFBackend(str(model_dir)).tokenizer
+    assert generate_outputs(merged, tok, records, max_new_tokens=6) == \
+        generate_outputs(with_adapter, tok, records, max_new_tokens=6)
+
+
+def test_qlora_without_cuda_fails_with_one_line(model_dir, iepile_file, tmp_path):  # noqa: F811
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ValueError, match=r"^method: qlora needs a CUDA GPU and bitsandbytes"):
+        run_sft(lora_config(model_dir, iepile_file, tmp_path / "q", method="qlora"))
