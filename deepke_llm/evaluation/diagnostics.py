@@ -21,6 +21,7 @@ __all__ = ["Diagnostics", "check_document", "known_types", "pair_documents", "us
 #: kind -> what it means, in the words a summary line uses
 KINDS: dict[str, str] = {
     "unreadable_line": "lines that could not be read (skipped)",
+    "dataset_problem": "problems the dataset reader reported (see its messages)",
     "duplicate_id": "repeated document ids (first document kept)",
     "missing_prediction": "gold documents without a prediction (their gold records count as missed)",
     "extra_prediction": "predicted documents whose id is not in the gold file (not scored)",

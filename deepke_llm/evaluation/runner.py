@@ -124,8 +124,8 @@ def _stem(directory: Path, slug: str, resume: bool) -> str:
     if resume:
         partials = sorted(directory.glob(f"{slug}-*.pred.jsonl.partial"),
                           key=lambda p: p.stat().st_mtime)
-        if partials:
-            return partials[-1].name.split(".")[0]
+        if partials:  # <stem>.pred.jsonl.partial or <stem>.shuffleK.pred.jsonl.partial
+            return re.sub(r"(\.shuffle\d+)?\.pred\.jsonl\.partial$", "", partials[-1].name)
     return f"{slug}-{datetime.date.today().isoformat()}"
 
 
@@ -145,7 +145,8 @@ def _extract(extractor: Any, gold: list[Document], path: Path, resume: bool,
     if progress:
         from tqdm import tqdm
 
-        stream = tqdm(stream, total=len(gold) - len(writer.done_ids), desc="evaluate",
+        todo_count = sum(1 for document in gold if document.id not in writer.done_ids)
+        stream = tqdm(stream, total=todo_count, desc="evaluate",
                       unit="doc", file=sys.stderr, dynamic_ncols=True)
     try:
         for document in stream:
@@ -227,7 +228,7 @@ def run_benchmark(config: EvaluationConfig, backend: Backend, model_name: str) -
                                       keep_mismatches=modes[:1] if first else ()))
     score = scores[0]
     for message in reader_problems:
-        score.diagnostics.add("unreadable_line", message)
+        score.diagnostics.add("dataset_problem", message)
 
     summary: dict[str, Any] = {
         "benchmark": definition.name, "task": definition.task, "split": split,
