@@ -38,7 +38,7 @@ def test_shard_writer_round_trips_through_safe_open(tmp_path):
     tensors = mixed_tensors()
     planned = [PlannedTensor(n, t.dtype, tuple(t.shape)) for n, t in tensors.items()]
     writer = ShardWriter(tmp_path, planned, max_shard_size=120, prefix="model",
-                         single_name="model.safetensors")
+                         single_name="model.safetensors", hash_files=True)
     # blocks of one row at a time, as the weights tools stream them
     writer.write_all(lambda p: ([tensors[p.name]] if tensors[p.name].dim() == 0
                                 else list(tensors[p.name].split(1))))

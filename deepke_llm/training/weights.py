@@ -2,8 +2,9 @@
 
 ``diff_weights(raw, tuned, out)`` writes ``D = tuned - raw`` per tensor as safetensors shards plus
 ``diff_manifest.json``; ``recover_weights(raw, diff, out)`` rebuilds ``tuned = raw + D`` and checks
-every tensor against the manifest's sha256. Both read a few rows at a time (see ``weights_io``), so
-peak memory is a few blocks, not whole models.
+it against the manifest. Both read a few rows at a time (see ``weights_io``), so peak memory is a
+few blocks, not whole models (0.31 GB peak RSS recovering a 2.1 GB model with 0.53 GB shards; see
+benchmarks/results/perf/recover_memory.md).
 
 Why recovery is exact. In the tuned dtype, ``a + (b - a)`` is not ``b`` in general (two roundings).
 The default ``delta`` method computes the difference in a wider dtype W (float32 for 16-bit weights,
@@ -11,11 +12,14 @@ float64 for float32/float64 ones) and recovers with ``(a.to(W) + d).to(dtype)``.
 are within a factor 2^(pW - p - 1) of each other (p, pW: significand bits; 2^15 for bf16 in fp32,
 2^12 for fp16 in fp32, 2^28 for fp32 in fp64) or either is zero, ``b - a`` is a multiple of the
 smaller ulp spanning at most pW bits, so ``d`` is exact, ``a + d == b`` exactly and the final cast
-returns ``b``. Elements outside that range (e.g. a weight decayed from 0.5 to 1e-6 in bf16), and
+returns ``b`` (barring overflow next to the dtype's largest value). Elements outside that range (e.g. a weight decayed from 0.5 to 1e-6 in bf16), and
 NaN, inf and signed zeros, may not round-trip: ``diff`` re-runs the recovery arithmetic on every
 block, compares bit patterns, and stores each failing element verbatim in ``diff-patches.safetensors``
 (index + value), which ``recover`` writes back. Bit-identity is therefore by construction, and it
-is checked: ``recover`` compares the sha256 of every recovered tensor with the tuned model's.
+is checked: ``recover`` verifies the sha256 of every diff file before using it, then that of every
+recovered tensor against the tuned model's. The manifest also records each raw tensor's sha256;
+``recover`` does not re-hash raw (another full pass): with verified diff files and deterministic
+IEEE arithmetic, a recovered tensor can only mismatch if the raw one differs, and it says so.
 
 Size cost: ``delta`` stores W, i.e. 2x the tuned model for bf16/fp16/fp32 weights (26 GB of bf16
 LLaMA-13B -> 52 GB of diff). ``--method xor`` stores the XOR of the bit patterns of ``b`` and
@@ -90,8 +94,9 @@ class WeightsResult:
 
     def summary(self) -> str:
         counts = ", ".join(f"{n} {k}" for k, n in self.counts.items() if n)
-        return (f"{self.out}: {self.tensors} tensors ({counts}) in {len(self.files)} file(s), "
-                f"{self.total_bytes / 1e9:.2f} GB")
+        size = (f"{self.total_bytes / 1e9:.2f} GB" if self.total_bytes >= 1e8
+                else f"{self.total_bytes / 1e6:.1f} MB")
+        return f"{self.out}: {self.tensors} tensors ({counts}) in {len(self.files)} file(s), {size}"
 
 
 def delta_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -153,19 +158,9 @@ def _hash_rest(reader: CheckpointReader, name: str, start: int, hasher: _Hasher)
         hasher.update(block)
 
 
-def diff_weights(raw: str | os.PathLike, tuned: str | os.PathLike, out: str | os.PathLike, *,
-                 method: str = "delta", max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
-                 force: bool = False, log: Log | None = None) -> WeightsResult:
-    """Write ``tuned - raw`` to ``out`` (shards + manifest) so that ``recover_weights`` is exact."""
-
-    if method not in METHODS:
-        raise WeightsError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
-    raw_path, tuned_path, out_path = Path(raw), Path(tuned), Path(out)
-    check_output_dir(out_path, [raw_path, tuned_path], force)
-    raw_reader = CheckpointReader(raw_path, "--raw")
-    tuned_reader = CheckpointReader(tuned_path, "--tuned")
-    shard_limit = parse_size(max_shard_size)
-
+def _plan_diff(raw_reader: CheckpointReader, tuned_reader: CheckpointReader,
+               method: str) -> tuple[dict[str, dict[str, Any]], list[PlannedTensor]]:
+    """Manifest entries (without hashes yet) and the diff tensors to write, in tuned order."""
     entries: dict[str, dict[str, Any]] = {}
     planned: list[PlannedTensor] = []
     for name, meta in tuned_reader.meta.items():
@@ -184,6 +179,22 @@ def diff_weights(raw: str | os.PathLike, tuned: str | os.PathLike, out: str | os
             planned.append(PlannedTensor(name + EXTRA_ROWS, meta.dtype,
                                          (extra_rows, *meta.shape[1:])))
         entries[name] = entry
+    return entries, planned
+
+
+def diff_weights(raw: str | os.PathLike, tuned: str | os.PathLike, out: str | os.PathLike, *,
+                 method: str = "delta", max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
+                 force: bool = False, log: Log | None = None) -> WeightsResult:
+    """Write ``tuned - raw`` to ``out`` (shards + manifest) so that ``recover_weights`` is exact."""
+    if method not in METHODS:
+        raise WeightsError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
+    raw_path, tuned_path, out_path = Path(raw), Path(tuned), Path(out)
+    check_output_dir(out_path, [raw_path, tuned_path], force)
+    raw_reader = CheckpointReader(raw_path, "--raw")
+    tuned_reader = CheckpointReader(tuned_path, "--tuned")
+    shard_limit = parse_size(max_shard_size)
+
+    entries, planned = _plan_diff(raw_reader, tuned_reader, method)
 
     patches: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     patch_budget = [shard_limit]
@@ -213,7 +224,7 @@ def diff_weights(raw: str | os.PathLike, tuned: str | os.PathLike, out: str | os
         tuned_reader.release()
 
     with atomic_output_dir(out_path, force) as tmp:
-        writer = ShardWriter(tmp, planned, shard_limit, prefix="diff")
+        writer = ShardWriter(tmp, planned, shard_limit, prefix="diff", hash_files=True)
         writer.write_all(produce)
         for name, entry in entries.items():
             entry["file"] = writer.weight_map[name]
@@ -347,6 +358,8 @@ def recover_weights(raw: str | os.PathLike, diff: str | os.PathLike, out: str | 
     float32, as the seed's script); a manifest diff always recovers the tuned dtypes exactly.
     """
     raw_path, diff_path, out_path = Path(raw), Path(diff), Path(out)
+    if not diff_path.is_dir():
+        raise WeightsError(f"--diff {diff_path}: no such directory")
     check_output_dir(out_path, [raw_path, diff_path], force)
     manifest = load_manifest(diff_path)
     if manifest is None:
@@ -373,9 +386,14 @@ def recover_weights(raw: str | os.PathLike, diff: str | os.PathLike, out: str | 
         raw_reader.release()
         diff_reader.release()
         if tuned_hash.hexdigest() != entry["sha256"]:
+            # the diff files passed their sha256 and the arithmetic is deterministic, so a wrong
+            # result means a different raw tensor (hashing raw as well would cost another pass)
+            cause = ("--raw is not the model this diff was made against (its "
+                     f"{planned.name} differs)" if entry["encoding"] != "whole"
+                     else "the diff is inconsistent with its manifest")
             raise WeightsError(
                 f"recovered tensor {planned.name} sha256 mismatch (expected {entry['sha256']}, "
-                f"got {tuned_hash.hexdigest()}): the diff does not reproduce the tuned model")
+                f"got {tuned_hash.hexdigest()}) although every diff file verified: {cause}")
 
     planned = [PlannedTensor(e["name"], dtype_from_name(e["dtype"]), tuple(e["shape"]))
                for e in entries]
@@ -405,7 +423,7 @@ def _load_patches(diff: Path, manifest: dict[str, Any]) -> dict[str, tuple[torch
 def _recover_blocks(entry: dict[str, Any], planned: PlannedTensor, raw_reader: CheckpointReader,
                     diff_reader: CheckpointReader,
                     patches: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> Iterator[torch.Tensor]:
-    """Blocks of one recovered tensor, in row order; checks the raw tensor's sha256 on the way."""
+    """Blocks of one recovered tensor, in row order."""
     import torch
 
     name, dtype = planned.name, planned.dtype
@@ -416,13 +434,11 @@ def _recover_blocks(entry: dict[str, Any], planned: PlannedTensor, raw_reader: C
     rows = entry.get("rows_from_raw", planned.shape[0] if planned.shape else 1)
     row_numel = meta.row_numel
     step = block_rows(row_numel)
-    raw_hash = _Hasher()
     patch_index, patch_value = patches.get(name, (None, None))
     for start in range(0, rows, step):
         stop = min(rows, start + step)
         a = raw_reader.read_rows(name, start, stop)
         d = diff_reader.read_rows(name, start, stop)
-        raw_hash.update(a)
         if entry["encoding"] == "xor":
             block = (bits_view(a.to(dtype)) ^ d).view(dtype)
         else:
@@ -434,11 +450,6 @@ def _recover_blocks(entry: dict[str, Any], planned: PlannedTensor, raw_reader: C
                 block = block.contiguous()
                 block.reshape(-1)[patch_index[first:last] - lo] = patch_value[first:last]
         yield block
-    _hash_rest(raw_reader, name, rows, raw_hash)
-    if raw_hash.hexdigest() != entry["raw"]["sha256"]:
-        raise WeightsError(
-            f"raw model tensor {name} sha256 mismatch (expected {entry['raw']['sha256']}, got "
-            f"{raw_hash.hexdigest()}): --raw is not the model this diff was made against")
     if planned.shape and rows < planned.shape[0]:
         yield from diff_reader.iter_blocks(name + EXTRA_ROWS)
 

@@ -22,11 +22,12 @@ def _run(command: str, function: Callable[..., Any], **kwargs: Any) -> None:
     from safetensors import SafetensorError
 
     from deepke_llm.cli import fail
-    from deepke_llm.training.weights_io import WeightsError
+    from deepke_llm.training.weights_io import WeightsError, return_freed_memory_promptly
 
     def log(message: str) -> None:
         click.echo(message, err=True)
 
+    return_freed_memory_promptly()
     try:
         result = function(log=log, **kwargs)
     except (WeightsError, SafetensorError, OSError) as exc:
