@@ -29,16 +29,13 @@ from deepke_llm.training.sft_data import (
     DataStats,
     SftCollator,
     SftRecord,
-    encode_prompt,
     pack_examples,
     read_sft_records,
-    render_record,
     split_validation,
     tokenize_records,
 )
 
-__all__ = ["LOG_FILENAME", "SUMMARY_FILENAME", "SftResult", "default_target_modules",
-           "generate_outputs", "generation_eval", "run_sft"]
+__all__ = ["LOG_FILENAME", "SUMMARY_FILENAME", "SftResult", "default_target_modules", "run_sft"]
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +142,8 @@ def _load_eval_fn(spec: str, config: SftConfig) -> EvalFn | None:
     if not spec:
         return None
     if spec == "builtin":
+        from deepke_llm.training.sft_eval import generation_eval
+
         return lambda model, tokenizer, records: generation_eval(
             model, tokenizer, records, config.chat_template, config.eval_max_new_tokens)
     module_name, _, attr = spec.partition(":")
@@ -283,39 +282,3 @@ def _save_merged(model: Any, tokenizer: Any, target: Path) -> None:
     merged = model.merge_and_unload()
     merged.save_pretrained(str(target))
     tokenizer.save_pretrained(str(target))
-
-
-def generate_outputs(model: Any, tokenizer: Any, records: Sequence[SftRecord],
-                     chat_template: str = "auto", max_new_tokens: int = 512,
-                     batch_size: int = 8) -> list[str]:
-    """Greedy outputs for ``records``' prompts from an in-memory model (what eval scores)."""
-    import torch
-
-    device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id
-    outputs = []
-    for start in range(0, len(records), batch_size):
-        batch = [encode_prompt(tokenizer, render_record(r, tokenizer, chat_template))
-                 for r in records[start:start + batch_size]]
-        width = max(len(ids) for ids in batch)
-        # left padding: every row continues from its last prompt token
-        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch], device=device)
-        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch],
-                            device=device)
-        with torch.no_grad():
-            generated = model.generate(input_ids=input_ids, attention_mask=mask, do_sample=False,
-                                       max_new_tokens=max_new_tokens, use_cache=True,
-                                       pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
-        outputs += tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True)
-    return outputs
-
-
-def generation_eval(model: Any, tokenizer: Any, records: Sequence[SftRecord],
-                    chat_template: str = "auto", max_new_tokens: int = 512) -> dict[str, float]:
-    """Greedy generation on validation records: the share of outputs equal to the gold output.
-
-    Extraction F1 needs the task parsers and scorer: pass ``eval_fn`` for that.
-    """
-    predictions = generate_outputs(model, tokenizer, records, chat_template, max_new_tokens)
-    exact = sum(p.strip() == r.output.strip() for p, r in zip(predictions, records, strict=True))
-    return {"exact_match": exact / max(len(records), 1)}

@@ -20,7 +20,7 @@ import json
 import logging
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,8 @@ class SftRecord:
     output: str
     id: str = ""
     task: str = ""
+    label: Any = field(default=None, compare=False, hash=False)
+    """Gold in IEPile's list form when the line carries one (test-file layout), for scoring."""
 
 
 @dataclass
@@ -96,7 +98,7 @@ def _parse_line(line: str, data_format: str, where: str) -> SftRecord:
     else:
         prompt = Prompt(user=instruction)
     return SftRecord(prompt=prompt, output=output, id=str(data.get("id", "")),
-                     task=str(data.get("task", "")))
+                     task=str(data.get("task", "")), label=data.get("label"))
 
 
 def split_validation(records: Sequence[SftRecord], val_size: float,
