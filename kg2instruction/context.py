@@ -66,6 +66,8 @@ class TfidfContext:
     def __init__(self, profiles: EntityProfiles) -> None:
         self.profiles = profiles
         self._bags: OrderedDict[int, Counter] = OrderedDict()
+        self._last_context: str | None = None
+        self._last_query: Counter = Counter()
 
     def _bag(self, entity: int) -> Counter:
         bag = self._bags.get(entity)
@@ -75,22 +77,32 @@ class TfidfContext:
                 self._bags.popitem(last=False)
         return bag
 
+    def _query(self, context: str) -> Counter:
+        # mentions of one sentence share their context: keep the last one's tokens
+        if self._last_context != context:
+            self._last_context, self._last_query = context, Counter(tokens(context))
+        return self._last_query
+
     def scores(self, context: str, mention: str, candidates: Sequence[int]) -> list[float]:
         skip = set(tokens(mention))
-        bags = [Counter({t: n for t, n in self._bag(c).items() if t not in skip})
-                for c in candidates]
-        query = Counter(t for t in tokens(context) if t not in skip)
+        bags = [self._bag(c) for c in candidates]
         df: Counter = Counter()
         for bag in bags:
             df.update(bag.keys())
         n = len(bags)
-        idf = {t: math.log((n + 1) / (df[t] + 0.5)) for t in df}
-        q_norm = math.sqrt(sum((c * idf.get(t, 0.0)) ** 2 for t, c in query.items()))
+        idf = {t: math.log((n + 1) / (d + 0.5)) for t, d in df.items() if t not in skip}
+        query = [(t, c * idf[t]) for t, c in self._query(context).items() if t in idf]
+        q_norm = math.sqrt(sum(w * w for _, w in query))
+        if q_norm == 0:
+            return [0.0] * n
         out = []
         for bag in bags:
-            dot = sum(count * idf[t] * query[t] * idf[t] for t, count in bag.items() if t in query)
-            norm = math.sqrt(sum((count * idf[t]) ** 2 for t, count in bag.items()))
-            out.append(dot / (norm * q_norm) if dot > 0 else 0.0)
+            dot = sum(w * bag[t] * idf[t] for t, w in query if t in bag)
+            if dot <= 0:
+                out.append(0.0)
+                continue
+            norm = math.sqrt(sum((count * idf[t]) ** 2 for t, count in bag.items() if t in idf))
+            out.append(dot / (norm * q_norm))
         return out
 
 

@@ -112,7 +112,7 @@ def _local_scores(kb: KnowledgeBase, text: str, sentences: list[tuple[int, int]]
     priors = [p / total for p in priors]
     if context_scorer is not None:
         start, end = sentences[mention.sentence]
-        context = text[start:mention.start] + " " + text[mention.end:end]
+        context = text[start:end]  # the scorer ignores the mention's own words
         similarity = context_scorer.scores(context, text[mention.start:mention.end], cands)
     else:
         similarity = [0.0] * len(cands)

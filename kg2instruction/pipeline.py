@@ -42,6 +42,8 @@ class BuildConfig:
     workers: int = 1
     shard: tuple[int, int] = (0, 1)  # (index, count): this run handles index of count shards
     chunk_size: int = 64  # documents per worker task
+    ner_model: str | None = None  # spaCy pipeline name or directory (optional)
+    ner_mode: str = "confirm"  # confirm: NER must cover a mention; propose: NER adds mentions
     linker: LinkerConfig = field(default_factory=LinkerConfig)
 
     def __post_init__(self) -> None:
@@ -65,6 +67,11 @@ class DocumentPipeline:
         self.rules = rules
         self.split = make_splitter(config.splitter, config.language)
         self.context = make_context_scorer(config.context, kb, config.language)
+        self.ner = None
+        if config.ner_model:
+            from kg2instruction.ner import NerFilter
+
+            self.ner = NerFilter(config.ner_model, config.ner_mode)
 
     def process(self, record: dict[str, Any], stats: Counter) -> Document:
         kb, config = self.kb, self.config
@@ -73,6 +80,8 @@ class DocumentPipeline:
         sentences = self.split(text)
         stats["sentences"] += len(sentences)
         mentions = detect_mentions(text, sentences, kb)
+        if self.ner is not None:
+            mentions = self.ner.apply(kb, text, sentences, mentions, stats)
         stats["mentions"] += len(mentions)
         candidates = candidate_lists(kb, mentions, config.linker)
         stats["candidates"] += sum(map(len, candidates))
@@ -224,6 +233,10 @@ def stats_report(stats: Counter, extra_rules: Iterable[str] = ()) -> dict[str, A
                           for how in ("single", "coherence", "context", "prior", "tie")}
     report["triples_per_relation"] = dict(sorted(
         (k.split(":", 1)[1], v) for k, v in stats.items() if k.startswith("triples:")))
+    ner = {k[4:]: stats[k] for k in ("ner_entities", "ner_unconfirmed", "ner_proposed")
+           if k in stats}
+    if ner:
+        report["ner"] = ner
     rules = list(RULES) + [f"user:{r}" for r in extra_rules]
     report["dropped"] = {rule: stats.get(f"dropped:{rule}", 0) for rule in rules}
     return report
