@@ -57,6 +57,7 @@ def test_spans_cover_all_non_space_text_in_order(text):
     for s, e in spans:
         assert text[s:e] == text[s:e].strip()
         assert "\n" not in text[s:e]
+    assert split_sentences(text) == [text[s:e] for s, e in spans]
     # nothing but whitespace is lost
     assert "".join("".join(text[s:e] for s, e in spans).split()) == "".join(text.split())
 

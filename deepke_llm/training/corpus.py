@@ -30,20 +30,27 @@ ABBREVIATIONS = (
     "Rep", "Rev", "Capt", "Col", "Lt", "Sgt", "Jan", "Feb", "Mar", "Apr", "Jun", "Jul", "Aug",
     "Sep", "Sept", "Oct", "Nov", "Dec", "approx", "Ph.D", "a.m", "p.m",
 )
-_NOT_AFTER_ABBREVIATION = "".join(f"(?<!\\b{re.escape(a)})" for a in ABBREVIATIONS)
+# checked right after the punctuation mark, so each lookbehind includes it
+_NOT_AFTER_ABBREVIATION = "".join(f"(?<!\\b{re.escape(a)}[.!?])" for a in ABBREVIATIONS)
+_CLOSE = f"[{re.escape(_CLOSERS)}]*"
 
 _SENTENCE_END = re.compile(
-    # Chinese: full-width 。！？； (or ASCII !?; right after a CJK character) end a sentence at once,
-    # with any closing quotes kept.
-    rf"(?:[。！？；]+|(?<=[{_CJK}])[!?;]+)[{re.escape(_CLOSERS)}]*"
+    # Every boundary starts with one of these characters; starting the pattern with a character
+    # class lets the regex engine skip ahead to candidates instead of trying each position.
+    r"[。！？；!?;.\r\n]"
+    r"(?:"
+    # Chinese: full-width 。！？； (or ASCII !?; right after a CJK character) end a sentence at
+    # once, with any further marks and closing quotes kept.
+    rf"(?<=[。！？；])[。！？；!?;]*{_CLOSE}"
+    rf"|(?<=[{_CJK}][!?;])[。！？；!?;]*{_CLOSE}"
     # English: . ! ? (+ closers) followed by whitespace and an upper-case letter, digit or opening
     # quote/bracket, by a Chinese character, or by the end of the text; not after an abbreviation
     # or a single capital.
-    # (the lookahead first, so the many lookbehinds run only at punctuation)
-    rf"|(?=[.!?]){_NOT_AFTER_ABBREVIATION}(?<!\b[A-Z])[.!?]+[{re.escape(_CLOSERS)}]*"
+    rf"|(?<=[.!?]){_NOT_AFTER_ABBREVIATION}(?<!\b[A-Z][.!?])[.!?]*{_CLOSE}"
     r"(?=\s+[\"'“‘(\[]*[A-Z0-9]|\s*[\u3400-\u9fff]|\s*$)"
     # Line breaks always end a sentence.
-    r"|\r?\n"
+    r"|(?<=\r)\n?|(?<=\n)"
+    r")"
 )
 
 
@@ -51,24 +58,32 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     """Character spans ``(start, end)`` of the sentences of ``text``, surrounding whitespace excluded."""
     spans = []
     start = 0
-    for match in _SENTENCE_END.finditer(text):
-        _append_stripped(text, start, match.end(), spans)
-        start = match.end()
-    _append_stripped(text, start, len(text), spans)
+    for end in _boundaries(text):
+        piece = text[start:end]
+        stripped = piece.strip()
+        if stripped:
+            offset = start + len(piece) - len(piece.lstrip())
+            spans.append((offset, offset + len(stripped)))
+        start = end
     return spans
-
-
-def _append_stripped(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> None:
-    piece = text[start:end]
-    stripped = piece.strip()
-    if stripped:
-        offset = start + (len(piece) - len(piece.lstrip()))
-        spans.append((offset, offset + len(stripped)))
 
 
 def split_sentences(text: str) -> list[str]:
     """Split English and/or Chinese text into sentences, delimiters kept, whitespace stripped."""
-    return [text[s:e] for s, e in sentence_spans(text)]
+    sentences = []
+    start = 0
+    for end in _boundaries(text):
+        stripped = text[start:end].strip()
+        if stripped:
+            sentences.append(stripped)
+        start = end
+    return sentences
+
+
+def _boundaries(text: str) -> list[int]:
+    ends = [match.end() for match in _SENTENCE_END.finditer(text)]
+    ends.append(len(text))
+    return ends
 
 
 # ---- sources ---------------------------------------------------------------------------------

@@ -27,7 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from deepke_llm.training.corpus import SourceSpec, StreamPacker, iter_raw_records, sentence_spans
+from deepke_llm.training.corpus import (
+    SourceSpec,
+    StreamPacker,
+    iter_raw_records,
+    sentence_spans,
+    split_sentences,
+)
 from deepke_llm.training.indexed_dataset import IndexedDatasetWriter, token_dtype
 
 logger = logging.getLogger(__name__)
@@ -124,10 +130,9 @@ def document_text(raw: str, is_jsonl: bool, text_field: str) -> str:
 
 def document_sentences(text: str, leading_space: bool) -> list[str]:
     """Sentences as they are tokenized: a sentence that followed a space keeps one when needed."""
-    spans = sentence_spans(text)
     if not leading_space:
-        return [text[s:e] for s, e in spans]
-    return [(" " if s and text[s - 1] in " \t" else "") + text[s:e] for s, e in spans]
+        return split_sentences(text)
+    return [(" " if s and text[s - 1] in " \t" else "") + text[s:e] for s, e in sentence_spans(text)]
 
 
 def process_chunk(chunk: Chunk) -> ChunkResult:
