@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -233,7 +234,7 @@ def build_trainer(config: PretrainConfig, callbacks: list | None = None):
         bf16=config.bf16, fp16=config.fp16,
         use_cpu=config.use_cpu, deepspeed=deepspeed, report_to=config.report_to or "none",
         dataloader_num_workers=config.dataloader_num_workers, remove_unused_columns=False,
-        ignore_data_skip=False, disable_tqdm=True,
+        ignore_data_skip=False,
         # renamed in transformers 5 (the old name warns)
         **{("activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
             else "gradient_checkpointing"): config.gradient_checkpointing},
@@ -255,7 +256,7 @@ def build_trainer(config: PretrainConfig, callbacks: list | None = None):
 
     trainer = _trainer_class()(
         model=model, args=args, train_dataset=PackedSamples(indexed), processing_class=tokenizer,
-        data_collator=lambda features: collate_packed(features, pad_id), callbacks=callbacks,
+        data_collator=functools.partial(collate_packed, pad_id=pad_id), callbacks=callbacks,
         sampler=sampler, sample_log=Path(config.output_dir) if config.log_sample_ids else None,
     )
     return trainer
@@ -298,7 +299,8 @@ def __getattr__(name: str):
 
 def run_pretraining(config: PretrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     """Train per ``config`` (resuming per ``config.resume``); returns the final train metrics."""
-    save_run_config(config, config.output_dir, CONFIG_FILENAME)
+    if int(os.environ.get("RANK", "0")) == 0:
+        save_run_config(config, config.output_dir, CONFIG_FILENAME)
     trainer = build_trainer(config, callbacks)
     checkpoint = find_resume_checkpoint(config.output_dir, config.resume)
     if checkpoint:
