@@ -177,7 +177,6 @@ def run_sft(config: SftConfig, callbacks: Sequence[Any] = (),
     precision = resolve_precision(config.precision)
     set_seed(config.seed)
     tokenizer = load_tokenizer(config)
-    model = load_model(config, precision)
     stats = DataStats()
     train_rows = tokenize_records(train_records, tokenizer, config.chat_template, config.max_len,
                                   config.train_on_inputs, stats)
@@ -193,29 +192,37 @@ def run_sft(config: SftConfig, callbacks: Sequence[Any] = (),
     logger.info("sft: %d training examples in %d rows (%d dropped as too long), %d validation",
                 stats.examples, stats.rows, stats.dropped_too_long, len(val_rows))
 
+    # TrainingArguments come first: with ZeRO-3 they make from_pretrained load the weights
+    # already partitioned across ranks instead of whole on every one.
+    args = _training_args(config, precision, deepspeed, has_val=bool(val_rows))
+    model = load_model(config, precision)
     out.mkdir(parents=True, exist_ok=True)
     save_run_config(config, out, CONFIG_FILENAME)
     from deepke_llm.training.sft_trainer import (
         EvalFnCallback,
         JsonlLogCallback,
+        SftTrainer,
         ThroughputCallback,
     )
 
     throughput = ThroughputCallback()
     all_callbacks = [JsonlLogCallback(out / LOG_FILENAME), throughput, *callbacks]
-    if eval_fn is not None and val_records:
+    if eval_fn is not None and val_rows:
         all_callbacks.append(EvalFnCallback(eval_fn, model, tokenizer,
                                             val_records[:config.eval_max_records],
                                             out / LOG_FILENAME))
-    trainer = _build_trainer(config, model, tokenizer, train_rows, val_rows, precision, deepspeed,
-                             all_callbacks)
+    trainer = SftTrainer(model=model, args=args, train_dataset=train_rows,
+                         eval_dataset=val_rows or None,
+                         data_collator=SftCollator(tokenizer.pad_token_id),
+                         processing_class=tokenizer, callbacks=all_callbacks,
+                         response_only_head=config.response_only_head)
     train_output = trainer.train(resume_from_checkpoint=resume)
 
     metrics = dict(train_output.metrics)
     if throughput.tokens_per_second is not None:
         metrics["train_tokens_per_second"] = round(throughput.tokens_per_second, 2)
     if val_rows:
-        metrics.update(trainer.evaluate())
+        metrics.update(_final_eval_metrics(trainer))
     trainer.save_model(str(out))  # adapter (or full weights) + tokenizer, on the main process
     if trainer.is_world_process_zero():
         if config.merge:
@@ -225,14 +232,21 @@ def run_sft(config: SftConfig, callbacks: Sequence[Any] = (),
     return SftResult(str(out), metrics, asdict(stats), resume)
 
 
-def _build_trainer(config: SftConfig, model: Any, tokenizer: Any, train_rows: list, val_rows: list,
-                   precision: str, deepspeed: str | None, callbacks: list) -> Any:
+def _final_eval_metrics(trainer: Any) -> dict[str, float]:
+    """Eval metrics of the final weights: reused when the schedule just evaluated them (an
+    extraction eval_fn generates, so running it twice is not free), else computed now."""
+    step = trainer.state.global_step
+    logged = [e for e in trainer.state.log_history if e.get("step") == step]
+    if any("eval_loss" in e for e in logged):
+        return {k: v for e in logged for k, v in e.items() if k.startswith("eval_")}
+    return trainer.evaluate()
+
+
+def _training_args(config: SftConfig, precision: str, deepspeed: str | None,
+                   has_val: bool) -> Any:
     from transformers import TrainingArguments
 
-    from deepke_llm.training.sft_trainer import SftTrainer
-
-    has_val = bool(val_rows)
-    args = TrainingArguments(
+    return TrainingArguments(
         **_checkpointing_args(config.gradient_checkpointing),
         output_dir=config.output_dir, seed=config.seed,
         num_train_epochs=config.epochs, max_steps=config.max_steps,
@@ -251,11 +265,6 @@ def _build_trainer(config: SftConfig, model: Any, tokenizer: Any, train_rows: li
         include_num_input_tokens_seen="non_padding", disable_tqdm=True,
         use_cpu=not _has_cuda(),
     )
-    return SftTrainer(model=model, args=args, train_dataset=train_rows,
-                      eval_dataset=val_rows or None,
-                      data_collator=SftCollator(tokenizer.pad_token_id),
-                      processing_class=tokenizer, callbacks=callbacks,
-                      response_only_head=config.response_only_head)
 
 
 def _checkpointing_args(enabled: bool) -> dict[str, Any]:
