@@ -98,9 +98,13 @@ def load_model(config: SftConfig, precision: str) -> Any:
     from transformers import AutoModelForCausalLM
 
     dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    import transformers
+
+    # full fine-tuning keeps fp32 master weights (autocast or DeepSpeed does the rest)
+    dtype = torch.float32 if config.method == "full" else dtypes[precision]
+    major = int(transformers.__version__.split(".")[0])
     kwargs: dict[str, Any] = {"trust_remote_code": config.trust_remote_code,
-                              # full fine-tuning keeps fp32 master weights (autocast does the rest)
-                              "dtype": torch.float32 if config.method == "full" else dtypes[precision]}
+                              ("dtype" if major >= 5 else "torch_dtype"): dtype}
     if config.attn_implementation:
         kwargs["attn_implementation"] = config.attn_implementation
     if config.method == "qlora":
@@ -247,12 +251,12 @@ def _training_args(config: SftConfig, precision: str, deepspeed: str | None,
     from transformers import TrainingArguments
 
     return TrainingArguments(
-        **_checkpointing_args(config.gradient_checkpointing),
+        **_renamed_args(config),
         output_dir=config.output_dir, seed=config.seed,
         num_train_epochs=config.epochs, max_steps=config.max_steps,
         per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler, warmup_steps=config.warmup,
+        lr_scheduler_type=config.lr_scheduler,
         weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
         bf16=precision == "bf16", fp16=precision == "fp16",
         logging_steps=config.logging_steps, logging_first_step=True,
@@ -267,17 +271,23 @@ def _training_args(config: SftConfig, precision: str, deepspeed: str | None,
     )
 
 
-def _checkpointing_args(enabled: bool) -> dict[str, Any]:
+def _renamed_args(config: SftConfig) -> dict[str, Any]:
+    """Arguments whose names differ between transformers 4.x and 5.x."""
     from transformers import TrainingArguments
 
-    # transformers 5.x renamed gradient_checkpointing* to activation_checkpointing*
     names = {f.name for f in fields(TrainingArguments)}
-    prefix = "activation" if "activation_checkpointing" in names else "gradient"
-    if not enabled:
-        return {}
-    # non-reentrant checkpointing needs no input grads, so frozen embeddings (LoRA) are fine
-    return {f"{prefix}_checkpointing": True,
-            f"{prefix}_checkpointing_kwargs": {"use_reentrant": False}}
+    args: dict[str, Any] = {}
+    if "warmup_ratio" in names:  # 4.x: the ratio has its own argument, warmup_steps is an int
+        args.update({"warmup_ratio": config.warmup} if config.warmup < 1 else
+                    {"warmup_steps": int(config.warmup)})
+    else:
+        args["warmup_steps"] = config.warmup
+    if config.gradient_checkpointing:
+        prefix = "activation" if "activation_checkpointing" in names else "gradient"
+        # non-reentrant checkpointing needs no input grads, so frozen embeddings (LoRA) are fine
+        args.update({f"{prefix}_checkpointing": True,
+                     f"{prefix}_checkpointing_kwargs": {"use_reentrant": False}})
+    return args
 
 
 def _has_cuda() -> bool:

@@ -34,7 +34,8 @@ class SftTrainer(Trainer):
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
         loss = causal_lm_loss(model, inputs, num_items_in_batch, self.response_only_head)
-        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+        averaged = getattr(self.args, "average_tokens_across_devices", False)
+        if averaged and num_items_in_batch is not None:
             # num_items_in_batch counts every process's tokens while DDP averages gradients.
             loss = loss * self.accelerator.num_processes
         return (loss, {"loss": loss}) if return_outputs else loss
