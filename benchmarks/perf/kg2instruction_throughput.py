@@ -128,12 +128,24 @@ def measure(work: Path, corpus: str, workers: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rewrite-report", action="store_true",
+                        help="Only rewrite NAME.md (and derived fields) from an existing NAME.json.")
     parser.add_argument("--aliases", type=int, default=1_000_000)
     parser.add_argument("--triples", type=int, default=2_000_000)
     parser.add_argument("--sentences", type=int, default=40_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--name", default="kg2instruction_throughput")
     args = parser.parse_args()
+    if args.rewrite_report:
+        saved = json.loads((RESULTS / f"{args.name}.json").read_text())
+        one, two = saved["runs"][0], saved["runs"][1]
+        saved["doubling_cpu_ratio"] = round(two["report"]["timing"]["pipeline_cpu_s"]
+                                            / one["report"]["timing"]["pipeline_cpu_s"], 2)
+        saved["sentences_per_cpu_s"] = one["report"]["timing"]["sentences_per_cpu_s"]
+        (RESULTS / f"{args.name}.json").write_text(json.dumps(saved, indent=2) + "\n")
+        (RESULTS / f"{args.name}.md").write_text(markdown(saved))
+        print(markdown(saved))
+        return
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         sizes = make_inputs(work, args.aliases, args.triples, args.sentences)
@@ -149,6 +161,8 @@ def main() -> None:
         "sentences_per_cpu_s": one["sentences_per_cpu_s"],
         "doubling_time_ratio": round(two["report"]["timing"]["pipeline_s"]
                                      / one["report"]["timing"]["pipeline_s"], 2),
+        "doubling_cpu_ratio": round(two["report"]["timing"]["pipeline_cpu_s"]
+                                    / one["report"]["timing"]["pipeline_cpu_s"], 2),
         "reproduce": "python benchmarks/perf/kg2instruction_throughput.py "
                      + " ".join(sys.argv[1:]),
     }
@@ -179,8 +193,10 @@ def markdown(result: dict) -> str:
                   f"**{result['sentences_per_s_per_core']:,}**; per CPU-second of the pipeline: "
                   f"**{result['sentences_per_cpu_s']:,}** (goal 5,000; wall clock suffers when "
                   "the machine is shared, CPU time much less).",
-              f"Doubling the corpus multiplies pipeline time by {result['doubling_time_ratio']} "
-              "(linear = 2.0); memory does not grow with the corpus (streamed).", "",
+              f"Doubling the corpus multiplies pipeline CPU time by "
+              f"{result['doubling_cpu_ratio']} and wall time by {result['doubling_time_ratio']} "
+              "(linear = 2.0); peak memory is the KB's and does not grow with the corpus "
+              "(streamed). Worker RSS counts the KB pages shared with the parent after fork.", "",
               f"Reproduce: `{result['reproduce'].strip()}`", ""]
     return "\n".join(lines)
 
