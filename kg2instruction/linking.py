@@ -30,7 +30,7 @@ class LinkerConfig:
     prior: float = 0.5  # times normalised prior in [0, 1]
     proximity_scale: float = 50.0  # characters at which a partner's weight is 3/4 of an adjacent one
     max_candidates: int = 50  # keep the most prior-likely candidates of very ambiguous aliases
-    max_document_mentions: int = 200  # coherence partners considered per document
+    max_document_mentions: int = 200  # coherence partners per mention: the nearest ones
 
     def __post_init__(self) -> None:
         if self.max_candidates < 1:
@@ -86,13 +86,15 @@ def disambiguate(kb: KnowledgeBase, text: str, sentences: list[tuple[int, int]],
             total = sum(s for s, _, _ in local[i])
             belief.append({c: (s / total if total > 0 else 1.0 / len(cands))
                            for c, (s, _, _) in zip(cands, local[i], strict=True)})
-    partners = list(range(min(len(mentions), config.max_document_mentions)))
-    in_document = {c for j in partners for c in candidates[j]}
+    in_document = {c for cands in candidates for c in cands}
     related = {c: kb.related_among(c, in_document) - {c} for i in ambiguous
                for c in candidates[i]}
     for _ in range(2):
         decided = {}
         for i in ambiguous:
+            # the nearest mentions of a long document are its coherence partners
+            half = config.max_document_mentions // 2
+            partners = range(max(0, i - half), min(len(mentions), i + half + 1))
             decided[i] = _decide(i, mentions, candidates, belief, partners, fixed_entities,
                                  related, local[i], config)
         for i, link in decided.items():
@@ -121,7 +123,7 @@ def _local_scores(kb: KnowledgeBase, text: str, sentences: list[tuple[int, int]]
 
 
 def _decide(i: int, mentions: list[Mention], candidates: list[list[int]],
-            belief: list[dict[int, float]], partners: list[int], fixed_entities: set[int],
+            belief: list[dict[int, float]], partners: range, fixed_entities: set[int],
             related: dict[int, set[int]], local: list[tuple[float, float, float]],
             config: LinkerConfig) -> Link:
     mention = mentions[i]

@@ -177,7 +177,16 @@ def run_pipeline(pipeline: DocumentPipeline,
         return
     import multiprocessing
 
-    context = multiprocessing.get_context("fork")  # the KB is shared, never pickled
+    try:
+        context = multiprocessing.get_context("fork")  # the KB is shared, never pickled
+    except ValueError:  # no fork (Windows): pickling a large KB per worker would cost more
+        import warnings
+
+        warnings.warn("--workers needs the 'fork' start method; running in one process",
+                      stacklevel=2)
+        for chunk in chunks:
+            yield _process_chunk(chunk)
+        return
     with context.Pool(workers) as pool:
         pending: deque = deque()
         for chunk in chunks:
