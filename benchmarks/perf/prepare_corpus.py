@@ -236,7 +236,13 @@ def main() -> None:
     parser.add_argument("--min-len", type=int, default=16)
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("DEEPKE_DATA", REPO.parent / "shared" / "data")))
     parser.add_argument("--out-dir", type=Path, default=REPO / "benchmarks" / "results" / "perf")
+    parser.add_argument("--report-only", action="store_true",
+                        help="re-render the markdown from an existing prepare_corpus.json")
     args = parser.parse_args()
+    if args.report_only:
+        report = json.loads((args.out_dir / "prepare_corpus.json").read_text())
+        (args.out_dir / "prepare_corpus.md").write_text(_markdown(report))
+        return
 
     from tiny_models import train_tokenizer
 
@@ -309,7 +315,9 @@ def _markdown(report: dict) -> str:
         f"repeated with shuffled sentence order); max_len {report['input']['max_len']}, "
         f"min_len {report['input']['min_len']}. Steady state: interpreter start-up, imports and "
         "tokenizer loading are excluded (paid once per job). CPU time = user + sys of the process "
-        "and its workers; tokens/CPU-s is the per-core rate.",
+        "and its workers; tokens/CPU-s is the per-core rate. The 2 cores were shared with other "
+        "jobs (load average 5-10) while this ran: wall-clock numbers, and so the wall-clock gain of "
+        "--workers 2, are unreliable here; CPU times are not.",
     ]
     for result in report["results"]:
         lines += [
@@ -329,7 +337,12 @@ def _markdown(report: dict) -> str:
             f"- Per-core speed-up: workers=1 **{result['speedup_per_core_workers1']}x**, workers=2 "
             f"**{result['speedup_per_core_workers2']}x**; wall-clock with 2 workers {result['speedup_wall_workers2']}x.",
             f"- Ceiling for any per-core speed-up on this input (naive CPU time / tokenizer-alone CPU time): "
-            f"{result['max_possible_per_core_speedup']}x.",
+            f"{result['max_possible_per_core_speedup']}x; ours with 1 worker reaches "
+            f"{100 * result['speedup_per_core_workers1'] / result['max_possible_per_core_speedup']:.0f}% of it. "
+            f"The tokenizer's own Rust work is "
+            f"{100 / result['max_possible_per_core_speedup']:.0f}% of the loop's CPU time, so the >= 5x "
+            "per-core goal is out of reach for any pipeline that runs this Hugging Face tokenizer; batching removes the "
+            "per-call Python overhead, and throughput then scales with --workers (cores).",
         ]
     memory = report["memory"]
     lines += [
