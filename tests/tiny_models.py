@@ -19,14 +19,22 @@ CORPUS = [
 ]
 
 
-def train_tokenizer(out_dir: Path, vocab_size: int = 400, extra_text: list[str] | None = None) -> Path:
+def _iepile_sentences() -> list[str]:
+    # the task sentences every IEPile prompt repeats: in the vocabulary, prompts stay short
+    from deepke_llm.prompts.iepile import INSTRUCTIONS
+
+    return list(INSTRUCTIONS.values())
+
+
+def train_tokenizer(out_dir: Path, vocab_size: int = 1000, extra_text: list[str] | None = None) -> Path:
     """Train a byte-fallback sentencepiece model and save it as a Hugging Face LlamaTokenizer dir."""
     import sentencepiece as spm
     from transformers import LlamaTokenizer
 
     out_dir.mkdir(parents=True, exist_ok=True)
     corpus = out_dir / "corpus.txt"
-    corpus.write_text("\n".join((CORPUS + (extra_text or [])) * 20), encoding="utf-8")
+    corpus.write_text("\n".join((CORPUS + _iepile_sentences() + (extra_text or [])) * 20),
+                      encoding="utf-8")
     prefix = out_dir / "sp"
     spm.SentencePieceTrainer.train(
         input=str(corpus), model_prefix=str(prefix), vocab_size=vocab_size, model_type="bpe",
