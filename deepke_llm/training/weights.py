@@ -43,6 +43,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -141,16 +142,40 @@ def _payload_dtype(encoding: str, dtype: torch.dtype) -> torch.dtype:
 
 
 class _Hasher:
-    """sha256 of a tensor fed block by block (same digest as hashing its bytes at once)."""
+    """sha256 of a tensor fed block by block (same digest as hashing its bytes at once).
 
-    def __init__(self) -> None:
+    With a (one-thread) executor the hashing of a block overlaps the computing and writing of the
+    next; at most one block waits, so memory stays bounded.
+    """
+
+    def __init__(self, executor: ThreadPoolExecutor | None = None) -> None:
         self.digest = hashlib.sha256()
+        self.executor = executor
+        self.pending: Future | None = None
 
     def update(self, block: torch.Tensor) -> None:
-        self.digest.update(tensor_bytes(block))
+        data = tensor_bytes(block)  # keeps the block alive until hashed
+        if self.executor is None:
+            self.digest.update(data)
+            return
+        if self.pending is not None:
+            self.pending.result()
+        self.pending = self.executor.submit(self.digest.update, data)
 
     def hexdigest(self) -> str:
+        if self.pending is not None:
+            self.pending.result()
+            self.pending = None
         return self.digest.hexdigest()
+
+
+def _operand(a: torch.Tensor, wide: torch.dtype) -> torch.Tensor:
+    """``a`` ready to meet a ``wide`` tensor: narrower floats are left to type promotion (an exact
+    widening without an extra copy), anything else is converted. Diff and recover share it so
+    their arithmetic is the same."""
+    import torch
+
+    return a if torch.promote_types(a.dtype, wide) == wide else a.to(wide)
 
 
 def _hash_rest(reader: CheckpointReader, name: str, start: int, hasher: _Hasher) -> None:
@@ -206,13 +231,13 @@ def diff_weights(raw: str | os.PathLike, tuned: str | os.PathLike, out: str | os
             return
         entry = entries[planned_tensor.name]
         name, meta = entry["name"], tuned_reader.meta[entry["name"]]
-        tuned_hash = _Hasher()
+        tuned_hash = _Hasher(hash_worker)
         if entry["encoding"] == "whole":
             for block in tuned_reader.iter_blocks(name):
                 tuned_hash.update(block)
                 yield block
         else:
-            raw_hash = _Hasher()
+            raw_hash = _Hasher(hash_worker)
             yield from _diff_blocks(entry, meta, raw_reader, tuned_reader, tuned_hash, raw_hash,
                                     patches, patch_budget)
             _hash_rest(tuned_reader, name, entry.get("rows_from_raw", meta.rows), tuned_hash)
@@ -223,7 +248,7 @@ def diff_weights(raw: str | os.PathLike, tuned: str | os.PathLike, out: str | os
         raw_reader.release()
         tuned_reader.release()
 
-    with atomic_output_dir(out_path, force) as tmp:
+    with atomic_output_dir(out_path, force) as tmp, ThreadPoolExecutor(1) as hash_worker:
         writer = ShardWriter(tmp, planned, shard_limit, prefix="diff", hash_files=True)
         writer.write_all(produce)
         for name, entry in entries.items():
@@ -278,15 +303,15 @@ def _diff_blocks(entry: dict[str, Any], meta: TensorMeta, raw_reader: Checkpoint
         if entry["encoding"] == "xor":
             yield bits_view(a.to(meta.dtype)) ^ bits_view(b)
             continue
-        a_wide = a.to(wide)
-        delta = b.to(wide) - a_wide
+        a = _operand(a, wide)
+        delta = b.to(wide) - a
         # the exact arithmetic recover_weights runs; any element it gets wrong is patched
-        recovered = (a_wide + delta).to(meta.dtype)
+        recovered = (a + delta).to(meta.dtype)
         wrong = (bits_view(recovered) != bits_view(b)).reshape(-1)
         if bool(wrong.any()):
             local = wrong.nonzero().squeeze(1)
             bad_index.append(local + start * meta.row_numel)
-            bad_value.append(b.reshape(-1)[local].clone())
+            bad_value.append(b.reshape(-1)[local])
             patch_budget[0] -= local.numel() * (8 + meta.dtype.itemsize)
             if patch_budget[0] < 0:
                 raise WeightsError(
@@ -325,10 +350,15 @@ def verify_diff_files(diff: Path, manifest: dict[str, Any]) -> None:
         if size != info["size"]:
             raise WeightsError(f"diff shard {name} has {size} bytes, manifest says {info['size']}: "
                                f"the download is corrupt or incomplete; fetch it again")
-        digest = sha256_file(path)
-        if digest != info["sha256"]:
-            raise WeightsError(f"diff shard {name} sha256 mismatch (expected {info['sha256']}, "
-                               f"got {digest}): the download is corrupt; fetch it again")
+    # hashlib and file reads release the GIL, so a few threads hash several shards at once
+    names = list(manifest["files"])
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        digests = pool.map(sha256_file, [diff / name for name in names])
+        for name, digest in zip(names, digests, strict=True):
+            expected = manifest["files"][name]["sha256"]
+            if digest != expected:
+                raise WeightsError(f"diff shard {name} sha256 mismatch (expected {expected}, "
+                                   f"got {digest}): the download is corrupt; fetch it again")
 
 
 def _check_raw(raw_reader: CheckpointReader, entries: list[dict[str, Any]]) -> None:
@@ -379,7 +409,7 @@ def recover_weights(raw: str | os.PathLike, diff: str | os.PathLike, out: str | 
 
     def produce(planned: PlannedTensor) -> Iterator[torch.Tensor]:
         entry = by_name[planned.name]
-        tuned_hash = _Hasher()
+        tuned_hash = _Hasher(hash_worker)
         for block in _recover_blocks(entry, planned, raw_reader, diff_reader, patches):
             tuned_hash.update(block)
             yield block
@@ -397,7 +427,7 @@ def recover_weights(raw: str | os.PathLike, diff: str | os.PathLike, out: str | 
 
     planned = [PlannedTensor(e["name"], dtype_from_name(e["dtype"]), tuple(e["shape"]))
                for e in entries]
-    with atomic_output_dir(out_path, force) as tmp:
+    with atomic_output_dir(out_path, force) as tmp, ThreadPoolExecutor(1) as hash_worker:
         writer = ShardWriter(tmp, planned, parse_size(max_shard_size), prefix="model",
                              single_name="model.safetensors")
         writer.write_all(produce)
@@ -442,7 +472,7 @@ def _recover_blocks(entry: dict[str, Any], planned: PlannedTensor, raw_reader: C
         if entry["encoding"] == "xor":
             block = (bits_view(a.to(dtype)) ^ d).view(dtype)
         else:
-            block = (a.to(d.dtype) + d).to(dtype)
+            block = (_operand(a, d.dtype) + d).to(dtype)
         if patch_index is not None:
             lo, hi = start * row_numel, stop * row_numel
             first, last = torch.searchsorted(patch_index, torch.tensor([lo, hi])).tolist()

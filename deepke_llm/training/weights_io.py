@@ -247,16 +247,20 @@ class CheckpointReader:
         return name in self.meta
 
     def read_rows(self, name: str, start: int, stop: int) -> torch.Tensor:
-        """Rows ``[start, stop)`` of a tensor (a 0-d tensor reads as one row of one element)."""
+        """Rows ``[start, stop)`` of a tensor (a 0-d tensor reads as one row of one element).
+
+        The result may be a read-only view of a memory-mapped file: copy before writing to it.
+        """
         meta = self.meta[name]
         if meta.file.suffix == ".safetensors":
             from safetensors import safe_open
 
-            # a fresh mapping per block: closing it releases the pages the block touched
+            # a fresh mapping per block: the returned view of the mapped file keeps only the
+            # pages this block touched, and they are released when the caller drops the block
             with safe_open(str(meta.file), framework="pt") as handle:
                 if not meta.shape:
-                    return handle.get_tensor(name).reshape(1).clone()
-                return handle.get_slice(name)[start:stop].clone()
+                    return handle.get_tensor(name).reshape(1)
+                return handle.get_slice(name)[start:stop]
         # a memory-mapped .bin is re-opened per block for the same reason; one that cannot be
         # mapped (pre-1.6 format) is loaded once and kept until release()
         if self._bin_cache is not None and self._bin_cache[0] == meta.file:
@@ -266,7 +270,7 @@ class CheckpointReader:
             if not mapped:
                 self._bin_cache = (meta.file, state)
         tensor = state[name]
-        return tensor.reshape(1).clone() if not meta.shape else tensor[start:stop].clone()
+        return tensor.reshape(1) if not meta.shape else tensor[start:stop]
 
     def iter_blocks(self, name: str, start: int = 0, stop: int | None = None,
                     rows: int | None = None) -> Iterator[torch.Tensor]:

@@ -144,31 +144,28 @@ def merge_lora(base: str | os.PathLike, lora: str | os.PathLike, out: str | os.P
 
     def produce(planned: PlannedTensor) -> Iterator[torch.Tensor]:
         name = planned.name
+        reader, source = ((adapter, replacements[name]) if name in replacements
+                          else (base_reader, name))
         pair = pairs.get(name)
-        bias_of = name.removesuffix(".bias") + ".weight" if name.endswith(".bias") else None
-        bias_pair = pairs.get(bias_of) if bias_of else None
-        if pair is None and not (bias_pair and "bias" in bias_pair.tensors):
-            reader, source = ((adapter, replacements[name]) if name in replacements
-                              else (base_reader, name))
+        # a lora_B bias (lora_bias=True) shifts the base bias, as peft's merge does
+        bias_pair = pairs.get(name.removesuffix(".bias") + ".weight") if name.endswith(".bias") else None
+        if bias_pair is not None and "bias" not in bias_pair.tensors:
+            bias_pair = None
+        if pair is None and bias_pair is None:
             for block in reader.iter_blocks(source):
                 yield block.to(planned.dtype)
-            base_reader.release()
-            return
-        source_reader, source = ((adapter, replacements[name]) if name in replacements
-                                 else (base_reader, name))
-        meta = source_reader.meta[source]
-        weight = source_reader.read_rows(source, 0, meta.rows).to(planned.dtype)
-        if not meta.shape:
-            weight = weight.reshape(())
+        else:
+            meta = reader.meta[source]
+            weight = reader.read_rows(source, 0, meta.rows).to(planned.dtype).reshape(meta.shape)
+            if pair is not None:
+                delta = _delta(pair, scalings[name], bool(config.get("fan_in_fan_out")))
+                # peft adds a linear delta in float32 but rounds an embedding delta to the base
+                # dtype first (lora.Embedding.merge); doing the same keeps the merge bit-identical
+                weight += delta if pair.kind == "linear" else delta.to(weight.dtype)
+            else:
+                weight += _wide(bias_pair.tensors["bias"]) * scalings[bias_pair.module + ".weight"]
+            yield weight
         base_reader.release()
-        if pair is not None:
-            delta = _delta(pair, scalings[name], bool(config.get("fan_in_fan_out")))
-            # peft adds a linear delta in float32 but rounds an embedding delta to the base dtype
-            # first (lora.Embedding.merge); doing the same keeps the merge bit-identical to peft's
-            weight += delta if pair.kind == "linear" else delta.to(weight.dtype)
-        else:  # a lora_B bias (lora_bias=True) shifts the base bias, as peft's merge does
-            weight += _wide(bias_pair.tensors["bias"]) * scalings[bias_of]
-        yield weight
 
     planned = [PlannedTensor(n, m.dtype, m.shape) for n, m in base_reader.meta.items()]
     with atomic_output_dir(out_path, force) as tmp:
