@@ -185,7 +185,7 @@ def _looks_like_path(model: str) -> bool:
 def _check_model_path(model: str, gguf_file: str | None) -> None:
     path = Path(model).expanduser()
     if gguf_file is not None:
-        if path.is_dir() and not (path / gguf_file).is_file() and _looks_like_path(model):
+        if (path.is_dir() or _looks_like_path(model)) and not (path / gguf_file).is_file():
             raise ValueError(f"GGUF file {path / gguf_file} does not exist: {HOW_TO_PASS}")
         if importlib.util.find_spec("gguf") is None:
             raise ValueError(f"loading {gguf_file} needs the 'gguf' package: pip install gguf")

@@ -99,16 +99,17 @@ class OpenAIBackend:
         workers = max(1, min(config.batch_size, self.max_concurrency, len(bodies)))
         outputs: list[str] = [""] * len(bodies)
         if bodies:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="openai") as pool:
-                futures = {pool.submit(self._complete, body): i for i, body in enumerate(bodies)}
-                done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-                for future in pending:
-                    future.cancel()
-                for future in futures:
-                    if future in done and future.exception() is not None:
-                        raise future.exception()  # type: ignore[misc]
-                for future, i in futures.items():
-                    outputs[i] = future.result()
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="openai")
+            try:
+                futures = [pool.submit(self._complete, body) for body in bodies]
+                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                failed = [f for f in futures if f in done and f.exception() is not None]
+                if failed:
+                    failed[0].result()  # re-raises the failure of the earliest failed prompt
+                outputs = [future.result() for future in futures]
+            finally:
+                # On a failure or Ctrl-C, queued requests are dropped instead of waited for.
+                pool.shutdown(wait=False, cancel_futures=True)
         with self._stats_lock:
             self.stats.prompts += len(bodies)
             self.stats.seconds += time.perf_counter() - started
