@@ -204,3 +204,13 @@ def test_refuses_to_overwrite_without_force(diff_setup):
     code, output = run_cli("diff", "--raw", str(raw), "--tuned", str(root / "tuned"),
                            "--out", str(raw))
     assert code == 1 and "would overwrite the input" in output
+
+
+def test_every_command_documents_an_example_and_usage_errors_exit_2():
+    for command in ("diff", "recover", "merge-lora"):
+        code, output = run_cli(command, "--help")
+        assert code == 0 and "Example:" in output and "deepke-llm weights " + command in output
+    code, _ = run_cli("recover", "--diff", "d", "--out", "o")
+    assert code == 2  # missing --raw
+    code, output = run_cli("recover", "--raw", "nowhere", "--diff", "nowhere", "--out", "o")
+    assert code == 1 and "--diff nowhere: no such directory" in output

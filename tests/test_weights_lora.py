@@ -133,3 +133,26 @@ def test_end_to_end_merge_diff_recover_is_bit_identical(tmp_path, adapter_dir, b
     assert model.dtype == torch.bfloat16
     assert model.model.embed_tokens.weight.equal(merged["model.embed_tokens.weight"])
     assert len(AutoTokenizer.from_pretrained(str(tmp_path / "recovered"))) == model.config.vocab_size
+
+
+def test_lora_bias_merges_like_peft(tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, attention_bias=True)
+    LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(str(tmp_path / "base"))
+    model = LlamaForCausalLM.from_pretrained(str(tmp_path / "base"), dtype=torch.bfloat16)
+    peft_model = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "k_proj"],
+                                                  lora_bias=True, init_lora_weights=False))
+    for name, param in peft_model.named_parameters():
+        if "lora_B" in name and name.endswith("bias"):
+            param.data.normal_()
+    peft_model.save_pretrained(str(tmp_path / "adapter"))
+    merge_lora(tmp_path / "base", tmp_path / "adapter", tmp_path / "merged")
+    want = peft_merged(tmp_path / "base", tmp_path / "adapter", torch.bfloat16)
+    got = load_dir(tmp_path / "merged")
+    assert_bit_identical(got, want)
+    base = load_dir(tmp_path / "base")
+    assert not got["model.layers.0.self_attn.q_proj.bias"].equal(base["model.layers.0.self_attn.q_proj.bias"])
