@@ -43,6 +43,13 @@ def test_epoch_order_is_a_pure_function_of_seed_and_epoch():
     assert list(a) == b.epoch_order(5).tolist() and len(a) == 80
 
 
+def test_a_run_long_sampler_chains_data_epochs_so_resume_needs_no_set_epoch():
+    sampler = MixtureSampler(np.array([0] * 50 + [1] * 10), np.array([1.0, 3.0]), 3, 80, total_samples=200)
+    order = list(sampler)
+    assert len(sampler) == len(order) == 200
+    assert order == [i for e in range(3) for i in sampler.epoch_order(e).tolist()][:200]
+
+
 def test_each_epoch_mixes_sources_by_weight():
     sampler = _sampler()
     for epoch in range(3):

@@ -133,3 +133,53 @@ def test_from_scratch_needs_only_a_config_and_takes_the_datasets_tokenizer(tiny_
                                       from_scratch=True))
     assert metrics["global_step"] == 2 and 4.0 < metrics["first_loss"] < 8.0  # ~ln(vocab 400)
     assert (tmp_path / "run" / "tokenizer_config.json").is_file()
+
+
+def _torchrun_pretrain(config: dict, path: Path, extra: list[str] = ()) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    path.write_text(json.dumps(config))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+         "127.0.0.1", "--master_port", str(port), "-m", "deepke_llm.cli", "pretrain", "run",
+         "--config", str(path), *extra], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_two_process_run_resumes_exactly_on_every_rank(model_dir, corpus, tmp_path):
+    """Two ranks (gloo): each resumes on exactly its own next batches, across a data epoch bound."""
+    full_dir, split_dir = tmp_path / "full", tmp_path / "split"
+    # global batch 2 x 2 ranks = 4, 12 samples per data epoch: epochs end after steps 3 and 6
+    config = dict(model=model_dir, data=corpus, output_dir=str(full_dir), max_steps=8,
+                  samples_per_epoch=12, per_device_batch_size=2, logging_steps=1, save_steps=4,
+                  learning_rate=1e-3, use_cpu=True, resume="auto", log_sample_ids=True, seed=7)
+    _torchrun_pretrain(config, tmp_path / "run.json")
+    # a run killed after its step-4 checkpoint, restarted with the same command
+    split_dir.mkdir()
+    shutil.copytree(full_dir / "checkpoint-4", split_dir / "checkpoint-4")
+    _torchrun_pretrain(config, tmp_path / "run.json", ["--output-dir", str(split_dir)])
+
+    logs = {}
+    for rank in (0, 1):
+        lines = (full_dir / f"sample_ids.rank{rank}.jsonl").read_text().splitlines()
+        full_log = [(r["step"], r["ids"]) for r in map(json.loads, lines)]
+        lines = (split_dir / f"sample_ids.rank{rank}.jsonl").read_text().splitlines()
+        resumed_log = [(r["step"], r["ids"]) for r in map(json.loads, lines)]
+        assert [s for s, _ in full_log] == list(range(8))
+        assert resumed_log == full_log[4:]
+        logs[rank] = full_log
+    # the ranks split each step's global batch between them
+    for (_, ids0), (_, ids1) in zip(logs[0], logs[1], strict=True):
+        assert not set(ids0) & set(ids1)
+    full_w, resumed_w = _weights(full_dir), _weights(split_dir)
+    for name, tensor in full_w.items():
+        assert (tensor - resumed_w[name]).abs().max().item() < 1e-6, name

@@ -1,11 +1,11 @@
 """Pretraining (continued or from scratch) of a causal LM on an indexed dataset with HF Trainer.
 
-Data order is a pure function of ``(seed, epoch)``: :class:`MixtureSampler` draws each epoch's
-samples from every source according to the mixing weights and shuffles them with generators
-seeded by ``(seed, epoch)`` only. Trainer's own resume (``ignore_data_skip=False``: skip the
-batches of the current epoch already trained) therefore continues exactly where a run stopped,
-on one node or many, with no script to skip seen data.
-"""
+Data order is a pure function of ``(seed, position in the run)``: :class:`MixtureSampler` draws
+each data epoch's samples from every source according to the mixing weights, shuffled with
+generators seeded by ``(seed, epoch)`` only, and spans the whole run as one Trainer epoch.
+Trainer's own resume (``ignore_data_skip=False``: skip the batches already trained) therefore
+continues exactly where a run stopped, on one process or many, with no script to skip seen data.
+Trainer's logged ``epoch`` is thus the fraction of the run done, not the data epoch."""
 
 from __future__ import annotations
 
@@ -105,30 +105,49 @@ def source_quotas(counts: np.ndarray, weights: np.ndarray, total: int) -> np.nda
 
 
 class MixtureSampler:
-    """Per-epoch sample order mixing sources by weight; a pure function of ``(seed, epoch)``.
+    """The run's sample order, mixing sources by weight; a pure function of ``(seed, position)``.
 
-    Each source is read as an endless sequence of seeded permutations of its samples, so an
-    up-weighted source repeats only after all its samples were seen, and a down-weighted one shows
-    new samples every epoch. The epoch's picks from all sources are then shuffled together.
+    Data epochs of ``samples_per_epoch`` samples follow each other: each source is read as an
+    endless sequence of seeded permutations of its samples, so an up-weighted source repeats only
+    after all its samples were seen and a down-weighted one shows new samples every epoch; an
+    epoch's picks from all sources are shuffled together with a generator seeded by the epoch.
+
+    The sampler spans the whole run (``total_samples``), so the Trainer sees a single epoch and
+    its resume (skip the batches already trained) lands exactly, on every rank: nothing depends
+    on ``set_epoch`` reaching the sampler, which accelerate does not guarantee once the sampler is
+    wrapped for several processes and for skipping.
     """
 
     def __init__(self, source_ids: np.ndarray, weights: np.ndarray, seed: int,
-                 samples_per_epoch: int) -> None:
+                 samples_per_epoch: int, total_samples: int | None = None) -> None:
         source_ids = np.asarray(source_ids)
         num_sources = len(weights)
         self.by_source = [np.flatnonzero(source_ids == s) for s in range(num_sources)]
         counts = np.array([len(ix) for ix in self.by_source], dtype=np.int64)
         self.quotas = source_quotas(counts, np.asarray(weights, dtype=np.float64), samples_per_epoch)
         self.seed = seed
+        self.samples_per_epoch = int(samples_per_epoch)
+        self.num_samples = int(total_samples if total_samples is not None else samples_per_epoch)
         self.epoch = 0
-        self.num_samples = int(samples_per_epoch)
 
     def set_epoch(self, epoch: int) -> None:
-        """Called by Trainer/accelerate at the start of every epoch."""
+        """Trainer epoch (one per pass over this sampler); only 0 in runs built by build_trainer."""
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return self.num_samples
+
+    def __iter__(self):
+        # a Trainer epoch after the first continues the sequence instead of replaying it
+        start = self.epoch * self.num_samples
+        stop = start + self.num_samples
+        data_epoch, offset = divmod(start, self.samples_per_epoch)
+        position = start
+        while position < stop:
+            order = self.epoch_order(data_epoch)[offset:offset + stop - position]
+            yield from order.tolist()
+            position += len(order)
+            data_epoch, offset = data_epoch + 1, 0
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         """Dataset indices of epoch ``epoch``, in training order."""
@@ -150,9 +169,6 @@ class MixtureSampler:
             start += take
             count -= take
         return np.concatenate(out)
-
-    def __iter__(self):
-        return iter(self.epoch_order(self.epoch).tolist())
 
 
 class PackedSamples:
@@ -210,8 +226,7 @@ def build_trainer(config: PretrainConfig, callbacks: list | None = None):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
     indexed = IndexedDataset(config.data)
-    samples = config.samples_per_epoch or len(indexed)
-    sampler = MixtureSampler(indexed.source_ids, mixing_weights(indexed, config.mix), config.seed, samples)
+    samples_per_epoch = config.samples_per_epoch or len(indexed)
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(config.model)
@@ -228,7 +243,7 @@ def build_trainer(config: PretrainConfig, callbacks: list | None = None):
         learning_rate=config.learning_rate, weight_decay=config.weight_decay,
         warmup_steps=config.warmup_steps, lr_scheduler_type=config.lr_scheduler,
         max_grad_norm=config.max_grad_norm, max_steps=config.max_steps,
-        num_train_epochs=config.num_epochs, logging_steps=config.logging_steps,
+        num_train_epochs=1, logging_steps=config.logging_steps,  # one pass over the run's sampler
         save_strategy="steps", save_steps=config.save_steps,
         save_total_limit=config.save_total_limit or None, seed=config.seed, data_seed=config.seed,
         bf16=config.bf16, fp16=config.fp16,
@@ -239,6 +254,11 @@ def build_trainer(config: PretrainConfig, callbacks: list | None = None):
         **{("activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
             else "gradient_checkpointing"): config.gradient_checkpointing},
     )
+    global_batch = config.per_device_batch_size * config.gradient_accumulation_steps * args.world_size
+    total = (config.max_steps * global_batch if config.max_steps > 0
+             else math.ceil(config.num_epochs * samples_per_epoch))
+    sampler = MixtureSampler(indexed.source_ids, mixing_weights(indexed, config.mix), config.seed,
+                             samples_per_epoch, total_samples=total)
     # built after TrainingArguments so that ZeRO-3 can partition the weights while loading
     torch.manual_seed(config.seed)
     if config.from_scratch:
