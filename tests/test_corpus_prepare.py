@@ -128,14 +128,14 @@ def test_indexed_dataset_access_errors_and_pickling(sources, tiny_tokenizer_dir,
         IndexedDataset(tmp_path / "missing")
 
 
-def test_merge_concatenates_and_joins_sources_by_name(sources, tiny_tokenizer_dir, tmp_path):
+def test_merge_concatenates_and_joins_sources_by_name(sources, tiny_tokenizer_dir, tokenizer, tmp_path):
     import shutil
 
     prepare_corpus(sources, str(tiny_tokenizer_dir), str(tmp_path / "a"), PrepareOptions(max_len=24, min_len=0))
     prepare_corpus([sources[1].replace("web=", "forum=")], str(tiny_tokenizer_dir), str(tmp_path / "b"),
                    PrepareOptions(max_len=24, min_len=0, vocab_size=70_000))
     meta = merge_datasets([str(tmp_path / "a"), str(tmp_path / "a"), str(tmp_path / "b")], tmp_path / "m")
-    assert meta["vocab_size"] == 400
+    assert meta["vocab_size"] == len(tokenizer)
     a, m = IndexedDataset(tmp_path / "a"), IndexedDataset(tmp_path / "m")
     assert [s["name"] for s in meta["sources"]] == ["news", "web", "forum"]
     assert meta["sources"][0]["documents"] == 2 * a.metadata["sources"][0]["documents"]
