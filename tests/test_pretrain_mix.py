@@ -141,3 +141,22 @@ def test_recipe_config_loads_cleanly_and_readme_documents_every_field():
     readme = (recipe / "README.md").read_text(encoding="utf-8")
     missing = [f.name for f in dataclasses.fields(PretrainConfig) if f"| {f.name} |" not in readme]
     assert not missing, f"README.md lacks fields {missing}"
+
+
+def test_cli_run_reports_config_and_data_errors_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from deepke_llm.cli import main
+
+    runner = CliRunner()
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"model": "m"}))
+    result = runner.invoke(main, ["pretrain", "run", "--config", str(config)])
+    assert result.exit_code == 1 and "missing required config field(s) ['data']" in result.output
+    config.write_text(json.dumps({"model": "m", "data": str(tmp_path / "nope"), "max_steps": 0}))
+    result = runner.invoke(main, ["pretrain", "run", "--config", str(config)])
+    assert result.exit_code == 1 and "max_steps must be positive" in result.output
+    config.write_text(json.dumps({"model": "m", "data": str(tmp_path / "nope"), "output_dir": str(tmp_path / "o")}))
+    result = runner.invoke(main, ["pretrain", "run", "--config", str(config)])
+    assert result.exit_code == 1 and "nope.bin: indexed dataset file missing" in result.output
+    assert not (tmp_path / "o" / "pretrain_config.json").exists()

@@ -85,7 +85,12 @@ def load_run_config(path: str | os.PathLike, cls: type[C], overrides: dict[str, 
 
 def config_from_dict(data: dict[str, Any], cls: type[C], source: str = "config") -> C:
     """Build dataclass ``cls`` from ``data``, warning about (and ignoring) unknown keys."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    names = {f.name for f in fields}
+    missing = [f.name for f in fields if f.name not in data and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ValueError(f"{source}: missing required config field(s) {missing}")
     unknown = sorted(set(data) - names)
     if unknown:
         warnings.warn(f"{source}: ignoring unknown config keys {unknown}", stacklevel=2)

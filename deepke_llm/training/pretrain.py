@@ -13,7 +13,6 @@ import functools
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -319,9 +318,9 @@ def __getattr__(name: str):
 
 def run_pretraining(config: PretrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     """Train per ``config`` (resuming per ``config.resume``); returns the final train metrics."""
-    if int(os.environ.get("RANK", "0")) == 0:
-        save_run_config(config, config.output_dir, CONFIG_FILENAME)
     trainer = build_trainer(config, callbacks)
+    if trainer.is_world_process_zero():
+        save_run_config(config, config.output_dir, CONFIG_FILENAME)
     checkpoint = find_resume_checkpoint(config.output_dir, config.resume)
     if checkpoint:
         logger.info("resuming from %s", checkpoint)
