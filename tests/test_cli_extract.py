@@ -63,7 +63,13 @@ def test_bad_input_lines_are_reported_and_good_ones_written(tmp_path):
     assert "input errors: 4" in result.stderr
 
 
-def test_usage_and_input_errors_are_one_line():
+def test_usage_and_input_errors_are_one_line(monkeypatch):
+    import deepke_llm.default_model as default_model
+
+    def not_installed(progress=None):
+        raise default_model.DefaultModelError("default model not installed (package x missing)")
+
+    monkeypatch.setattr(default_model, "ensure_default_model", not_installed)
     result = run("extract", "--task", "ner", "--schema", "nosuch", "--model", "x", "hello")
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1 and "unknown schema 'nosuch'" in result.stderr

