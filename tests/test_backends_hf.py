@@ -123,11 +123,13 @@ def test_lora_errors_name_the_adapter_dir(tiny_llama_dir, tmp_path):
         load_backend(model=str(tiny_llama_dir), lora=str(tmp_path))
 
 
-def test_load_backend_picks_by_options_and_rejects_missing_model():
+def test_load_backend_picks_by_options_and_rejects_missing_model(monkeypatch):
+    from deepke_llm.backends import registry
     from deepke_llm.backends.openai import OpenAIBackend
     from deepke_llm.backends.registry import register_backend
 
-    with pytest.raises(ValueError, match=r"^no model given: pass --model DIR\|HUB_ID or --base-url"):
+    monkeypatch.setattr(registry, "default_model_path", lambda: None)  # no default installed
+    with pytest.raises(ValueError, match=r"^no model given.*: pass --model DIR\|HUB_ID or --base-url"):
         load_backend()
     served = load_backend(base_url="http://127.0.0.1:9", api_model="m", max_concurrency=None)
     assert isinstance(served, OpenAIBackend) and served.url == "http://127.0.0.1:9/v1/chat/completions"
