@@ -40,8 +40,9 @@ def _run(command: str, function: Callable[..., Any], **kwargs: Any) -> None:
 def weights() -> None:
     """Weight diff, recovery and LoRA merging, streamed shard by shard.
 
-    Memory stays around one block of rows whatever the model size; outputs are written to
-    OUT.tmp-PID and renamed when complete, so a failed run leaves nothing behind.
+    Memory stays at a few blocks of rows whatever the model size (merge-lora: one adapted
+    tensor); outputs are written to OUT.tmp-PID and renamed when complete, so a failed run
+    leaves nothing behind.
 
     \b
     Example:
