@@ -70,7 +70,11 @@ def _hf_backend(model: str | None, lora: str | None, base_url: str | None,
                 api_model: str | None, **kwargs: Any) -> Backend:
     from deepke_llm.backends.hf import HFBackend
 
-    if model is None:
+    if model == "default":  # the base model alone, e.g. for few-shot baselines
+        model = default_model_path()
+        if model is None:
+            raise ValueError(NO_MODEL)
+    elif model is None:
         from deepke_llm.default_model import default_adapter_path
 
         model = default_model_path()

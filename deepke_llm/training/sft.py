@@ -165,6 +165,10 @@ def run_sft(config: SftConfig, callbacks: Sequence[Any] = (),
     records (overrides ``config.eval_fn``); ``callbacks`` are extra transformers callbacks.
     """
     config.check_required()
+    if config.model == "default":  # the packaged default base model, converted on first use
+        from deepke_llm.default_model import ensure_default_model
+
+        config.model = str(ensure_default_model())
     # inputs are checked before anything heavy is imported or loaded
     deepspeed = resolve_deepspeed_config(config.deepspeed)
     eval_fn = eval_fn or _load_eval_fn(config.eval_fn, config)
