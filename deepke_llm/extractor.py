@@ -13,7 +13,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from deepke_llm.backends.base import Backend, GenerationConfig, context_length, count_tokens
+from deepke_llm.backends.base import (
+    Backend,
+    BackendError,
+    GenerationConfig,
+    context_length,
+    count_tokens,
+)
 from deepke_llm.grounding import ground_records, shift
 from deepke_llm.prompts.styles import chunk_schema, get_style
 from deepke_llm.records import Document, RecordError
@@ -60,6 +66,7 @@ class _Job:
     schema: Schema
     prompt: Any
     output: str = ""
+    failure: str | None = None
 
 
 @dataclass
@@ -165,11 +172,7 @@ class Extractor:
         backend_stats = getattr(self.backend, "stats", None)
         before = backend_stats.generated_tokens if backend_stats else 0
         if jobs:
-            outputs = self.backend.generate([job.prompt for job in jobs], self.generation)
-            if len(outputs) != len(jobs):
-                raise RuntimeError(f"backend returned {len(outputs)} outputs for {len(jobs)} prompts")
-            for job, output in zip(jobs, outputs, strict=True):
-                job.output = output
+            self._generate(jobs)
         self.stats.prompts += len(jobs)
         if backend_stats is not None:
             self.stats.generated_tokens += backend_stats.generated_tokens - before
@@ -181,11 +184,31 @@ class Extractor:
             yield document
         self.stats.seconds += time.perf_counter() - started
 
+    def _generate(self, jobs: list[_Job]) -> None:
+        try:
+            outputs = self.backend.generate([job.prompt for job in jobs], self.generation)
+        except BackendError:
+            # one bad prompt must not sink the batch: ask again one by one, keep the failures
+            for job in jobs:
+                try:
+                    (job.output,) = self.backend.generate([job.prompt], self.generation)
+                except BackendError as exc:
+                    job.failure = str(exc)
+            return
+        if len(outputs) != len(jobs):
+            raise RuntimeError(f"backend returned {len(outputs)} outputs for {len(jobs)} prompts")
+        for job, output in zip(jobs, outputs, strict=True):
+            job.output = output
+
     def _merge(self, pending: _Pending) -> Document:
         records: list = []
         errors = list(pending.errors)
         several = len({id(job.window) for job in pending.jobs}) > 1
         for job in pending.jobs:
+            if job.failure is not None:
+                errors.append(f"no output for schema chunk {job.schema.types_for(self.task.name)[0].name!r}"
+                              f"...: {job.failure}")
+                continue
             grounded, job_errors = parse_output(self.task.name, job.output, job.schema,
                                                 job.window.text, pending.language, self.style.name)
             prefix = f"window at {job.window.start}: " if several else ""

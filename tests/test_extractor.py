@@ -95,3 +95,20 @@ def test_knowlm_style_prompt_uses_alpaca_template():
     text = render_prompt(prompt, "auto")
     assert text.startswith("Below is an instruction") and "### Input:\nJohn works for Acme." in text
     assert "(Subject,Relation,Object)" in text
+
+
+def test_backend_failure_on_one_prompt_is_recorded_not_fatal():
+    from deepke_llm.backends.base import BackendError
+
+    class PickyBackend(RuleBackend):
+        def generate(self, prompts, config):
+            if any("Poison" in p.user for p in prompts):
+                if len(prompts) > 1:
+                    raise BackendError("server said 400")
+                raise BackendError("server said 400: prompt too long")
+            return super().generate(prompts, config)
+
+    docs = [Document("a", "Alice is here."), Document("b", "Poison pill."), Document("c", "Carol too.")]
+    out = Extractor(PickyBackend(), "conll03", "ner").extract(docs)
+    assert [d.entities[0].text for d in (out[0], out[2])] == ["Alice", "Carol"]
+    assert out[1].entities == () and "prompt too long" in out[1].errors[0]

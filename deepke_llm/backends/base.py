@@ -53,6 +53,14 @@ class GenerationStats:
     seconds: float = 0.0
 
 
+class BackendError(RuntimeError):
+    """A backend could not answer a prompt (a server refusal, a request that kept failing).
+
+    The extractor catches it, retries the batch's prompts one by one, and records the prompts
+    that still fail in their document's ``errors`` instead of stopping the run.
+    """
+
+
 @runtime_checkable
 class Backend(Protocol):
     """``generate(prompts, config) -> outputs``: one output string per prompt, same order."""

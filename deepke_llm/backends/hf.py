@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from deepke_llm.backends.base import GenerationConfig, GenerationStats
-from deepke_llm.prompts.chat import Prompt, render_prompt
+from deepke_llm.prompts.chat import Prompt, encode_rendered, render_prompt
 
 __all__ = ["HFBackend"]
 
@@ -72,10 +72,7 @@ class HFBackend:
 
     def encode_prompt(self, prompt: Prompt) -> list[int]:
         """Token ids of the rendered prompt, with BOS added unless the template already wrote it."""
-        text = self.render(prompt)
-        bos = self.tokenizer.bos_token
-        add_special = not (bos and text.startswith(bos))
-        return list(self.tokenizer(text, add_special_tokens=add_special)["input_ids"])
+        return encode_rendered(self.tokenizer, self.render(prompt))
 
     def generate(self, prompts: Sequence[Prompt], config: GenerationConfig) -> list[str]:
         """One decoded output per prompt, in input order (special tokens skipped, cut at stops)."""

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from deepke_llm.backends.base import BackendError as _BaseBackendError
 from deepke_llm.backends.base import GenerationConfig, GenerationStats
 from deepke_llm.prompts.chat import Prompt, render_prompt
 
@@ -31,7 +32,7 @@ MAX_BACKOFF_S = 30.0
 MAX_RETRY_AFTER_S = 120.0
 
 
-class BackendError(RuntimeError):
+class BackendError(_BaseBackendError):
     """A request the server refused or kept failing (message is one line)."""
 
 

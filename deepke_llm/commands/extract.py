@@ -85,6 +85,7 @@ def extract(task, schema_name, model, lora, base_url, api_model, api_key_env, en
         if base_url:
             backend = load_backend(base_url=base_url, api_model=api_model or model,
                                    api_key_env=api_key_env, endpoint=endpoint,
+                                   max_concurrency=batch_size,
                                    chat_template=None if chat_template == "auto" else chat_template)
         else:
             backend = load_backend(model=model, lora=lora, chat_template=chat_template, dtype=dtype,

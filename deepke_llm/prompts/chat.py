@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Prompt", "chat_templates", "register_chat_template", "render_prompt"]
+__all__ = ["Prompt", "chat_templates", "encode_rendered", "register_chat_template",
+           "render_prompt"]
 
 
 @dataclass(frozen=True)
@@ -122,3 +123,14 @@ def render_prompt(prompt: Prompt, template: str = "auto", tokenizer: Any = None)
         raise ValueError(f"unknown chat template '{name}': use one of "
                          f"{', '.join(chat_templates())}") from None
     return renderer(prompt)
+
+
+def encode_rendered(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of a rendered prompt: BOS is added unless the template already wrote it.
+
+    The one tokenisation rule for prompts: extraction and instruction tuning both call it, so a
+    model is trained on exactly the ids it later sees (a doubled BOS would be another input).
+    """
+    bos = getattr(tokenizer, "bos_token", None)
+    add_special = not (bos and text.startswith(bos))
+    return list(tokenizer(text, add_special_tokens=add_special)["input_ids"])

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deepke_llm.prompts.chat import Prompt, render_prompt
+from deepke_llm.prompts.chat import Prompt, encode_rendered, render_prompt
 
 __all__ = ["IGNORE_INDEX", "DataStats", "SftCollator", "SftRecord", "encode_prompt",
            "pack_examples", "read_sft_records", "split_validation", "tokenize_records"]
@@ -118,15 +118,8 @@ def split_validation(records: Sequence[SftRecord], val_size: float,
 
 
 def encode_prompt(tokenizer: Any, text: str) -> list[int]:
-    """Token ids of a rendered prompt: the tokenizer's special tokens (BOS) are added unless the
-    template already wrote BOS itself (Llama 3, Gemma chat templates).
-
-    The same rule as ``HFBackend.encode_prompt``: training and inference must agree token for
-    token, and a doubled BOS is a different input.
-    """
-    bos = tokenizer.bos_token
-    add_special = not (bos and text.startswith(bos))
-    return list(tokenizer(text, add_special_tokens=add_special)["input_ids"])
+    """Token ids of a rendered prompt, by the rule extraction uses (``encode_rendered``)."""
+    return encode_rendered(tokenizer, text)
 
 
 def encode_response(tokenizer: Any, output: str) -> list[int]:
