@@ -9,7 +9,7 @@ Prompts of many documents go to the backend together so it can batch them.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -28,7 +28,7 @@ from deepke_llm.tasks import get_task
 from deepke_llm.tasks.base import unique
 from deepke_llm.windows import Window, split_windows
 
-__all__ = ["ExtractionStats", "Extractor", "detect_language", "parse_output"]
+__all__ = ["ExtractionStats", "Extractor", "detect_language", "parse_output", "pick_demonstrations"]
 
 # a window needs room for at least this many tokens of text to be worth a prompt
 MIN_WINDOW_TOKENS = 16
@@ -88,7 +88,8 @@ class Extractor:
                  language: str | None = None, prompt_style: str = "iepile",
                  generation: GenerationConfig | None = None, split_num: int | None = None,
                  schema_shuffle_seed: int | None = None, window_overlap: float = 0.15,
-                 documents_per_batch: int | None = None) -> None:
+                 documents_per_batch: int | None = None,
+                 demonstrations: Sequence[Document] = ()) -> None:
         self.backend = backend
         self.schema = load_schema(schema)
         self.task = get_task(task)
@@ -103,6 +104,9 @@ class Extractor:
         # enough documents per backend call to fill several batches
         self.documents_per_batch = documents_per_batch or max(8, self.generation.batch_size * 4)
         self.stats = ExtractionStats()
+        # few-shot: gold documents shown (prompt + gold answer) before every prompt
+        self.demonstrations = tuple(demonstrations)
+        self._demo_cache: dict[tuple[int, str], tuple] = {}
 
     # ---- public API -------------------------------------------------------------------------
     def extract(self, inputs: str | Document | dict | Iterable[str | Document | dict]
@@ -143,8 +147,8 @@ class Extractor:
             pending.errors.append("empty text: nothing to extract")
             return pending
         # room for text = context - generated tokens - the longest prompt around an empty input
-        overhead = max(count_tokens(self.backend, self._render(self.style.build(
-            self.task, chunk, "", language))) for chunk in self.chunks)
+        overhead = max(count_tokens(self.backend, self._render(self._build(i, "", language)))
+                       for i in range(len(self.chunks)))
         room = context_length(self.backend) - self.generation.max_new_tokens - overhead
         if room < MIN_WINDOW_TOKENS:
             pending.errors.append(
@@ -156,10 +160,23 @@ class Extractor:
         windows = split_windows(document.text, room, lambda t: count_tokens(self.backend, t),
                                 self.window_overlap)
         for window in windows:
-            for chunk in self.chunks:
-                prompt = self.style.build(self.task, chunk, window.text, language)
-                pending.jobs.append(_Job(0, window, chunk, prompt))
+            for i, chunk in enumerate(self.chunks):
+                pending.jobs.append(_Job(0, window, chunk, self._build(i, window.text, language)))
         return pending
+
+    def _build(self, chunk_index: int, text: str, language: str) -> Any:
+        """The prompt for one schema chunk, with the few-shot demonstrations when there are any."""
+        chunk = self.chunks[chunk_index]
+        prompt = self.style.build(self.task, chunk, text, language)
+        if not self.demonstrations:
+            return prompt
+        key = (chunk_index, language)
+        if key not in self._demo_cache:
+            self._demo_cache[key] = tuple(
+                (self.style.build(self.task, chunk, demo.text, language),
+                 self.style.target(self.task, demo, chunk, language))
+                for demo in self.demonstrations)
+        return replace(prompt, demonstrations=self._demo_cache[key])
 
     def _render(self, prompt: Any) -> str:
         render = getattr(self.backend, "render", None)
@@ -246,3 +263,15 @@ def _touches_cut(record: Any, window: Window) -> bool:
     length = len(window.text)
     return any((not window.last and end >= length) or (not window.first and start <= 0)
                for start, end in _spans(record))
+
+
+def pick_demonstrations(documents: Iterable[Document], task: str, count: int) -> list[Document]:
+    """The first ``count`` documents that hold records of ``task`` (few-shot examples)."""
+    field = get_task(task).record_field
+    picked = []
+    for document in documents:
+        if len(picked) >= count:
+            break
+        if getattr(document, field):
+            picked.append(document)
+    return picked

@@ -69,12 +69,19 @@ def test_definition_file_with_absolute_path(tmp_path, data_dir):
         load_benchmark("nope")
 
 
-def test_licensed_data_missing_is_one_clear_line(tmp_path):
+def test_licensed_data_missing_is_one_clear_line(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["evaluate", "ace05", "--base-url", "http://127.0.0.1:9/v1",
                                        "--api-model", "m", "--data-dir", str(tmp_path)])
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: benchmark 'ace05' split 'test': data file")
     assert "licensed by the LDC" in lines[0] and "ace05/test.oneie.json" in lines[0]
-    usage = CliRunner().invoke(main, ["evaluate", "conll03"])
-    assert usage.exit_code == 2 and "--model" in usage.stderr
+    import deepke_llm.default_model as default_model
+
+    def not_installed(progress=None):
+        raise default_model.DefaultModelError("default model not installed (package x missing)")
+
+    monkeypatch.setattr(default_model, "ensure_default_model", not_installed)
+    no_model = CliRunner().invoke(main, ["evaluate", "conll03"])
+    assert no_model.exit_code == 1 and "--model" in no_model.stderr
+    assert no_model.stderr.count("\n") == 1

@@ -156,3 +156,17 @@ def test_event_benchmark_from_a_definition_file(tmp_path):
     assert "## Per type (strict argument classification)" in report
     assert re.search(r"^\| d\d \| trigger classification \| (missed|spurious) \|", report, re.M)
     assert (out / f"{STEM}.png").is_file()
+
+
+def test_few_shot_baseline_shows_train_demonstrations(tmp_path):
+    with rule_server() as (url, server):
+        result = CliRunner().invoke(main, [
+            "evaluate", "conll03", "--base-url", url, "--api-model", "rule", "--limit", "3",
+            "--few-shot", "2", "--output-dir", str(tmp_path), "--bootstrap", "0", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    messages = server.requests[0]["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
+    train_first = json.loads(messages[0]["content"])["input"]
+    assert train_first.startswith("EU rejects German call")  # eng.train's first sentence
+    (summary,) = [p for p in (tmp_path / "conll03").glob("*.json")]
+    assert "rule-2shot" in summary.name

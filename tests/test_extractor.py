@@ -112,3 +112,27 @@ def test_backend_failure_on_one_prompt_is_recorded_not_fatal():
     out = Extractor(PickyBackend(), "conll03", "ner").extract(docs)
     assert [d.entities[0].text for d in (out[0], out[2])] == ["Alice", "Carol"]
     assert out[1].entities == () and "prompt too long" in out[1].errors[0]
+
+
+def test_few_shot_demonstrations_precede_the_prompt_in_every_template():
+    from deepke_llm.extractor import pick_demonstrations
+    from deepke_llm.prompts.chat import render_prompt
+    from deepke_llm.records import Entity
+
+    gold = [Document("g0", "nothing"),
+            Document("g1", "Ann lives in Oslo.", entities=(Entity("person", "Ann", 0, 3),
+                                                          Entity("location", "Oslo", 13, 17)))]
+    demos = pick_demonstrations(gold, "ner", 2)
+    assert [d.id for d in demos] == ["g1"]
+    extractor = Extractor(RuleBackend(), "conll03", "ner", demonstrations=demos)
+    prompt = extractor._build(0, "Bob met Eve.", "en")
+    ((demo, answer),) = prompt.demonstrations
+    assert json.loads(demo.user)["input"] == "Ann lives in Oslo."
+    assert json.loads(answer) == {"person": ["Ann"], "location": ["Oslo"], "organization": [], "else": []}
+    plain = render_prompt(prompt, "plain")
+    assert plain == f"{demo.user}\n{answer}\n\n{prompt.user}\n"
+    oneke = render_prompt(prompt, "oneke")
+    assert oneke.startswith("[INST] <<SYS>>") and oneke.endswith(f"[INST] {prompt.user}[/INST]")
+    assert [m["role"] for m in prompt.messages()] == ["user", "assistant", "user"]
+    doc = extractor.extract("Bob met Eve.")  # the rule backend still sees the last user turn
+    assert {e.text for e in doc.entities} == {"Bob", "Eve"}

@@ -26,7 +26,8 @@ def _schema_or_fail(name: str):
 @click.option("--task", type=click.Choice(TASKS), required=True, help="What to extract.")
 @click.option("--schema", "schema_name", required=True,
               help="Bundled schema name (see `deepke-llm schemas`) or path to a schema JSON file.")
-@click.option("--model", help="Local model dir, GGUF file or hub id (transformers backend).")
+@click.option("--model", help="Local model dir, GGUF file or hub id (transformers backend); "
+              "'default' = the default base without adapter [default: default base + IE adapter].")
 @click.option("--lora", help="LoRA adapter dir to apply on --model (peft).")
 @click.option("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")
 @click.option("--api-model", help="Model name the server serves (with --base-url).")
@@ -50,18 +51,25 @@ def _schema_or_fail(name: str):
 @click.option("--load-in-4bit", is_flag=True, help="4-bit weights via bitsandbytes (GPU).")
 @click.option("--load-in-8bit", is_flag=True, help="8-bit weights via bitsandbytes (GPU).")
 @click.option("--trust-remote-code", is_flag=True, help="Allow model code from the model repo.")
+@click.option("--few-shot", type=click.IntRange(min=0), default=0,
+              help="Show N gold examples from --few-shot-file before each prompt.")
+@click.option("--few-shot-file", type=click.Path(dir_okay=False),
+              help="Records JSONL to take the first N documents with records from.")
 @click.option("--resume", is_flag=True, help="Skip ids already in --output (or its .partial).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.argument("texts", nargs=-1)
 def extract(task, schema_name, model, lora, base_url, api_model, api_key_env, endpoint,
             prompt_style, chat_template, language, input_path, output, batch_size,
             max_new_tokens, split_num, dtype, device_map, load_in_4bit, load_in_8bit,
-            trust_remote_code, resume, no_progress, texts):
+            trust_remote_code, few_shot, few_shot_file, resume, no_progress, texts):
     """Extract entities (ner), relations (re) or events (ee) from TEXTS or --input.
 
     \b
     Examples:
+      deepke-llm extract --task ner --schema conll03 "Japan beat Syria 2-1."   # default model
       deepke-llm extract --task ner --schema conll03 --model ./my-model "Japan beat Syria 2-1."
+      deepke-llm extract --task ner --schema conll03 --model default --few-shot 3 \
+          --few-shot-file train.docs.jsonl "Japan beat Syria 2-1."
       deepke-llm extract --task re --schema conll04 --base-url http://127.0.0.1:8000/v1 \\
           --api-model oneke --input docs.jsonl --output relations.jsonl --resume
     """
@@ -80,6 +88,7 @@ def extract(task, schema_name, model, lora, base_url, api_model, api_key_env, en
         if not os.path.isfile(input_path):
             fail(f"input file {input_path} does not exist")
     schema = _schema_or_fail(schema_name)
+    demonstrations = _demonstrations(few_shot, few_shot_file, task)
     try:
         generation = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size)
         if base_url:
@@ -93,7 +102,8 @@ def extract(task, schema_name, model, lora, base_url, api_model, api_key_env, en
                                    load_in_8bit=load_in_8bit or None,
                                    trust_remote_code=trust_remote_code or None)
         extractor = Extractor(backend, schema, task, language=language, prompt_style=prompt_style,
-                              generation=generation, split_num=split_num)
+                              generation=generation, split_num=split_num,
+                              demonstrations=demonstrations)
     except (ValueError, OSError) as exc:
         fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     try:
@@ -107,6 +117,24 @@ def extract(task, schema_name, model, lora, base_url, api_model, api_key_env, en
     click.echo(summary.line(), err=True)
     if summary.input_errors:
         sys.exit(1)
+
+
+def _demonstrations(count: int, path: str | None, task: str) -> list:
+    if not count:
+        return []
+    if not path:
+        raise click.UsageError("--few-shot needs --few-shot-file RECORDS.jsonl")
+    from deepke_llm.extractor import pick_demonstrations
+    from deepke_llm.records import RecordError, read_documents
+
+    try:
+        picked = pick_demonstrations(read_documents(path), task, count)
+    except (OSError, RecordError) as exc:
+        fail(str(exc))
+    if len(picked) < count:
+        fail(f"{path} has only {len(picked)} documents with {task} records; --few-shot {count} "
+             "needs that many")
+    return picked
 
 
 @click.command(context_settings={"show_default": True})

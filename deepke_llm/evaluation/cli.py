@@ -160,12 +160,15 @@ def _score_records(task: str, gold: str, pred: str, mode: str, schema_name: str 
 @click.option("--bootstrap", type=click.IntRange(min=0), default=1000,
               help="Bootstrap samples for the 95% CI of F1 (0 = none).")
 @click.option("--seed", type=int, default=0, help="Seed of the bootstrap and the error sample.")
+@click.option("--few-shot", type=click.IntRange(min=0), default=0,
+              help="Gold demonstrations shown before each prompt (from the train or dev split).")
+@click.option("--few-shot-split", help="Split the demonstrations come from [default: train, else dev].")
 @click.option("--resume", is_flag=True, help="Continue this model's interrupted run.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def evaluate(benchmark, model, lora, base_url, api_model, api_key_env, endpoint, chat_template,
              dtype, model_name, split, limit, output_dir, data_dir, prompt_style, language,
-             batch_size, max_new_tokens, split_num, modes, shuffle_runs, bootstrap, seed, resume,
-             no_progress):
+             batch_size, max_new_tokens, split_num, modes, shuffle_runs, bootstrap, seed, few_shot,
+             few_shot_split, resume, no_progress):
     """Run BENCHMARK (a bundled name or a definition JSON file) end to end: extract, score, report.
 
     Bundled: conll03, conll04, ace05 (+ ace05_re, ace05_ner), duee, duie, peoples_daily, msra,
@@ -173,7 +176,13 @@ def evaluate(benchmark, model, lora, base_url, api_model, api_key_env, endpoint,
     records (.gold.jsonl, .pred.jsonl) that `deepke-llm score` re-scores.
 
     \b
+    Without --model or --base-url the default model (with its IE adapter) is evaluated;
+    `--model default` is its base alone (use --few-shot N for a baseline).
+
+    \b
     Examples:
+      deepke-llm evaluate conll03 --limit 200
+      deepke-llm evaluate conll03 --model default --few-shot 3
       deepke-llm evaluate conll03 --model ./oneke --limit 200
       deepke-llm evaluate conll04 --base-url http://127.0.0.1:8000/v1 --api-model oneke \\
           --shuffle-runs 3 --data-dir ~/data
@@ -184,8 +193,6 @@ def evaluate(benchmark, model, lora, base_url, api_model, api_key_env, endpoint,
     from .definitions import BenchmarkError, load_benchmark
     from .runner import EvaluationConfig, run_benchmark
 
-    if not model and not base_url:
-        raise click.UsageError("give --model DIR|HUB_ID or --base-url URL --api-model NAME")
     try:
         definition = load_benchmark(benchmark)
         config = EvaluationConfig(
@@ -193,7 +200,8 @@ def evaluate(benchmark, model, lora, base_url, api_model, api_key_env, endpoint,
             data_dir=data_dir, prompt_style=prompt_style, language=language,
             batch_size=batch_size, max_new_tokens=max_new_tokens, split_num=split_num,
             modes=tuple(modes) or None, shuffle_runs=shuffle_runs, bootstrap=bootstrap, seed=seed,
-            resume=resume, progress=not no_progress)
+            few_shot=few_shot, few_shot_split=few_shot_split, resume=resume,
+            progress=not no_progress)
         from .definitions import resolve_data_path
 
         resolve_data_path(definition, split or definition.default_split, data_dir)  # fail early
@@ -204,9 +212,13 @@ def evaluate(benchmark, model, lora, base_url, api_model, api_key_env, endpoint,
         else:
             backend = load_backend(model=model, lora=lora, chat_template=chat_template,
                                    dtype=dtype)
-        name = model_name or api_model or model or "model"
+        name = model_name or api_model or model or "deepke-default"
+        if model == "default" and not model_name:
+            name = "gemma-3-270m"  # the default base alone
         if lora and not model_name:
             name = f"{name}+{os.path.basename(os.path.normpath(lora))}"
+        if few_shot and not model_name:
+            name = f"{name}-{few_shot}shot"
         result = run_benchmark(config, backend, name)
     except (BenchmarkError, SchemaError, ValueError, OSError) as exc:
         fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)

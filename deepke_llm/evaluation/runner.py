@@ -70,6 +70,10 @@ class EvaluationConfig:
     """Bootstrap samples for the 95% interval of F1 (0: none)."""
     seed: int = 0
     """Seed of the bootstrap and of the error sample."""
+    few_shot: int = 0
+    """Show the model this many gold documents (prompt + answer) before each prompt."""
+    few_shot_split: str | None = None
+    """Split the demonstrations come from [default: train, else dev]."""
     resume: bool = False
     """Continue the latest interrupted run of this model on this benchmark."""
     progress: bool = True
@@ -183,6 +187,23 @@ def _intervals(score: TaskScore, samples: int, seed: int) -> dict[str, Any]:
     return out
 
 
+def _demonstrations(definition: BenchmarkDefinition, config: EvaluationConfig) -> list[Document]:
+    """Few-shot examples: the first documents with records of a training (or dev) split."""
+    if not config.few_shot:
+        return []
+    from deepke_llm.extractor import pick_demonstrations
+
+    split = config.few_shot_split or ("train" if "train" in definition.splits else "dev")
+    if split == (config.split or definition.default_split):
+        raise BenchmarkError(f"few-shot examples must not come from the evaluated split '{split}'")
+    _, documents = load_gold(definition, split, config.data_dir, None, [])
+    picked = pick_demonstrations(documents, definition.task, config.few_shot)
+    if len(picked) < config.few_shot:
+        raise BenchmarkError(f"split '{split}' has only {len(picked)} documents with records "
+                             f"for {config.few_shot} demonstrations")
+    return picked
+
+
 def run_benchmark(config: EvaluationConfig, backend: Backend, model_name: str) -> EvaluationResult:
     """Extract, score and report one benchmark split with ``backend``; see the module doc."""
     from deepke_llm import __version__
@@ -203,6 +224,7 @@ def run_benchmark(config: EvaluationConfig, backend: Backend, model_name: str) -
 
     write_jsonl_atomic(paths["gold"], gold)
 
+    demonstrations = _demonstrations(definition, config)
     seeds: list[int | None] = list(range(config.shuffle_runs)) if config.shuffle_runs else [None]
     generation = GenerationConfig(max_new_tokens=config.max_new_tokens,
                                   batch_size=config.batch_size)
@@ -214,7 +236,8 @@ def run_benchmark(config: EvaluationConfig, backend: Backend, model_name: str) -
         extractor = Extractor(backend, definition.schema, definition.task,
                               language=config.language or definition.language,
                               prompt_style=config.prompt_style, generation=generation,
-                              split_num=config.split_num, schema_shuffle_seed=seed)
+                              split_num=config.split_num, schema_shuffle_seed=seed,
+                              demonstrations=demonstrations)
         predictions = _extract(extractor, gold, pred_path, config.resume, config.progress)
         run_stats["prompts"] += extractor.stats.prompts
         run_stats["generated_tokens"] += extractor.stats.generated_tokens

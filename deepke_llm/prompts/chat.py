@@ -36,11 +36,20 @@ class Prompt:
     input: str | None = None
     template: str | None = None
     """Template this prompt must be rendered with (set by styles that need one, e.g. knowlm)."""
+    demonstrations: tuple[tuple[Prompt, str], ...] = ()
+    """Few-shot examples shown before this prompt: (prompt, answer) pairs, oldest first."""
+
+    def content(self) -> str:
+        """The user turn as one string (the input appended when it is kept apart)."""
+        return self.user if not self.input else f"{self.user}\n{self.input}"
 
     def messages(self) -> list[dict[str, str]]:
         """Chat messages for chat-template rendering and chat-completions endpoints."""
         out = [] if self.system is None else [{"role": "system", "content": self.system}]
-        out.append({"role": "user", "content": self.user})
+        for demo, answer in self.demonstrations:
+            out.append({"role": "user", "content": demo.content()})
+            out.append({"role": "assistant", "content": answer})
+        out.append({"role": "user", "content": self.content()})
         return out
 
 
@@ -72,7 +81,13 @@ ONEKE_SYSTEM = "<<SYS>>\nYou are a helpful assistant. 你是一个乐于助人�
 @register_chat_template("oneke", "llama2_zh")
 def _oneke(prompt: Prompt) -> str:
     # OneKE's inference template (zjunlp/OneKE model card); the system text is fixed by the model.
-    return "[INST] " + ONEKE_SYSTEM + prompt.user + "[/INST]"
+    # Earlier turns follow LLaMA-2's multi-turn layout, the system text only in the first.
+    turns = [*(d.content() for d, _ in prompt.demonstrations), prompt.content()]
+    answers = [a for _, a in prompt.demonstrations]
+    text = "[INST] " + ONEKE_SYSTEM + turns[0] + "[/INST]"
+    for answer, turn in zip(answers, turns[1:], strict=True):
+        text += f" {answer} [INST] {turn}[/INST]"
+    return text
 
 
 ALPACA_WITH_INPUT = (
@@ -86,16 +101,23 @@ ALPACA_NO_INPUT = (
 )
 
 
-@register_chat_template("alpaca")
-def _alpaca(prompt: Prompt) -> str:
+def _alpaca_block(prompt: Prompt) -> str:
     if prompt.input:
         return ALPACA_WITH_INPUT.format(instruction=prompt.user, input=prompt.input)
     return ALPACA_NO_INPUT.format(instruction=prompt.user)
 
 
+@register_chat_template("alpaca")
+def _alpaca(prompt: Prompt) -> str:
+    demos = "".join(f"{_alpaca_block(d)}{a}\n\n" for d, a in prompt.demonstrations)
+    return demos + _alpaca_block(prompt)
+
+
 @register_chat_template("plain")
 def _plain(prompt: Prompt) -> str:
-    text = prompt.user if not prompt.input else f"{prompt.user}\n{prompt.input}"
+    demos = "".join(f"{d.content()}\n{a}\n\n" for d, a in prompt.demonstrations)
+    # after demonstrations the answer starts on a new line, as it did in each of them
+    text = demos + prompt.content() + ("\n" if demos else "")
     return text if prompt.system is None else f"{prompt.system}\n\n{text}"
 
 
