@@ -83,7 +83,7 @@ def main() -> None:
     train += lines
     random.Random(args.seed).shuffle(train)
     val = []
-    for name, spec in VALIDATION.items():
+    for spec in VALIDATION.values():
         val += instruction_lines(data_dir, spec, "dev", args.seed, 1.0)
     write_jsonl_atomic(out / "train.jsonl", train)
     write_jsonl_atomic(out / "val.jsonl", val)

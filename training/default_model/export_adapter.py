@@ -1,0 +1,78 @@
+"""Copy a trained LoRA adapter into the package (deepke_llm/adapters/default), in bfloat16.
+
+    python training/default_model/export_adapter.py runs/default/adapter [--checkpoint N]
+
+The shipped adapter is what `deepke-llm extract` uses without --model. bfloat16 halves its size;
+peft loads it into the float32 LoRA layers on CPU. `training.json` beside it records where it came
+from (step, tokens trained, data summary).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGET = ROOT / "deepke_llm" / "adapters" / "default"
+
+
+def _checkpoint(run: Path, step: int | None) -> Path:
+    if step is not None:
+        return run / f"checkpoint-{step}"
+    if (run / "adapter_model.safetensors").is_file():
+        return run  # the finished run's final adapter
+    checkpoints = sorted(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    if not checkpoints:
+        raise SystemExit(f"no adapter or checkpoint in {run}")
+    return checkpoints[-1]
+
+
+def _tokens_seen(source: Path) -> tuple[int | None, int | None]:
+    state = source / "trainer_state.json"
+    if not state.is_file():
+        state = source.parent / "trainer_state.json"
+    if not state.is_file():
+        return None, None
+    data = json.loads(state.read_text())
+    seen = [h["num_input_tokens_seen"] for h in data["log_history"] if "num_input_tokens_seen" in h]
+    return data.get("global_step"), (seen[-1] if seen else None)
+
+
+def export(run: Path, step: int | None = None, target: Path = TARGET) -> Path:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    source = _checkpoint(run, step)
+    tensors = {k: v.to(torch.bfloat16).contiguous()
+               for k, v in load_file(str(source / "adapter_model.safetensors")).items()}
+    config = json.loads((source / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = "default"  # the packaged Gemma 3 270M
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
+    (tmp / "adapter_config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
+    global_step, tokens = _tokens_seen(source)
+    summary_path = run.parent / "data" / "data_summary.json"
+    info = {"source": str(source.relative_to(ROOT) if source.is_relative_to(ROOT) else source),
+            "step": global_step, "tokens_trained": tokens,
+            "recipe": "training/sft/default_small.yaml, data by training/default_model/prepare_data.py",
+            "data": json.loads(summary_path.read_text()) if summary_path.is_file() else None}
+    (tmp / "training.json").write_text(json.dumps(info, indent=1))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="SFT output dir (runs/default/adapter)")
+    parser.add_argument("--checkpoint", type=int, help="Export checkpoint-N instead of the latest")
+    args = parser.parse_args()
+    print(export(args.run, args.checkpoint))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Reproduce the default IE adapter shipped in deepke_llm/adapters/default, end to end:
+#   data (convert / kg2instruction / instruct) -> LoRA SFT on Gemma 3 270M -> export -> F1 curve.
+# Usage: bash training/default_model/train.sh [DATA_DIR]   (default ../shared/data)
+# Interrupted? Run it again: training resumes from the latest checkpoint (resume: auto).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+data_dir="${1:-${DEEPKE_DATA:-../shared/data}}"
+
+[ -f runs/default/data/train.jsonl ] || \
+  python training/default_model/prepare_data.py --data-dir "$data_dir" --out runs/default/data
+deepke-llm train sft --config training/sft/default_small.yaml
+python training/default_model/export_adapter.py runs/default/adapter
+DEEPKE_DATA="$data_dir" python training/default_model/curve.py runs/default/adapter --limit 200
+# full test splits with the shipped adapter, and the few-shot base baseline
+for bench in conll03 conll04 peoples_daily; do
+  DEEPKE_DATA="$data_dir" deepke-llm evaluate "$bench" --batch-size 16 --max-new-tokens 128 --no-progress
+  DEEPKE_DATA="$data_dir" deepke-llm evaluate "$bench" --model default --few-shot 3 --batch-size 16 \
+      --max-new-tokens 128 --no-progress
+done
+python benchmarks/readme_tables.py
