@@ -77,6 +77,9 @@ def _unavailable(name: str) -> click.Command:
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="deepke-llm")
+# the `deepspeed` launcher puts --local_rank=N right after the module, before the subcommand; the
+# rank is also in $LOCAL_RANK, which is what training reads
+@click.option("--local_rank", "--local-rank", "local_rank", type=int, hidden=True, expose_value=False)
 def main() -> None:
     """deepke-llm: schema-guided knowledge extraction with large language models.
 
