@@ -1,89 +1,23 @@
-"""Pretraining corpus pieces: sentence splitting (English + Chinese), source readers, greedy packing.
+"""Pretraining corpus pieces: source readers and greedy packing.
 
 The ``prepare`` pipeline that drives them (workers, dedup, indexed output) is in
 :mod:`deepke_llm.training.corpus_prepare`.
 
-Sentence splitting is rule based on purpose. pysbd handles more English edge cases but is pure
-Python and about two orders of magnitude slower than one compiled regex, which would make the
-splitter, not the tokenizer, the bottleneck of corpus preparation; blingfire is fast but has no
-notion of Chinese punctuation and its model is opaque. The rules below are the ones the issue asks
-for, each one covered by a test (tests/test_corpus_split.py).
+Sentence splitting is :mod:`deepke_llm.sentences` (one splitter for the whole package).
 """
 
 from __future__ import annotations
 
 import gzip
 import io
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-# Closing quotes/brackets that stay with the sentence they close.
-_CLOSERS = "\"'”’」』）)》】]»"
-_CJK = "\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef"
-# A period after one of these does not end an English sentence. Single capitals (initials,
-# "U.S.") are handled by their own rule.
-ABBREVIATIONS = (
-    "Mr", "Mrs", "Ms", "Dr", "Prof", "Sr", "Jr", "St", "Mt", "vs", "etc", "e.g", "i.e", "cf", "al",
-    "Inc", "Ltd", "Co", "Corp", "No", "Nos", "Fig", "Figs", "Eq", "Vol", "pp", "Gen", "Gov", "Sen",
-    "Rep", "Rev", "Capt", "Col", "Lt", "Sgt", "Jan", "Feb", "Mar", "Apr", "Jun", "Jul", "Aug",
-    "Sep", "Sept", "Oct", "Nov", "Dec", "approx", "Ph.D", "a.m", "p.m",
-)
-# checked right after the punctuation mark, so each lookbehind includes it
-_NOT_AFTER_ABBREVIATION = "".join(f"(?<!\\b{re.escape(a)}[.!?])" for a in ABBREVIATIONS)
-_CLOSE = f"[{re.escape(_CLOSERS)}]*"
+from deepke_llm.sentences import sentence_spans, split_sentences
 
-_SENTENCE_END = re.compile(
-    # Every boundary starts with one of these characters; starting the pattern with a character
-    # class lets the regex engine skip ahead to candidates instead of trying each position.
-    r"[。！？；!?;.\r\n]"
-    r"(?:"
-    # Chinese: full-width 。！？； (or ASCII !?; right after a CJK character) end a sentence at
-    # once, with any further marks and closing quotes kept.
-    rf"(?<=[。！？；])[。！？；!?;]*{_CLOSE}"
-    rf"|(?<=[{_CJK}][!?;])[。！？；!?;]*{_CLOSE}"
-    # English: . ! ? (+ closers) followed by whitespace and an upper-case letter, digit or opening
-    # quote/bracket, by a Chinese character, or by the end of the text; not after an abbreviation
-    # or a single capital.
-    rf"|(?<=[.!?]){_NOT_AFTER_ABBREVIATION}(?<!\b[A-Z][.!?])[.!?]*{_CLOSE}"
-    r"(?=\s+[\"'“‘(\[]*[A-Z0-9]|\s*[\u3400-\u9fff]|\s*$)"
-    # Line breaks always end a sentence.
-    r"|(?<=\r)\n?|(?<=\n)"
-    r")"
-)
-
-
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Character spans ``(start, end)`` of the sentences of ``text``, surrounding whitespace excluded."""
-    spans = []
-    start = 0
-    for end in _boundaries(text):
-        piece = text[start:end]
-        stripped = piece.strip()
-        if stripped:
-            offset = start + len(piece) - len(piece.lstrip())
-            spans.append((offset, offset + len(stripped)))
-        start = end
-    return spans
-
-
-def split_sentences(text: str) -> list[str]:
-    """Split English and/or Chinese text into sentences, delimiters kept, whitespace stripped."""
-    sentences = []
-    start = 0
-    for end in _boundaries(text):
-        stripped = text[start:end].strip()
-        if stripped:
-            sentences.append(stripped)
-        start = end
-    return sentences
-
-
-def _boundaries(text: str) -> list[int]:
-    ends = [match.end() for match in _SENTENCE_END.finditer(text)]
-    ends.append(len(text))
-    return ends
+# The splitter is shared with KG2Instruction; re-exported here for the corpus pipeline.
+__all__ = ["sentence_spans", "split_sentences"]
 
 
 # ---- sources ---------------------------------------------------------------------------------
