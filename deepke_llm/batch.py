@@ -20,6 +20,7 @@ from deepke_llm.extractor import Extractor, parse_output
 from deepke_llm.jsonl import ResumableWriter
 from deepke_llm.records import Document, RecordError, iter_jsonl
 from deepke_llm.schema import Schema, load_schema
+from deepke_llm.tasks import get_task
 from deepke_llm.tasks.base import unique
 
 __all__ = ["RunSummary", "extract_file", "parse_file", "read_text_inputs"]
@@ -179,16 +180,30 @@ def parse_file(input_path: str, task: str, schema: str | Schema, *, output: str 
         summary.input_errors += 1
         (on_error or (lambda m: print(f"error: {m}", file=sys.stderr)))(message)
 
+    wanted = get_task(task).iepile_name
+
     def documents() -> Iterator[Document]:
-        pending: dict[str, dict[str, Any]] = {}
+        # streamed: the lines of one record (IEPile schema chunks) come one after another
+        entry: dict[str, Any] | None = None
+        done: set[str] = set()
         for number, data in _jsonl_lines(input_path, report):
             where = f"{input_path}:{number}"
+            if isinstance(data, dict) and str(data.get("task", wanted)).upper() != wanted:
+                continue  # a line of another task in a multi-task IEPile file
             line = _raw_output_line(data, where, report)
             if line is None:
                 continue
-            entry = pending.setdefault(line["id"], {**line, "outputs": []})
-            entry["outputs"].extend(line["outputs"])
-        for entry in pending.values():
+            if entry is not None and entry["id"] == line["id"]:
+                entry["outputs"].extend(line["outputs"])
+                continue
+            if entry is not None:
+                yield _parse_entry(entry, task, schema, prompt_style, language)
+            if line["id"] in done:
+                report(f"{where}: id '{line['id']}' appeared before, not next to its other lines; "
+                       "parsed as a separate record")
+            done.add(line["id"])
+            entry = line
+        if entry is not None:
             yield _parse_entry(entry, task, schema, prompt_style, language)
 
     return _run(documents(), lambda docs: iter(docs), output, False, False, summary)
@@ -222,7 +237,6 @@ def _raw_output_line(data: Any, where: str, report: ErrorSink) -> dict[str, Any]
 def _parse_entry(entry: dict[str, Any], task: str, schema: Schema, prompt_style: str,
                  language: str | None) -> Document:
     from deepke_llm.extractor import detect_language
-    from deepke_llm.tasks import get_task
 
     language = language or detect_language(entry["text"])
     records: list = []

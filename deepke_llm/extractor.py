@@ -107,6 +107,8 @@ class Extractor:
         # few-shot: gold documents shown (prompt + gold answer) before every prompt
         self.demonstrations = tuple(demonstrations)
         self._demo_cache: dict[tuple[int, str], tuple] = {}
+        self._overhead: dict[str, tuple[int, int]] = {}
+        self._auto_ids = 0  # ids for inputs that come without one: text-1, text-2, ...
 
     # ---- public API -------------------------------------------------------------------------
     def extract(self, inputs: str | Document | dict | Iterable[str | Document | dict]
@@ -132,8 +134,12 @@ class Extractor:
         if isinstance(item, Document):
             return item
         if isinstance(item, str):
-            return Document(id=str(self.stats.documents + index), text=item)
+            self._auto_ids += 1
+            return Document(id=f"text-{self._auto_ids}", text=item)
         if isinstance(item, dict):
+            if not item.get("id"):
+                self._auto_ids += 1
+                item = {**item, "id": f"text-{self._auto_ids}"}
             return Document.from_dict(item, where=f"input {index}")
         raise RecordError(f"input {index}: expected text, a Document or a dict, got {type(item).__name__}")
 
@@ -146,9 +152,7 @@ class Extractor:
         if not document.text.strip():
             pending.errors.append("empty text: nothing to extract")
             return pending
-        # room for text = context - generated tokens - the longest prompt around an empty input
-        overhead = max(count_tokens(self.backend, self._render(self._build(i, "", language)))
-                       for i in range(len(self.chunks)))
+        widest, overhead = self._prompt_overhead(language)
         room = context_length(self.backend) - self.generation.max_new_tokens - overhead
         if room < MIN_WINDOW_TOKENS:
             pending.errors.append(
@@ -157,12 +161,25 @@ class Extractor:
                 f"{context_length(self.backend)} context tokens for text: lower max_new_tokens "
                 "or split_num")
             return pending
-        windows = split_windows(document.text, room, lambda t: count_tokens(self.backend, t),
-                                self.window_overlap)
+        def text_tokens(text: str) -> int:
+            # measured inside the real prompt: the IEPile JSON escapes quotes and newlines
+            prompt = self._render(self._build(widest, text, language))
+            return count_tokens(self.backend, prompt) - overhead
+
+        windows = split_windows(document.text, room, text_tokens, self.window_overlap)
         for window in windows:
             for i, chunk in enumerate(self.chunks):
                 pending.jobs.append(_Job(0, window, chunk, self._build(i, window.text, language)))
         return pending
+
+    def _prompt_overhead(self, language: str) -> tuple[int, int]:
+        """(index of the chunk with the longest prompt, its tokens around an empty input + BOS)."""
+        if language not in self._overhead:
+            sizes = [count_tokens(self.backend, self._render(self._build(i, "", language)))
+                     for i in range(len(self.chunks))]
+            widest = max(range(len(sizes)), key=sizes.__getitem__)
+            self._overhead[language] = (widest, sizes[widest] + 1)  # +1: the BOS token
+        return self._overhead[language]
 
     def _build(self, chunk_index: int, text: str, language: str) -> Any:
         """The prompt for one schema chunk, with the few-shot demonstrations when there are any."""
@@ -220,7 +237,8 @@ class Extractor:
     def _merge(self, pending: _Pending) -> Document:
         records: list = []
         errors = list(pending.errors)
-        several = len({id(job.window) for job in pending.jobs}) > 1
+        windows = list(dict.fromkeys(job.window for job in pending.jobs))
+        several = len(windows) > 1
         for job in pending.jobs:
             if job.failure is not None:
                 errors.append(f"no output for schema chunk {job.schema.types_for(self.task.name)[0].name!r}"
@@ -231,11 +249,16 @@ class Extractor:
             prefix = f"window at {job.window.start}: " if several else ""
             errors.extend(prefix + e for e in job_errors)
             for record in grounded:
-                if several and _touches_cut(record, job.window):
-                    continue  # cut by the window edge; the overlapping window sees it whole
-                records.append(shift(record, job.window.start))
+                record = shift(record, job.window.start)
+                if several and _touches_cut(record, job.window) and \
+                        _held_by_other(record, job.window, windows):
+                    continue  # cut by this window's edge; an overlapping window sees it whole
+                records.append(record)
+        records = unique(records)
+        if several:
+            records = _drop_ungrounded_twins(records)
         fields = {"entities": (), "relations": (), "events": ()}
-        fields[self.task.record_field] = tuple(unique(records))
+        fields[self.task.record_field] = tuple(records)
         return replace(pending.document, language=pending.language, **fields,
                        raw_output=tuple(job.output for job in pending.jobs),
                        errors=tuple(unique(errors)))
@@ -260,9 +283,41 @@ def _spans(record: Any) -> list[tuple[int, int]]:
 
 
 def _touches_cut(record: Any, window: Window) -> bool:
-    length = len(window.text)
-    return any((not window.last and end >= length) or (not window.first and start <= 0)
+    """Does a span (document offsets) run into an edge where ``window`` cut the text?"""
+    end_of_window = window.start + len(window.text)
+    return any((not window.last and end >= end_of_window) or (not window.first and start <= window.start)
                for start, end in _spans(record))
+
+
+def _held_by_other(record: Any, window: Window, windows: list[Window]) -> bool:
+    spans = _spans(record)
+    return any(other is not window and all(other.start <= s and e <= other.start + len(other.text)
+                                           for s, e in spans)
+               for other in windows)
+
+
+def _strings(record: Any) -> tuple:
+    """What a record says, without offsets (to match an ungrounded copy with a grounded one)."""
+    if hasattr(record, "head"):
+        return (record.type, record.head.text.casefold(), record.tail.text.casefold())
+    if hasattr(record, "trigger"):
+        return (record.type, record.trigger.text.casefold())
+    return (record.type, record.text.casefold())
+
+
+def _drop_ungrounded_twins(records: list) -> list:
+    """A mention a window's model named without it being in that window is dropped when another
+    window grounded the same thing."""
+    grounded = {_strings(r) for r in records if len(_spans(r)) == _parts(r)}
+    return [r for r in records if len(_spans(r)) == _parts(r) or _strings(r) not in grounded]
+
+
+def _parts(record: Any) -> int:
+    if hasattr(record, "head"):
+        return 2
+    if hasattr(record, "trigger"):
+        return 1 + len(record.arguments)
+    return 1
 
 
 def pick_demonstrations(documents: Iterable[Document], task: str, count: int) -> list[Document]:

@@ -9,7 +9,9 @@ land inside "Iran" when a standalone "Ira" exists); Chinese text has no spaces a
 - RE picks the (head, tail) occurrence pair nearest to each other.
 - EE picks the trigger occurrence closest to its arguments, then each argument nearest the trigger.
 
-A mention that cannot be found keeps null offsets and adds one error line; nothing is dropped.
+A grounded record's text is always ``text[start:end]`` (after a fuzzy match, the text as it
+appears). A mention that cannot be found keeps null offsets and adds one error line; nothing is
+dropped.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from functools import lru_cache
 
-from deepke_llm.records import Argument, Entity, Event, Relation, Span
+from deepke_llm.records import Argument, Entity, Event, Relation
 
 __all__ = ["find_mention", "ground_entities", "ground_events", "ground_records",
            "ground_relations", "shift"]
@@ -113,7 +115,7 @@ def ground_entities(text: str, entities: Sequence[Entity]) -> tuple[list[Entity]
                 continue
             free = occurrences[:1]  # nested inside a longer mention: keep one, do not lose it
         for start, end in free:
-            grounded = replace(entity, start=start, end=end)
+            grounded = replace(entity, text=text[start:end], start=start, end=end)
             if (start, end) in by_span and by_span[(start, end)] == grounded:
                 continue
             taken.append((start, end))
@@ -137,11 +139,8 @@ def ground_relations(text: str, relations: Sequence[Relation]) -> tuple[list[Rel
                 mention = relation.head.text if side == "head" else relation.tail.text
                 errors.append(f"relation '{relation.type}': {side} '{mention}' not found in the text")
         head, tail = _nearest_pair(heads, tails)
-        out.append(replace(
-            relation,
-            head=replace(relation.head, start=head[0], end=head[1]) if head else relation.head,
-            tail=replace(relation.tail, start=tail[0], end=tail[1]) if tail else relation.tail,
-        ))
+        out.append(replace(relation, head=_at(relation.head, text, head),
+                           tail=_at(relation.tail, text, tail)))
     return out, errors
 
 
@@ -180,11 +179,20 @@ def ground_events(text: str, events: Sequence[Event]) -> tuple[list[Event], list
                 arguments.append(argument)
                 continue
             anchor = trigger or options[0]
-            start, end = min(options, key=lambda o: (_distance(anchor, o), o[0]))
-            arguments.append(replace(argument, start=start, end=end))
-        span = Span(event.trigger.text, *trigger) if trigger else event.trigger
+            best = min(options, key=lambda o: (_distance(anchor, o), o[0]))
+            arguments.append(_at(argument, text, best))
+        span = _at(event.trigger, text, trigger)
         out.append(Event(event.type, span, tuple(arguments)))
     return out, errors
+
+
+def _at(item, text: str, offsets: Offsets | None):
+    """``item`` placed at ``offsets``, its text the text found there (a fuzzy match may differ
+    from what the model wrote: "japan's" grounds as "Japan 's"), or unchanged when not found."""
+    if offsets is None:
+        return item
+    start, end = offsets
+    return replace(item, text=text[start:end], start=start, end=end)
 
 
 def ground_records(task: str, text: str, records: Sequence) -> tuple[list, list[str]]:

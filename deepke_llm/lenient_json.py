@@ -31,12 +31,6 @@ def _strip_fences(text: str) -> str:
     return match.group(1) if match else text
 
 
-def _json_start(text: str, want: str) -> int:
-    """Index of the first ``{``/``[`` (``want`` chooses which may start the value)."""
-    positions = [i for i in (text.find(c) for c in want) if i >= 0]
-    return min(positions) if positions else -1
-
-
 def _normalise_punctuation(text: str) -> str:
     """Map Chinese structural punctuation and curly quotes to JSON syntax outside ASCII strings."""
     out: list[str] = []
@@ -96,13 +90,47 @@ def _drop_open_string(text: str) -> tuple[str, bool]:
     return head.rstrip(",:").rstrip(), True
 
 
-def _raw_decode(text: str, start: int) -> Any:
-    value, _ = _DECODER.raw_decode(text, start)
-    return value
+def _starts(text: str, want: str, limit: int = 16) -> list[int]:
+    """Where a value may start: ``{`` positions first (the tasks want an object, and prose before
+    the answer may hold brackets), then ``[`` positions before the first ``{``."""
+    out: list[int] = []
+    first_brace = text.find("{") if "{" in want else -1
+    for ch in "{[":
+        if ch not in want:
+            continue
+        i = text.find(ch)
+        # a "[" after the first "{" is inside that object, not an answer of its own
+        while i >= 0 and len(out) < limit * 2 and (ch == "{" or first_brace < 0 or i < first_brace):
+            out.append(i)
+            i = text.find(ch, i + 1)
+    return out
+
+
+def _decode_objects(text: str, start: int) -> Any:
+    """The value at ``start``; when objects follow it (``{...} {...}`` or ``{...}, {...}``), all of
+    them as a list, so a model that answered in pieces loses nothing."""
+    value, end = _DECODER.raw_decode(text, start)
+    if not isinstance(value, dict):
+        return value
+    values = [value]
+    while True:
+        i = end
+        while i < len(text) and (text[i].isspace() or text[i] == ","):
+            i += 1
+        if i >= len(text) or text[i] != "{":
+            break
+        try:
+            more, end = _DECODER.raw_decode(text, i)
+        except (json.JSONDecodeError, RecursionError):
+            break
+        if not isinstance(more, dict):
+            break
+        values.append(more)
+    return values[0] if len(values) == 1 else values
 
 
 def loads_lenient(text: str, want: str = "{[") -> tuple[Any, list[str]]:
-    """Parse the first JSON object (or array) in ``text``; never raises.
+    """Parse the JSON object (or array) a model answered with; never raises.
 
     Returns ``(value, errors)``. ``value`` is None when nothing usable was found; ``errors`` names
     what was lost (no JSON, an unfinished item dropped); cosmetic repairs (fences, prose around the
@@ -112,23 +140,20 @@ def loads_lenient(text: str, want: str = "{[") -> tuple[Any, list[str]]:
     if not isinstance(text, str):
         return None, [f"output is {type(text).__name__}, not text"]
     body = _strip_fences(text)
-    start = _json_start(body, want)
-    if start < 0:
-        body = _normalise_punctuation(body)
-        start = _json_start(body, want)
-        if start < 0:
-            snippet = " ".join(text.split())[:60]
-            return None, [f"no JSON found in output: {snippet!r}" if snippet else "empty output"]
-    try:
-        return _raw_decode(body, start), notes
-    except (json.JSONDecodeError, RecursionError):
-        pass
-    fixed = _normalise_punctuation(body[start:])
-    try:
-        return _raw_decode(fixed, 0), notes
-    except (json.JSONDecodeError, RecursionError):
-        pass
-    fixed, cut = _drop_open_string(fixed)
+    normalised = _normalise_punctuation(body)
+    for variant in (body, normalised):
+        for start in _starts(variant, want):
+            try:
+                value = _decode_objects(variant, start)
+            except (json.JSONDecodeError, RecursionError):
+                continue
+            if isinstance(value, dict) or (isinstance(value, list) and "[" in want):
+                return value, notes
+    starts = _starts(normalised, want, limit=1)
+    if not starts:
+        snippet = " ".join(text.split())[:60]
+        return None, [f"no JSON found in output: {snippet!r}" if snippet else "empty output"]
+    fixed, cut = _drop_open_string(normalised[starts[0]:])
     if cut:
         notes.append("output ends inside a string (truncated?); dropped the unfinished item")
     try:

@@ -36,11 +36,12 @@ def _cut_point(text: str, lo: int, hi: int) -> int:
 
 
 def split_windows(text: str, max_tokens: int, count_tokens: Callable[[str], int],
-                  overlap: float = 0.15) -> list[Window]:
+                  overlap: float = 0.15, min_overlap_tokens: int = 32) -> list[Window]:
     """Windows of at most ``max_tokens`` tokens covering ``text``, consecutive ones overlapping.
 
-    ``overlap`` is the share of a window repeated at the start of the next one, so a mention cut
-    by one window's edge appears whole in the next.
+    ``overlap`` is the share of a window repeated at the start of the next one (at least
+    ``min_overlap_tokens``, at most half the window), so a mention cut by one window's edge
+    appears whole in the next.
     """
     if max_tokens < 1:
         raise ValueError("max_tokens must be >= 1")
@@ -63,7 +64,8 @@ def split_windows(text: str, max_tokens: int, count_tokens: Callable[[str], int]
         windows.append(Window(text[start:end], start, not windows, last))
         if last:
             break
-        step_back = int((end - start) * overlap)
+        step_back = max(int((end - start) * overlap),
+                        min((end - start) // 2, int(min_overlap_tokens * chars_per_token)))
         next_start = end - step_back
         if step_back:
             # start the next window at a word or sentence start inside the overlap

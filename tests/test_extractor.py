@@ -136,3 +136,59 @@ def test_few_shot_demonstrations_precede_the_prompt_in_every_template():
     assert [m["role"] for m in prompt.messages()] == ["user", "assistant", "user"]
     doc = extractor.extract("Bob met Eve.")  # the rule backend still sees the last user turn
     assert {e.text for e in doc.entities} == {"Bob", "Eve"}
+
+
+class CharBackend:
+    """One token per character; answers with every known name that occurs in the window."""
+
+    def __init__(self, names, context_length=500):
+        self.names = names
+        self.context_length = context_length
+
+    def count_tokens(self, text):
+        return len(text)
+
+    def generate(self, prompts, config):
+        out = []
+        for p in prompts:
+            window = json.loads(p.user)["input"]
+            found = [n for n in self.names if n in window]
+            out.append(json.dumps({"person": found, "location": [], "organization": [], "else": []}))
+        return out
+
+
+def test_windows_keep_every_mention_exactly_once_including_long_and_edge_ones():
+    """Windows of ~480 characters (overlap >= 72) and mentions of up to 38 characters, placed
+    at random: at window starts, across cuts, inside overlaps."""
+    import random
+    import re
+
+    rng = random.Random(3)
+    names = ["Alexander Hamilton", "Bo", "Maria Theresa of the Holy Roman Empire", "Ed Li"]
+    for trial in range(30):
+        words = []
+        for _ in range(rng.randint(100, 300)):
+            words.append(rng.choice(names) if rng.random() < 0.15 else rng.choice(["the", "cat", "sat", "on", "a", "mat."]))
+        text = " ".join(words)
+        doc = Extractor(CharBackend(names, context_length=900), "conll03", "ner",
+                        generation=GenerationConfig(max_new_tokens=100)).extract(text)
+        expected = sorted((m.start(), m.end()) for n in names for m in re.finditer(re.escape(n), text))
+        got = sorted((e.start, e.end) for e in doc.entities)
+        assert got == expected, (trial, text)
+        assert doc.errors == ()
+
+
+def test_quotes_and_newlines_are_counted_inside_the_prompt():
+    text = 'He said "Bo" \n' * 60  # 840 characters; JSON-escaped in the prompt: 1,020
+
+    class Recording(CharBackend):
+        lengths: list[int] = []
+
+        def generate(self, prompts, config):
+            self.lengths.extend(len(p.user) + 1 for p in prompts)  # + BOS
+            return super().generate(prompts, config)
+
+    backend = Recording(["Bo"], context_length=1000)
+    doc = Extractor(backend, "conll03", "ner", generation=GenerationConfig(max_new_tokens=100)).extract(text)
+    assert len(backend.lengths) > 1 and max(backend.lengths) + 100 <= 1000
+    assert len(doc.entities) == 60 and doc.errors == ()

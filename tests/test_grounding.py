@@ -64,3 +64,13 @@ def test_event_trigger_nearest_its_arguments():
                                                   (Argument("attacker", "rebels"), Argument("place", "Homs")))])
     assert event.trigger.start == text.index("attacked", 20)
     assert [text[a.start:a.end] for a in event.arguments] == ["rebels", "Homs"] and not errors
+
+
+def test_fuzzy_match_records_carry_the_text_found():
+    text = "Robert Allenby ( Australia ) beat Japan 's team ."
+    (entity,), _ = ground_entities(text, [Entity("person", "robert  allenby")])
+    assert (entity.text, entity.start, entity.end) == ("Robert Allenby", 0, 14)
+    (relation,), _ = ground_relations(text, [Relation("r", Entity("", "japan's"), Entity("", "AUSTRALIA"))])
+    assert [relation.head.text, relation.tail.text] == ["Japan 's", "Australia"]
+    for part in (relation.head, relation.tail):
+        assert text[part.start:part.end] == part.text

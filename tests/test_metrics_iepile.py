@@ -130,7 +130,8 @@ def test_bad_lines_are_reported_not_fatal(tmp_path):
                     "output": "{\"person\": [\"Zed\"]}"}),  # integer id, no source/instruction
         json.dumps({"id": "6", "label": "not json", "output": "{}"}),
         line("8", [ent("Kim", "person")], None),  # no output field
-        line("9", [], {"person": "NAN", "location": 3, "else": [1]}, task="RE"),
+        line("9", [], {"person": "NAN", "location": 3, "else": [1]}),
+        line("10", [ent("Kim", "person")], {"person": ["Kim"]}, task="RE"),  # another task
     ]
     result = score_iepile(write(tmp_path, lines), "ner")
     c = result.level("string").overall
@@ -139,9 +140,37 @@ def test_bad_lines_are_reported_not_fatal(tmp_path):
     assert diag["unreadable_line"] == 2  # broken JSON, unreadable label
     assert diag["unparseable_output"] == 1  # no output
     assert diag["skipped_item"] == 2  # location: 3, else: [1]; "NAN" is a plain empty answer
-    assert diag["task_mismatch"] == 1
+    assert diag["other_task"] == 1
 
 
 def test_unknown_match_mode_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="match mode"):
         score_iepile(write(tmp_path, NER_LINES), "ner", "fuzzy")
+
+
+def test_instruct_test_file_with_several_tasks_scores_each_task_alone(tmp_path):
+    from deepke_llm.instructions import documents_to_instructions
+    from deepke_llm.prompts.styles import get_style
+    from deepke_llm.records import Document, Entity, Relation
+    from deepke_llm.schema import load_schema
+    from deepke_llm.tasks import get_task
+
+    doc = Document("d1", "John Smith works for Acme in Boston.", "en",
+                   entities=(Entity("person", "John Smith", 0, 10), Entity("organization", "Acme", 21, 25),
+                             Entity("location", "Boston", 29, 35)),
+                   relations=(Relation("work for", Entity("person", "John Smith", 0, 10),
+                                       Entity("organization", "Acme", 21, 25)),))
+    schema = load_schema("conll04")
+    lines = []
+    for line_ in documents_to_instructions([doc], schema, split="test"):
+        task = get_task(line_["task"].lower())
+        shown = json.loads(line_["instruction"])["schema"]
+        chunk = schema.subset(task.name, [schema.resolve(task.name, "en", n).name for n in shown])
+        line_["output"] = get_style("iepile").target(task, doc, chunk, "en")  # a perfect model
+        lines.append(json.dumps(line_))
+    path = write(tmp_path, lines)
+    for task in ("ner", "re"):
+        result = score_iepile(path, task)
+        c = result.level("string").overall
+        assert (c.tp, c.fp, c.fn) == ((3, 0, 0) if task == "ner" else (1, 0, 0)), task
+        assert result.diagnostics.counts["other_task"] == 1

@@ -31,6 +31,9 @@ DUEE = load_schema("duee")
     ("{“a”：[“张三，李四”]}", {"a": ["张三，李四"]}),
     ('{"a": ["x", "y"], "b": ["z', {"a": ["x", "y"], "b": []}),
     ('{"a": ["x", "yy', {"a": ["x"]}),
+    ('Here is [my] answer (see [1]): {"a": ["x"]}', {"a": ["x"]}),
+    ('{"a": ["x"]} {"b": ["y"]}', [{"a": ["x"]}, {"b": ["y"]}]),
+    ('[see 1] {"a": ["x", "y"], "b": ["z', {"a": ["x", "y"], "b": []}),
 ])
 def test_lenient_json_recovers_what_the_model_meant(raw, expected):
     value, _ = loads_lenient(raw)

@@ -42,7 +42,7 @@ KINDS: dict[str, str] = {
     "conflicting_label": "IEPile lines of one record carrying different labels (first label used)",
     "repeated_instruction": "IEPile lines repeating an identical instruction under one id "
                             "(scored as separate records)",
-    "task_mismatch": "IEPile lines whose task differs from --task",
+    "other_task": "IEPile lines of another task than --task (skipped)",
 }
 
 MAX_EXAMPLES = 5

@@ -187,7 +187,9 @@ def read_iepile(path: str, task: str, diagnostics: Diagnostics) -> list[_Record]
         group = (str(data.get("source", "None")), str(data["id"]))
         line_task = str(data.get("task", _IEPILE_TASK[task])).upper()
         if line_task != _IEPILE_TASK[task]:
-            diagnostics.add("task_mismatch", f"{where}: task '{data['task']}' (scored as {task})")
+            # files from `instruct` hold several tasks under one id: score only --task's lines
+            diagnostics.add("other_task", f"{where}: task '{data['task']}' skipped (scoring {task})")
+            continue
         instruction = data.get("instruction")
         seen = occurrences.setdefault(group, Counter())
         occurrence = seen[instruction] if isinstance(instruction, str) and instruction else 0
