@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from deepke_llm.prompts.styles import get_style, split_schema
@@ -56,12 +56,13 @@ def documents_to_instructions(documents: Iterable[Document], schema: str | Schem
                               split: str = "train", language: str | None = None,
                               split_num: int | None = None, neg_ratio: float = 1.0,
                               seed: int = 42, shuffle_schema: bool = False,
-                              prompt_style: str = "iepile", source: str | None = None
+                              prompt_style: str = "iepile", source: str | None = None,
+                              on_problem: Callable[[str], None] | None = None
                               ) -> Iterator[dict[str, Any]]:
     """Yield IEPile lines ``{"id", "task", "source", "instruction", "output"|"label"}``.
 
     ``tasks`` defaults to every task the schema defines. ``split="test"`` writes ``label`` instead
-    of ``output``. With ``prompt_style="knowlm"`` lines are Alpaca records
+    of ``output``. Records whose type the schema does not know are reported to ``on_problem``. With ``prompt_style="knowlm"`` lines are Alpaca records
     (``instruction``/``input``/``output``) in the ZhiXi format.
     """
     schema = load_schema(schema)
@@ -69,6 +70,9 @@ def documents_to_instructions(documents: Iterable[Document], schema: str | Schem
         raise ValueError(f"unknown split '{split}': use train or test")
     if not 0 <= neg_ratio <= 1:
         raise ValueError(f"neg_ratio must be within [0, 1], got {neg_ratio}")
+    if split == "test" and neg_ratio < 1:
+        # a test line's label holds all gold: asking part of the schema would cap recall
+        raise ValueError("test lines ask the whole schema: use neg_ratio 1 with split test")
     task_names = [tasks] if isinstance(tasks, str) else list(tasks or schema_tasks(schema))
     task_objs = [get_task(t) for t in task_names]
     style = get_style(prompt_style)
@@ -77,6 +81,12 @@ def documents_to_instructions(documents: Iterable[Document], schema: str | Schem
         lang = language or document.language or schema.language
         for task in task_objs:
             names = [t.name for t in schema.types_for(task.name)]
+            unknown = sorted({r.type for r in task.records(document)} - set(names))
+            if unknown and on_problem is not None:
+                on_problem(f"document '{document.id}': {task.name} type(s) "
+                           f"{', '.join(map(repr, unknown))} not in schema '{schema.name}' (their "
+                           f"records are left out; convert the data with --schema {schema.name} "
+                           "so dataset labels become schema names)")
             rng = random.Random(f"{seed}\x00{document.id}\x00{task.name}")
             asked = _sample_types(names, _positive_types(task, document), neg_ratio, rng,
                                   shuffle_schema)

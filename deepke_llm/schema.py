@@ -254,7 +254,8 @@ def load_schema(name_or_path: str | Path | Schema | Mapping[str, Any]) -> Schema
         return Schema.from_dict(name_or_path)
     text = str(name_or_path)
     path = Path(text)
-    if path.suffix == ".json" or path.exists() or "/" in text:
+    # a bundled name wins over a same-named directory in the working dir (e.g. the data dir)
+    if path.suffix == ".json" or path.is_file() or "/" in text or "\\" in text:
         if not path.is_file():
             raise SchemaError(f"schema file {text} does not exist")
         source = str(path)

@@ -125,3 +125,15 @@ def test_instruct_cli_writes_both_tasks_and_reports_bad_lines(tmp_path):
     # 4 entity types -> one NER line; 5 relation types -> one chunk of 4 with the 1 left merged in
     assert [x["task"] for x in lines] == ["NER", "RE"]
     assert len(json.loads(lines[1]["instruction"])["schema"]) == 5
+
+
+def test_records_with_types_outside_the_schema_are_reported(tmp_path):
+    raw = Document("r", "Acme", "en", entities=(Entity("Org", "Acme", 0, 4),))  # a raw dataset label
+    problems: list[str] = []
+    lines = list(documents_to_instructions([raw], "conll04", "ner", on_problem=problems.append))
+    assert len(lines) == 1 and len(problems) == 1 and "'Org' not in schema 'conll04'" in problems[0]
+    inp = tmp_path / "raw.jsonl"
+    inp.write_text(raw.to_json() + "\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["instruct", "--schema", "conll04", "--task", "ner",
+                                       "--input", str(inp), "--output", str(tmp_path / "o.jsonl")])
+    assert result.exit_code == 1 and "'Org' not in schema" in result.stderr

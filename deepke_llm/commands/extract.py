@@ -8,6 +8,7 @@ import sys
 import click
 
 from deepke_llm.cli import fail
+from deepke_llm.commands.model_options import backend_from_options, model_options, pop_model_options
 
 TASKS = ["ner", "re", "ee"]
 STYLES = ["iepile", "knowlm"]
@@ -26,31 +27,20 @@ def _schema_or_fail(name: str):
 @click.option("--task", type=click.Choice(TASKS), required=True, help="What to extract.")
 @click.option("--schema", "schema_name", required=True,
               help="Bundled schema name (see `deepke-llm schemas`) or path to a schema JSON file.")
-@click.option("--model", help="Local model dir, GGUF file or hub id (transformers backend); "
-              "'default' = the default base without adapter [default: default base + IE adapter].")
-@click.option("--lora", help="LoRA adapter dir to apply on --model (peft).")
-@click.option("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")
-@click.option("--api-model", help="Model name the server serves (with --base-url).")
-@click.option("--api-key-env", default="OPENAI_API_KEY", help="Env var holding the API key.")
-@click.option("--endpoint", type=click.Choice(["chat", "completions"]), default="chat",
-              help="Server endpoint (with --base-url).")
+@model_options
 @click.option("--prompt-style", type=click.Choice(STYLES), default="iepile",
               help="iepile: OneKE/IEPile JSON; knowlm: ZhiXi free text.")
-@click.option("--chat-template", default="auto",
-              help="auto (tokenizer's own, else plain), tokenizer, oneke, alpaca or plain.")
 @click.option("--language", type=click.Choice(["en", "zh"]),
               help="Prompt language [default: the document's, else the schema's].")
 @click.option("--input", "input_path", type=click.Path(dir_okay=False),
               help='JSONL file of {"id", "text"} lines.')
 @click.option("--output", type=click.Path(dir_okay=False), help="Records JSONL [default: stdout].")
-@click.option("--batch-size", type=int, default=8, help="Prompts per forward pass / concurrent requests.")
-@click.option("--max-new-tokens", type=int, default=512, help="Generation limit per prompt.")
-@click.option("--split-num", type=int, help="Schema types per prompt [default: NER 6, RE/EE 4].")
-@click.option("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
-@click.option("--device-map", help="transformers device_map, e.g. auto.")
-@click.option("--load-in-4bit", is_flag=True, help="4-bit weights via bitsandbytes (GPU).")
-@click.option("--load-in-8bit", is_flag=True, help="8-bit weights via bitsandbytes (GPU).")
-@click.option("--trust-remote-code", is_flag=True, help="Allow model code from the model repo.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8,
+              help="Prompts per forward pass / concurrent requests.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=512,
+              help="Generation limit per prompt.")
+@click.option("--split-num", type=click.IntRange(min=1),
+              help="Schema types per prompt [default: NER 6, RE/EE 4].")
 @click.option("--few-shot", type=click.IntRange(min=0), default=0,
               help="Show N gold examples from --few-shot-file before each prompt.")
 @click.option("--few-shot-file", type=click.Path(dir_okay=False),
@@ -58,26 +48,25 @@ def _schema_or_fail(name: str):
 @click.option("--resume", is_flag=True, help="Skip ids already in --output (or its .partial).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.argument("texts", nargs=-1)
-def extract(task, schema_name, model, lora, base_url, api_model, api_key_env, endpoint,
-            prompt_style, chat_template, language, input_path, output, batch_size,
-            max_new_tokens, split_num, dtype, device_map, load_in_4bit, load_in_8bit,
-            trust_remote_code, few_shot, few_shot_file, resume, no_progress, texts):
+def extract(task, schema_name, prompt_style, language, input_path, output, batch_size,
+            max_new_tokens, split_num, few_shot, few_shot_file, resume, no_progress, texts,
+            **kwargs):
     """Extract entities (ner), relations (re) or events (ee) from TEXTS or --input.
 
     \b
     Examples:
       deepke-llm extract --task ner --schema conll03 "Japan beat Syria 2-1."   # default model
       deepke-llm extract --task ner --schema conll03 --model ./my-model "Japan beat Syria 2-1."
-      deepke-llm extract --task ner --schema conll03 --model default --few-shot 3 \
+      deepke-llm extract --task ner --schema conll03 --model default --few-shot 3 \\
           --few-shot-file train.docs.jsonl "Japan beat Syria 2-1."
       deepke-llm extract --task re --schema conll04 --base-url http://127.0.0.1:8000/v1 \\
           --api-model oneke --input docs.jsonl --output relations.jsonl --resume
     """
     from deepke_llm.backends.base import GenerationConfig
-    from deepke_llm.backends.registry import load_backend
     from deepke_llm.batch import extract_file
     from deepke_llm.extractor import Extractor
 
+    options = pop_model_options(kwargs)
     if not texts and not input_path:
         raise click.UsageError("give TEXT arguments or --input FILE.jsonl")
     if resume and not output:
@@ -91,16 +80,7 @@ def extract(task, schema_name, model, lora, base_url, api_model, api_key_env, en
     demonstrations = _demonstrations(few_shot, few_shot_file, task)
     try:
         generation = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size)
-        if base_url:
-            backend = load_backend(base_url=base_url, api_model=api_model or model,
-                                   api_key_env=api_key_env, endpoint=endpoint,
-                                   max_concurrency=batch_size,
-                                   chat_template=None if chat_template == "auto" else chat_template)
-        else:
-            backend = load_backend(model=model, lora=lora, chat_template=chat_template, dtype=dtype,
-                                   device_map=device_map, load_in_4bit=load_in_4bit or None,
-                                   load_in_8bit=load_in_8bit or None,
-                                   trust_remote_code=trust_remote_code or None)
+        backend = backend_from_options(options, batch_size)
         extractor = Extractor(backend, schema, task, language=language, prompt_style=prompt_style,
                               generation=generation, split_num=split_num,
                               demonstrations=demonstrations)

@@ -60,7 +60,8 @@ def instruct(schema_name, input_path, output, tasks, split, split_num, neg_ratio
                                           language=language, split_num=split_num,
                                           neg_ratio=neg_ratio, seed=seed,
                                           shuffle_schema=shuffle_schema,
-                                          prompt_style=prompt_style, source=source)
+                                          prompt_style=prompt_style, source=source,
+                                          on_problem=errors.append)
         count = write_jsonl_atomic(output, lines)
     except ValueError as exc:
         fail(str(exc))

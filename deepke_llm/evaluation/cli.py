@@ -9,6 +9,7 @@ import sys
 import click
 
 from deepke_llm.cli import fail
+from deepke_llm.commands.model_options import backend_from_options, model_options, pop_model_options
 
 TASKS = ["ner", "re", "ee"]
 MODES = ["strict", "boundary", "string", "all"]
@@ -127,16 +128,7 @@ def _score_records(task: str, gold: str, pred: str, mode: str, schema_name: str 
 
 @click.command(context_settings={"show_default": True})
 @click.argument("benchmark")
-@click.option("--model", help="Local model dir or hub id (transformers backend).")
-@click.option("--lora", help="LoRA adapter dir to apply on --model.")
-@click.option("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")
-@click.option("--api-model", help="Model name the server serves (with --base-url).")
-@click.option("--api-key-env", default="OPENAI_API_KEY", help="Env var holding the API key.")
-@click.option("--endpoint", type=click.Choice(["chat", "completions"]), default="chat",
-              help="Server endpoint (with --base-url).")
-@click.option("--chat-template", default="auto",
-              help="auto (tokenizer's own, else plain), tokenizer, oneke, alpaca or plain.")
-@click.option("--dtype", default="auto", help="auto, float32, bfloat16 or float16 (local models).")
+@model_options
 @click.option("--model-name", help="Name used in result file names [default: from --model/--api-model].")
 @click.option("--split", help="Dataset split [default: the benchmark's, usually test].")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N documents.")
@@ -165,10 +157,9 @@ def _score_records(task: str, gold: str, pred: str, mode: str, schema_name: str 
 @click.option("--few-shot-split", help="Split the demonstrations come from [default: train, else dev].")
 @click.option("--resume", is_flag=True, help="Continue this model's interrupted run.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def evaluate(benchmark, model, lora, base_url, api_model, api_key_env, endpoint, chat_template,
-             dtype, model_name, split, limit, output_dir, data_dir, prompt_style, language,
+def evaluate(benchmark, model_name, split, limit, output_dir, data_dir, prompt_style, language,
              batch_size, max_new_tokens, split_num, modes, shuffle_runs, bootstrap, seed, few_shot,
-             few_shot_split, resume, no_progress):
+             few_shot_split, resume, no_progress, **kwargs):
     """Run BENCHMARK (a bundled name or a definition JSON file) end to end: extract, score, report.
 
     Bundled: conll03, conll04, ace05 (+ ace05_re, ace05_ner), duee, duie, peoples_daily, msra,
@@ -187,7 +178,6 @@ def evaluate(benchmark, model, lora, base_url, api_model, api_key_env, endpoint,
       deepke-llm evaluate conll04 --base-url http://127.0.0.1:8000/v1 --api-model oneke \\
           --shuffle-runs 3 --data-dir ~/data
     """
-    from deepke_llm.backends.registry import load_backend
     from deepke_llm.schema import SchemaError
 
     from .definitions import BenchmarkError, load_benchmark
@@ -205,13 +195,9 @@ def evaluate(benchmark, model, lora, base_url, api_model, api_key_env, endpoint,
         from .definitions import resolve_data_path
 
         resolve_data_path(definition, split or definition.default_split, data_dir)  # fail early
-        if base_url:
-            backend = load_backend(base_url=base_url, api_model=api_model or model,
-                                   api_key_env=api_key_env, endpoint=endpoint,
-                                   chat_template=None if chat_template == "auto" else chat_template)
-        else:
-            backend = load_backend(model=model, lora=lora, chat_template=chat_template,
-                                   dtype=dtype)
+        options = pop_model_options(kwargs)
+        backend = backend_from_options(options, batch_size)
+        model, lora, api_model = options["model"], options["lora"], options["api_model"]
         name = model_name or api_model or model or "deepke-default"
         if model == "default" and not model_name:
             name = "gemma-3-270m"  # the default base alone

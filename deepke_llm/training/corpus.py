@@ -8,17 +8,13 @@ Sentence splitting is :mod:`deepke_llm.sentences` (one splitter for the whole pa
 
 from __future__ import annotations
 
+import bz2
 import gzip
-import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepke_llm.sentences import sentence_spans, split_sentences
-
-# The splitter is shared with KG2Instruction; re-exported here for the corpus pipeline.
-__all__ = ["sentence_spans", "split_sentences"]
-
+COMPRESSED_SUFFIXES = (".gz", ".bz2")
 
 # ---- sources ---------------------------------------------------------------------------------
 
@@ -39,7 +35,7 @@ class SourceSpec:
 
     @property
     def is_jsonl(self) -> bool:
-        suffixes = [s for s in self.path.suffixes if s != ".gz"]
+        suffixes = [s for s in self.path.suffixes if s not in COMPRESSED_SUFFIXES]
         return bool(suffixes) and suffixes[-1] in (".jsonl", ".json", ".ndjson")
 
 
@@ -47,42 +43,81 @@ class SourceSpec:
 MAX_TEXT_DOCUMENT_CHARS = 1_000_000
 
 
-def _open_text(path: Path) -> io.TextIOBase:
+@dataclass(frozen=True)
+class BadLine:
+    """A line that could not be decoded; reported as ``file:line: reason`` and skipped."""
+
+    reason: str
+
+
+def _open_binary(path: Path):
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 - returned to the caller
+        return gzip.open(path, "rb")
+    if path.suffix == ".bz2":
+        return bz2.open(path, "rb")
+    return open(path, "rb")  # noqa: SIM115 - returned to the caller
 
 
-def iter_raw_records(spec: SourceSpec, text_mode: str = "paragraph") -> Iterator[tuple[int, str]]:
+def iter_lines(path: Path) -> Iterator[tuple[int, str | BadLine]]:
+    """``(line_number, text)`` of each line, ``BadLine`` for a line that is not valid UTF-8.
+
+    Decoding is strict on purpose: replacing bad bytes would put U+FFFD into the corpus without a
+    trace; a bad line is reported with its number instead (fix the file, e.g. with iconv).
+    """
+    with _open_binary(path) as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                yield number, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield number, BadLine(f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1}); "
+                                      "convert the file to UTF-8, e.g. with iconv")
+
+
+def iter_raw_records(spec: SourceSpec, text_mode: str = "paragraph") -> Iterator[tuple[int, str | BadLine]]:
     """Yield ``(line_number, raw)`` per document: a JSON line, or a plain-text document.
 
     Plain text: ``text_mode="paragraph"`` makes documents of blank-line separated paragraphs,
-    ``"line"`` one document per line. JSON lines are parsed later, in the workers.
+    ``"line"`` one document per line; the line break that ends a document is a separator, not
+    text. JSON lines are parsed later, in the workers. An undecodable line comes as a ``BadLine``
+    (in paragraph mode it spoils its whole paragraph, whose line number it then carries).
     """
-    with _open_text(spec.path) as handle:
-        if spec.is_jsonl or text_mode == "line":
-            for number, line in enumerate(handle, 1):
-                if line.strip():
-                    yield number, line
-            return
-        lines: list[str] = []
-        size = 0
-        first = 0
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                if lines:
-                    yield first, "".join(lines)
-                lines, size = [], 0
-                continue
-            if not lines:
-                first = number
-            lines.append(line)
-            size += len(line)
-            if size >= MAX_TEXT_DOCUMENT_CHARS:
-                yield first, "".join(lines)
-                lines, size = [], 0
-        if lines:
-            yield first, "".join(lines)
+    lines_in = iter_lines(spec.path)
+    if spec.is_jsonl or text_mode == "line":
+        for number, line in lines_in:
+            if isinstance(line, BadLine):
+                yield number, line
+            elif line.strip():
+                yield number, line if spec.is_jsonl else _strip_newline(line)
+        return
+    lines: list[str] = []
+    bad: tuple[int, BadLine] | None = None
+    size = 0
+    first = 0
+    for number, line in lines_in:
+        if isinstance(line, BadLine):
+            bad = bad or (number, line)
+            line = "x\n"  # keeps the paragraph open; the whole paragraph is reported and skipped
+        if not line.strip():
+            if lines:
+                yield bad or (first, _strip_newline("".join(lines)))
+            lines, size, bad = [], 0, None
+            continue
+        if not lines:
+            first = number
+        lines.append(line)
+        size += len(line)
+        if size >= MAX_TEXT_DOCUMENT_CHARS:
+            # cut inside a paragraph: the text goes on in the next document, so keep the break
+            yield bad or (first, "".join(lines))
+            lines, size, bad = [], 0, None
+    if lines:
+        yield bad or (first, _strip_newline("".join(lines)))
+
+
+def _strip_newline(text: str) -> str:
+    if text.endswith("\r\n"):
+        return text[:-2]
+    return text[:-1] if text.endswith(("\n", "\r")) else text
 
 
 # ---- packing ---------------------------------------------------------------------------------

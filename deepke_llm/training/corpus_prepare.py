@@ -1,9 +1,11 @@
-"""``pretrain prepare``: raw documents -> sentences -> tokens -> packed samples -> indexed dataset.
+"""``pretrain prepare``: raw documents -> tokens + sentence cuts -> packed samples -> indexed dataset.
 
 Pipeline: the parent reads each source as a stream of raw records and groups them into chunks of a
-fixed size (independent of ``workers``); workers parse, split into sentences, hash and tokenize a
-chunk (one batched call of the fast tokenizer for all its sentences); the parent takes the results
-back *in input order*, drops exact-duplicate documents, packs and writes. The output is therefore
+fixed size (independent of ``workers``); workers parse, hash and tokenize a chunk (one batched call
+of the fast tokenizer for all its documents, each document tokenized whole so the token stream is
+the tokenizer's own for the text) and map sentence spans onto token boundaries (the only places
+packing may cut, besides inside over-long sentences); the parent takes the results back *in input
+order*, drops exact-duplicate documents, packs and writes. The output is therefore
 byte-identical for any number of workers. At most ``2 * workers`` chunks are in flight, so memory
 does not grow with the corpus, except for the duplicate filter: one 16-byte digest per distinct
 document (about 100 bytes each in a Python set, i.e. ~1 GB per 10M documents; ``dedup=False``
@@ -23,17 +25,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from itertools import chain
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from deepke_llm.training.corpus import (
-    SourceSpec,
-    StreamPacker,
-    iter_raw_records,
-    sentence_spans,
-    split_sentences,
-)
+from deepke_llm.sentences import sentence_spans
+from deepke_llm.training.corpus import BadLine, SourceSpec, StreamPacker, iter_raw_records
 from deepke_llm.training.indexed_dataset import IndexedDatasetWriter, token_dtype
 
 logger = logging.getLogger(__name__)
@@ -49,7 +47,7 @@ class Chunk:
     path: str
     is_jsonl: bool
     text_field: str
-    records: list[tuple[int, str]]  # (line number, raw JSON line or plain-text document)
+    records: list[tuple[int, str | BadLine]]  # (line number, raw JSON line or plain-text document)
 
 
 @dataclass
@@ -63,6 +61,7 @@ class ChunkResult:
     digests: list[bytes]
     empty: int = 0
     errors: list[str] = field(default_factory=list)
+    undecodable: int = 0  # lines that are not UTF-8 (also counted in errors)
 
 
 @dataclass
@@ -75,6 +74,7 @@ class SourceStats:
     duplicates: int = 0
     empty: int = 0
     bad_records: int = 0
+    undecodable_lines: int = 0
     sentences: int = 0
     samples: int = 0
     tokens: int = 0
@@ -94,26 +94,26 @@ def _init_worker(tokenizer_name: str, bos: int | None, eos: int | None, single_c
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_name)
-    _TOKENIZER.update(tokenizer=tokenizer, bos=bos, eos=eos,
-                      encode=_batch_encoder(tokenizer), space=needs_leading_space(tokenizer))
+    _TOKENIZER.update(encode=batch_encoder(tokenizer, tokenizer_name), bos=bos, eos=eos)
 
 
-def _batch_encoder(tokenizer: Any) -> Callable[[list[str]], list[list[int]]]:
+def batch_encoder(tokenizer: Any, name: str = "") -> Callable[[list[str]], list[Any]]:
+    """The Rust batch call of a fast tokenizer: ``texts -> tokenizers.Encoding`` (ids + offsets).
+
+    Same ids as ``tokenizer(texts, add_special_tokens=False)``, without the Python-side
+    BatchEncoding overhead. Offsets are needed to map sentences onto tokens, hence fast only.
+    """
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None and hasattr(backend, "encode_batch_fast"):
-        # the Rust batch call without offsets: same ids as tokenizer(batch), less Python overhead
-        return lambda texts: [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
-    return lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]
+    if backend is None or not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"tokenizer {name or type(tokenizer).__name__} is not a fast (Rust) tokenizer; "
+                         "corpus preparation needs its token offsets: use a tokenizer with tokenizer.json")
+    return lambda texts: backend.encode_batch(texts, add_special_tokens=False)
 
 
-def needs_leading_space(tokenizer: Any) -> bool:
-    """Byte-level BPE (GPT-2 style) encodes " word" and "word" differently; sentencepiece does not."""
-    return tokenizer(" The", add_special_tokens=False)["input_ids"] != \
-        tokenizer("The", add_special_tokens=False)["input_ids"]
-
-
-def document_text(raw: str, is_jsonl: bool, text_field: str) -> str:
+def document_text(raw: str | BadLine, is_jsonl: bool, text_field: str) -> str:
     """The text of one raw record; raises ValueError with a one-line reason."""
+    if isinstance(raw, BadLine):
+        raise ValueError(raw.reason)
     if not is_jsonl:
         return raw
     try:
@@ -128,54 +128,70 @@ def document_text(raw: str, is_jsonl: bool, text_field: str) -> str:
     return text
 
 
-def document_sentences(text: str, leading_space: bool) -> list[str]:
-    """Sentences as they are tokenized: a sentence that followed a space keeps one when needed."""
-    if not leading_space:
-        return split_sentences(text)
-    return [(" " if s and text[s - 1] in " \t" else "") + text[s:e] for s, e in sentence_spans(text)]
+def sentence_token_lengths(text: str, encoding: Any) -> list[int]:
+    """Tokens per sentence of a document tokenized as a whole (zero-token sentences left out).
+
+    The document is tokenized once, so the token stream is exactly the tokenizer's for the whole
+    text (whitespace, newlines, one dummy prefix). Sentences only choose where packing may cut: a
+    sentence starts at the first token ending after its first character (the token holding that
+    character, or the next one when the tokenizer dropped it), so a token that straddles a
+    boundary, like byte-level "ĠThe", goes with the sentence it starts.
+    """
+    n = len(encoding.ids)
+    cuts = [0]
+    for start, _ in sentence_spans(text)[1:]:
+        token = encoding.char_to_token(start)
+        if token is None:
+            token = next((i for i, (_, end) in enumerate(encoding.offsets) if end > start), n)
+        cuts.append(max(token, cuts[-1]))
+    cuts.append(n)
+    return [b - a for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
 
 
 def process_chunk(chunk: Chunk) -> ChunkResult:
-    """Parse, split, hash and tokenize one chunk (runs in a worker)."""
+    """Parse, hash, tokenize (one batched call per chunk) and find sentence cuts (runs in a worker)."""
     encode, bos, eos = _TOKENIZER["encode"], _TOKENIZER["bos"], _TOKENIZER["eos"]
-    sentences: list[str] = []
-    doc_units: list[int] = []
-    digests: list[bytes] = []
+    texts: list[str] = []
     errors: list[str] = []
-    empty = 0
+    empty = undecodable = 0
     for line, raw in chunk.records:
         try:
             text = document_text(raw, chunk.is_jsonl, chunk.text_field)
         except ValueError as exc:
+            undecodable += isinstance(raw, BadLine)
             errors.append(f"{chunk.path}:{line}: {exc}")
             continue
-        doc_sentences = document_sentences(text, _TOKENIZER["space"])
-        if not doc_sentences:
+        if text.strip():
+            texts.append(text)
+        else:
+            empty += 1
+    pieces: list[list[int]] = []
+    lengths: list[int] = []
+    doc_units: list[int] = []
+    digests: list[bytes] = []
+    for text, encoding in zip(texts, encode(texts) if texts else [], strict=True):
+        units = sentence_token_lengths(text, encoding)
+        if not units:
             empty += 1
             continue
         digests.append(hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest())
-        sentences.extend(doc_sentences)
-        doc_units.append(len(doc_sentences))
-    ids = encode(sentences) if sentences else []
-    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-    units = np.asarray(doc_units, dtype=np.int64)
-    pieces: list[list[int]] = []
-    starts = np.concatenate([[0], np.cumsum(units)]).tolist()
-    for first, end in zip(starts[:-1], starts[1:], strict=True):
         if bos is not None:
             pieces.append([bos])
-        pieces.extend(ids[first:end])
+            units[0] += 1
+        pieces.append(encoding.ids)
         if eos is not None:
             pieces.append([eos])
-    if len(units):
-        if bos is not None:
-            lengths[starts[:-1]] += 1
-        if eos is not None:
-            lengths[np.asarray(starts[1:]) - 1] += 1
-    total = int(lengths.sum())
+            units[-1] += 1
+        lengths.extend(units)
+        doc_units.append(len(units))
+    unit_lengths = np.asarray(lengths, dtype=np.int64)
+    units_arr = np.asarray(doc_units, dtype=np.int64)
+    total = int(unit_lengths.sum())
     tokens = np.fromiter(chain.from_iterable(pieces), dtype=np.uint32, count=total)
-    doc_tokens = np.add.reduceat(lengths, starts[:-1]) if len(units) else np.zeros(0, np.int64)
-    return ChunkResult(tokens, lengths, units, doc_tokens, digests, empty, errors)
+    starts = np.concatenate([[0], np.cumsum(units_arr)[:-1]]).astype(np.int64)
+    doc_tokens = (np.add.reduceat(unit_lengths, starts) if len(units_arr)
+                  else np.zeros(0, np.int64))
+    return ChunkResult(tokens, unit_lengths, units_arr, doc_tokens, digests, empty, errors, undecodable)
 
 
 # ---- parent side -----------------------------------------------------------------------------
@@ -184,7 +200,7 @@ def iter_chunks(specs: list[SourceSpec], source_ids: list[int], text_field: str,
                 text_mode: str, chunk_docs: int, chunk_chars: int) -> Iterator[Chunk]:
     """Group each file's records into chunks of at most ``chunk_docs`` records / ``chunk_chars``."""
     for spec, source_id in zip(specs, source_ids, strict=True):
-        records: list[tuple[int, str]] = []
+        records: list[tuple[int, str | BadLine]] = []
         size = 0
         for line, raw in iter_raw_records(spec, text_mode):
             records.append((line, raw))
@@ -269,7 +285,11 @@ def prepare_corpus(sources: list[str | SourceSpec], tokenizer_name: str, out_pre
     specs = [specs[i] for i in order]
     source_ids = [names.index(s.name) for s in specs]
 
+    if Path(tokenizer_name).exists():
+        # recorded in the sidecar: later steps (pretrain run, inspect) may run from another directory
+        tokenizer_name = str(Path(tokenizer_name).resolve())
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_name)
+    batch_encoder(tokenizer, tokenizer_name)  # fail here, not in every worker
     vocab_size = len(tokenizer)
     bos = tokenizer.bos_token_id if options.add_bos else None
     eos = tokenizer.eos_token_id if options.add_eos else None
@@ -300,6 +320,7 @@ def prepare_corpus(sources: list[str | SourceSpec], tokenizer_name: str, out_pre
                 current = chunk.source_id
             stat = stats[chunk.source_id]
             stat.bad_records += len(result.errors)
+            stat.undecodable_lines += result.undecodable
             stat.empty += result.empty
             errors.extend(result.errors[: max(0, MAX_ERROR_EXAMPLES - len(errors))])
             if options.dedup:
@@ -315,7 +336,7 @@ def prepare_corpus(sources: list[str | SourceSpec], tokenizer_name: str, out_pre
         if current >= 0:
             emit(packer.flush(), current)
         metadata = {
-            "tokenizer": str(getattr(tokenizer, "name_or_path", tokenizer_name)),
+            "tokenizer": tokenizer_name,
             "vocab_size": vocab_size, "max_len": options.max_len, "min_len": options.min_len,
             "bos": bos, "eos": eos, "dedup": options.dedup,
             "sources": [vars(s) for s in stats], "errors": errors,
