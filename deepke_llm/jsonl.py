@@ -110,6 +110,8 @@ def write_jsonl_atomic(path: str | os.PathLike[str], records) -> int:
                 data = record.to_dict() if hasattr(record, "to_dict") else record
                 handle.write(json.dumps(data, ensure_ascii=False) + "\n")
                 count += 1
+            handle.flush()
+            os.fsync(handle.fileno())  # the rename must never expose unwritten data
         os.replace(tmp, target)
     finally:
         if tmp.exists():

@@ -277,7 +277,8 @@ def iter_jsonl(path: str, errors: list[str] | None = None) -> Iterator[tuple[int
             if not raw.strip():
                 continue
             try:
-                value = json.loads(raw.decode("utf-8"))
+                # a UTF-8 byte-order mark (some editors write one) is not part of the first line
+                value = json.loads(raw.decode("utf-8-sig" if number == 1 else "utf-8"))
             except UnicodeDecodeError:
                 message = f"{path}:{number}: not valid UTF-8; re-encode the file as UTF-8"
             except json.JSONDecodeError as exc:

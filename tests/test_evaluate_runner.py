@@ -170,3 +170,29 @@ def test_few_shot_baseline_shows_train_demonstrations(tmp_path):
     assert train_first.startswith("EU rejects German call")  # eng.train's first sentence
     (summary,) = [p for p in (tmp_path / "conll03").glob("*.json")]
     assert "rule-2shot" in summary.name
+
+
+def test_resume_picks_only_this_models_partial_run(tmp_path):
+    from deepke_llm.evaluation.runner import _stem
+
+    (tmp_path / "m-3shot-2025-01-02.pred.jsonl.partial").write_text("")
+    assert _stem(tmp_path, "m", True) == f"m-{datetime.date.today().isoformat()}"
+    (tmp_path / "m-2025-01-01.pred.jsonl.partial").write_text("")
+    assert _stem(tmp_path, "m", True) == "m-2025-01-01"
+
+
+def test_reports_of_unshipped_data_leave_its_text_out(tmp_path, data_dir):
+    from deepke_llm.evaluation.definitions import load_benchmark
+
+    spec = load_benchmark("conll03").to_dict()
+    spec.update(name="licensed03", data_note="pretend this data is licensed")
+    path = tmp_path / "licensed03.json"
+    path.write_text(json.dumps(spec))
+    with rule_server() as (url, _):
+        result = CliRunner().invoke(main, ["evaluate", str(path), "--base-url", url, "--api-model", "r",
+                                           "--limit", "5", "--output-dir", str(tmp_path / "out"),
+                                           "--bootstrap", "0", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    (report,) = (tmp_path / "out" / "licensed03").glob("*.md")
+    text = report.read_text()
+    assert "Dataset text is left out" in text and "SOCCER" not in text and "JAPAN" not in text

@@ -59,3 +59,9 @@ def test_read_documents_collects_line_errors(tmp_path):
     assert errors[1] == f"{path}:5: missing field 'text'"
     with pytest.raises(RecordError):
         list(read_documents(str(path)))
+
+
+def test_utf8_byte_order_mark_does_not_cost_the_first_line(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"id": "1", "text": "a"}\n{"id": "2", "text": "b"}\n')
+    assert [d.id for d in read_documents(str(path))] == ["1", "2"]

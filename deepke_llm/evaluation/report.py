@@ -152,13 +152,20 @@ def sample_errors(samples: list[MismatchSample], count: int = 20, seed: int = 0
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (temp file + rename)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(tmp, path)
 
 
 def write_markdown(path: Path, summary: dict[str, Any], score: TaskScore,
-                   primary_mode: str, errors: list[MismatchSample], total_errors: int) -> None:
-    """The benchmark report: overall table, per-type table(s), warnings and sample errors."""
+                   primary_mode: str, errors: list[MismatchSample], total_errors: int,
+                   redact: bool = False) -> None:
+    """The benchmark report: overall table, per-type table(s), warnings and sample errors.
+
+    ``redact`` leaves dataset text out of the sample errors (licensed data: reports get
+    committed, the data must not be)."""
     s = summary
     lines = [f"# {s['benchmark']} — {s['model']} ({s['date']})", "",
              f"Task `{s['task']}`, split `{s['split']}`, {s['documents']} documents from "
@@ -187,10 +194,17 @@ def write_markdown(path: Path, summary: dict[str, Any], score: TaskScore,
         lines += [f"- {w['what']}: {w['count']} (e.g. {'; '.join(w['examples'][:2])})"
                   for w in s["warnings"]] + [""]
     lines += [f"## Sample errors ({primary_mode}, {len(errors)} of {total_errors})", ""]
-    rows = [[e.document.id, *([e.level.replace("_", " ")] if e.level else []), e.kind,
-             render_item(e.item, e.document.text), _snippet(e.item, e.document.text)]
-            for e in errors]
-    headers = ["document", *(["level"] if score.task == "ee" else []), "error", "record", "context"]
+    if redact:
+        lines += ["Dataset text is left out: the data is licensed and not redistributable.", ""]
+        rows = [[e.document.id, *([e.level.replace("_", " ")] if e.level else []), e.kind]
+                for e in errors]
+        headers = ["document", *(["level"] if score.task == "ee" else []), "error"]
+    else:
+        rows = [[e.document.id, *([e.level.replace("_", " ")] if e.level else []), e.kind,
+                 render_item(e.item, e.document.text), _snippet(e.item, e.document.text)]
+                for e in errors]
+        headers = ["document", *(["level"] if score.task == "ee" else []), "error", "record",
+                   "context"]
     lines += [markdown_table(headers, rows) if rows else "No errors.", ""]
     path.write_text("\n".join(lines), encoding="utf-8")
 

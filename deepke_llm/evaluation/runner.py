@@ -126,8 +126,10 @@ def load_gold(definition: BenchmarkDefinition, split: str, data_dir: str | None,
 
 def _stem(directory: Path, slug: str, resume: bool) -> str:
     if resume:
-        partials = sorted(directory.glob(f"{slug}-*.pred.jsonl.partial"),
-                          key=lambda p: p.stat().st_mtime)
+        # only this model's runs: "<slug>-YYYY-MM-DD...", not "<slug>-3shot-..."
+        own = re.compile(rf"{re.escape(slug)}-\d{{4}}-\d\d-\d\d")
+        partials = sorted((p for p in directory.glob(f"{slug}-*.pred.jsonl.partial")
+                           if own.match(p.name)), key=lambda p: p.stat().st_mtime)
         if partials:  # <stem>.pred.jsonl.partial or <stem>.shuffleK.pred.jsonl.partial
             return re.sub(r"(\.shuffle\d+)?\.pred\.jsonl\.partial$", "", partials[-1].name)
     return f"{slug}-{datetime.date.today().isoformat()}"
@@ -275,6 +277,7 @@ def run_benchmark(config: EvaluationConfig, backend: Backend, model_name: str) -
     if not write_chart(paths["chart"], score, f"{definition.name} ({split}) — {model_name}"):
         del paths["chart"]
         summary["files"].pop("chart")
-    write_markdown(paths["markdown"], summary, score, modes[0], errors, len(mismatches))
+    write_markdown(paths["markdown"], summary, score, modes[0], errors, len(mismatches),
+                   redact=bool(definition.data_note))  # data not shipped = not ours to publish
     write_json(paths["json"], summary)
     return EvaluationResult(summary, paths, score)

@@ -27,6 +27,8 @@ def split_schema(items: Sequence[Any], split_num: int) -> list[list[Any]]:
     ``split_num`` -1 means one chunk.
     """
     items = list(items)
+    if split_num < 1 and split_num != -1:
+        raise ValueError(f"split_num must be >= 1 (or -1 for one chunk), got {split_num}")
     if split_num == -1 or len(items) < split_num:
         return [items] if items else []
     full = max(len(items) // split_num, 1) * split_num

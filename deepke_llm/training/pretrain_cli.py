@@ -26,7 +26,7 @@ def pretrain() -> None:
 
 @pretrain.command()
 @click.option("-i", "--input", "inputs", multiple=True, required=True, metavar="[NAME=]PATH",
-              help="input file (JSON lines with a text field, or plain text; .gz ok). NAME groups "
+              help="input file (JSON lines with a text field, or plain text; UTF-8, .gz/.bz2 ok). NAME groups "
                    "files into a source for mixing (default: the file name). Repeatable.")
 @click.option("-t", "--tokenizer", required=True, help="Hugging Face tokenizer directory or hub id.")
 @click.option("-o", "--output", required=True, metavar="PREFIX",
@@ -128,8 +128,11 @@ def inspect(dataset, show, tokenizer, as_json) -> None:
 def _print_summary(meta: dict) -> None:
     click.echo(f"{meta['num_samples']:,} samples, {meta['num_tokens']:,} tokens ({meta['dtype']})")
     for source in meta.get("sources", []):
+        undecodable = source.get("undecodable_lines", 0)
+        not_utf8 = f", {undecodable:,} lines not UTF-8" if undecodable else ""
         click.echo(f"  {source['name']}: {source.get('documents', 0):,} documents "
-                   f"({source.get('duplicates', 0):,} duplicates, {source.get('bad_records', 0):,} bad), "
+                   f"({source.get('duplicates', 0):,} duplicates, {source.get('bad_records', 0):,} bad"
+                   f"{not_utf8}), "
                    f"{source.get('samples', 0):,} samples, {source.get('tokens', 0):,} tokens")
     for error in meta.get("errors", []):
         click.echo(f"skipped: {error}", err=True)
