@@ -221,13 +221,15 @@ class Extractor:
     def _generate(self, jobs: list[_Job]) -> None:
         try:
             outputs = self.backend.generate([job.prompt for job in jobs], self.generation)
-        except BackendError:
-            # one bad prompt must not sink the batch: ask again one by one, keep the failures
-            for job in jobs:
-                try:
-                    (job.output,) = self.backend.generate([job.prompt], self.generation)
-                except BackendError as exc:
-                    job.failure = str(exc)
+        except BackendError as exc:
+            # one bad prompt must not sink the batch: halve it until the failures are isolated
+            # (still batched / concurrent), and record those in their documents' errors
+            if len(jobs) == 1:
+                jobs[0].failure = str(exc)
+                return
+            middle = len(jobs) // 2
+            self._generate(jobs[:middle])
+            self._generate(jobs[middle:])
             return
         if len(outputs) != len(jobs):
             raise RuntimeError(f"backend returned {len(outputs)} outputs for {len(jobs)} prompts")
