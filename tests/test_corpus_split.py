@@ -40,7 +40,7 @@ def test_bz2_sources_are_read_like_gz(tmp_path):
 
 def test_undecodable_lines_are_reported_with_file_and_line(tmp_path, tiny_tokenizer_dir):
     text = tmp_path / "gbk.txt"
-    text.write_bytes("good paragraph.\n\nbad ".encode() + "中文".encode("gbk") + b" line\nsame paragraph\n\nlast one.\n")
+    text.write_bytes(b"good paragraph.\n\nbad " + "中文".encode("gbk") + b" line\nsame paragraph\n\nlast one.\n")
     records = list(iter_raw_records(SourceSpec.parse(str(text))))
     assert records[0] == (1, "good paragraph.") and records[2] == (6, "last one.")
     number, bad = records[1]

@@ -204,7 +204,7 @@ def iter_chunks(specs: list[SourceSpec], source_ids: list[int], text_field: str,
         size = 0
         for line, raw in iter_raw_records(spec, text_mode):
             records.append((line, raw))
-            size += len(raw)
+            size += len(raw) if isinstance(raw, str) else 0
             if len(records) >= chunk_docs or size >= chunk_chars:
                 yield Chunk(source_id, str(spec.path), spec.is_jsonl, text_field, records)
                 records, size = [], 0
