@@ -23,7 +23,7 @@ from deepke_llm.schema import Schema, load_schema
 from deepke_llm.tasks import get_task
 from deepke_llm.tasks.base import unique
 
-__all__ = ["RunSummary", "extract_file", "parse_file", "read_text_inputs"]
+__all__ = ["RunSummary", "extract_file", "parse_file", "read_text_inputs", "run_to_file"]
 
 ErrorSink = Callable[[str], None]
 
@@ -101,16 +101,26 @@ class _StdoutWriter:
         pass
 
 
-def _progress(iterable: Iterable, enabled: bool, desc: str):
+def _progress(iterable: Iterable, enabled: bool, desc: str, total: int | None = None):
     if not enabled:
         return iterable
     from tqdm import tqdm
 
-    return tqdm(iterable, desc=desc, unit="doc", file=sys.stderr, dynamic_ncols=True)
+    return tqdm(iterable, desc=desc, unit="doc", total=total, file=sys.stderr, dynamic_ncols=True)
 
 
-def _run(documents: Iterable[Document], process: Callable[[Iterable[Document]], Iterator[Document]],
-         output: str | None, resume: bool, progress: bool, summary: RunSummary) -> RunSummary:
+def run_to_file(documents: Iterable[Document],
+                process: Callable[[Iterable[Document]], Iterator[Document]],
+                output: str | None, *, resume: bool = False, progress: bool = True,
+                summary: RunSummary | None = None, total: int | None = None,
+                desc: str = "extract") -> RunSummary:
+    """Stream ``documents`` through ``process`` into ``output`` (stdout without one).
+
+    Ids already in ``output`` (or its ``.partial``) are skipped with ``resume``; finished documents
+    are kept when the run dies, and the output becomes final only when it completes.
+    ``total`` (documents to do, for the progress bar) may count the skipped ones too.
+    """
+    summary = summary or RunSummary()
     writer = ResumableWriter(output, resume=resume) if output else _StdoutWriter()
     started = time.perf_counter()
 
@@ -121,8 +131,10 @@ def _run(documents: Iterable[Document], process: Callable[[Iterable[Document]], 
                 continue
             yield document
 
+    if total is not None:
+        total = max(total - len(writer.done_ids), 0)
     try:
-        for document in _progress(process(todo()), progress, "extract"):
+        for document in _progress(process(todo()), progress, desc, total):
             writer.write(document.to_dict())
             summary.documents += 1
             summary.records += document.record_count
@@ -159,7 +171,8 @@ def extract_file(extractor: Extractor, *, input_path: str | None = None,
             yield from read_text_inputs(input_path, report)
 
     before = extractor.stats.generated_tokens
-    _run(documents(), extractor.extract_iter, output, resume, progress, summary)
+    run_to_file(documents(), extractor.extract_iter, output, resume=resume, progress=progress,
+                summary=summary)
     summary.generated_tokens = extractor.stats.generated_tokens - before
     return summary
 
@@ -206,7 +219,7 @@ def parse_file(input_path: str, task: str, schema: str | Schema, *, output: str 
         if entry is not None:
             yield _parse_entry(entry, task, schema, prompt_style, language)
 
-    return _run(documents(), lambda docs: iter(docs), output, False, False, summary)
+    return run_to_file(documents(), lambda docs: iter(docs), output, progress=False, summary=summary)
 
 
 def _raw_output_line(data: Any, where: str, report: ErrorSink) -> dict[str, Any] | None:

@@ -137,3 +137,19 @@ def test_records_with_types_outside_the_schema_are_reported(tmp_path):
     result = CliRunner().invoke(main, ["instruct", "--schema", "conll04", "--task", "ner",
                                        "--input", str(inp), "--output", str(tmp_path / "o.jsonl")])
     assert result.exit_code == 1 and "'Org' not in schema" in result.stderr
+
+
+def test_round_trip_gives_the_gold_records_back_with_offsets():
+    """gold -> IEPile output -> parse + ground = the gold records, offsets and types included."""
+    from deepke_llm.extractor import parse_output
+
+    schema = load_schema("conll04")
+    for task_name in ("ner", "re"):
+        task = get_task(task_name)
+        got = []
+        for line in documents_to_instructions([DOC], schema, task_name):
+            chunk = schema.subset(task_name, _chunk_names(line, task_name, schema, "iepile"))
+            records, errors = parse_output(task_name, line["output"], chunk, DOC.text, "en")
+            assert errors == []
+            got.extend(records)
+        assert sorted(map(repr, got)) == sorted(map(repr, task.records(DOC))), task_name

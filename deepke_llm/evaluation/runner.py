@@ -18,8 +18,6 @@ from __future__ import annotations
 import datetime
 import re
 import statistics
-import sys
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,30 +135,12 @@ def _stem(directory: Path, slug: str, resume: bool) -> str:
 
 def _extract(extractor: Any, gold: list[Document], path: Path, resume: bool,
              progress: bool) -> list[Document]:
-    from deepke_llm.jsonl import ResumableWriter
+    from deepke_llm.batch import run_to_file
 
-    writer = ResumableWriter(path, resume=resume)
-
-    def todo() -> Iterator[Document]:
-        for document in gold:
-            if document.id not in writer.done_ids:
-                # the model sees the text only; gold records and token offsets stay behind
-                yield Document(id=document.id, text=document.text, language=document.language)
-
-    stream = extractor.extract_iter(todo())
-    if progress:
-        from tqdm import tqdm
-
-        todo_count = sum(1 for document in gold if document.id not in writer.done_ids)
-        stream = tqdm(stream, total=todo_count, desc="evaluate",
-                      unit="doc", file=sys.stderr, dynamic_ncols=True)
-    try:
-        for document in stream:
-            writer.write(document.to_dict())
-    except BaseException:
-        writer.close()
-        raise
-    writer.finish()
+    # the model sees the text only; gold records and token offsets stay behind
+    texts = (Document(id=d.id, text=d.text, language=d.language) for d in gold)
+    run_to_file(texts, extractor.extract_iter, str(path), resume=resume, progress=progress,
+                total=len(gold), desc="evaluate")
     return list(read_documents(str(path)))
 
 
