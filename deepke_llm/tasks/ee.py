@@ -104,6 +104,9 @@ class EETask(Task):
                 if not triggers:
                     errors.append(f"event '{key}': no trigger in {str(item)[:60]!r}: dropped")
                     continue
+                if len(triggers) > 1:
+                    errors.append(f"event '{key}': several triggers {triggers}; kept "
+                                  f"'{triggers[0]}'")
                 arguments = self._arguments(lookup(item, "arguments", "argument", "论元"),
                                             event_type, language, schema.language, errors)
                 events.append(Event(event_type.name, Span(triggers[0]), tuple(arguments)))
