@@ -78,7 +78,15 @@ class IndexedDatasetWriter:
         if not samples:
             return
         lengths = np.fromiter((len(s) for s in samples), dtype=np.int64, count=len(samples))
-        tokens = np.concatenate(samples)
+        self.add_packed(np.concatenate(samples), lengths, source_id)
+
+    def add_packed(self, tokens: np.ndarray, lengths: np.ndarray, source_id: int) -> None:
+        """Append samples given as one flat token array and their lengths (one source)."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if not len(lengths):
+            return
+        if int(lengths.sum()) != len(tokens):
+            raise ValueError(f"add_packed: lengths sum to {int(lengths.sum())}, got {len(tokens)} tokens")
         if tokens.size and int(tokens.max()) > self._max_id:
             raise ValueError(f"token id {int(tokens.max())} does not fit {self.dtype}; "
                              "the vocabulary size given to the writer is too small")
@@ -86,8 +94,8 @@ class IndexedDatasetWriter:
         tokens.astype(self.dtype, copy=False).tofile(self._bin)
         offsets.astype("<i8").tofile(self._offsets)
         lengths.astype("<i4").tofile(self._lengths)
-        np.full(len(samples), source_id, dtype="<u2").tofile(self._sources)
-        self.num_samples += len(samples)
+        np.full(len(lengths), source_id, dtype="<u2").tofile(self._sources)
+        self.num_samples += len(lengths)
         self.num_tokens += int(lengths.sum())
         self.max_source_id = max(self.max_source_id, source_id)
 
@@ -199,6 +207,11 @@ def merge_datasets(prefixes: list[str], out_prefix: str | os.PathLike,
     if len(vocab_sizes) > 1:
         raise ValueError(f"merge: datasets have different vocabulary sizes {sorted(map(str, vocab_sizes))}; "
                          "re-prepare them with one tokenizer")
+    for key, option in (("max_len", "--max-len"), ("bos", "--bos/--no-bos"), ("eos", "--eos/--no-eos")):
+        values = {p: d.metadata.get(key) for p, d in zip(prefixes, datasets, strict=True)}
+        if len(set(values.values())) > 1:
+            shown = ", ".join(f"{p}: {v}" for p, v in values.items())
+            raise ValueError(f"merge: datasets differ in {key} ({shown}); re-prepare them with the same {option}")
     tokenizers = {d.metadata.get("tokenizer") for d in datasets}
     if len(tokenizers) > 1:
         warnings.warn(f"merge: datasets name different tokenizers {sorted(map(str, tokenizers))} "
@@ -220,8 +233,13 @@ def merge_datasets(prefixes: list[str], out_prefix: str | os.PathLike,
             remap_arr = np.asarray(remap, dtype=np.int64)
             _copy_dataset(dataset, writer, remap_arr, chunk_tokens)
         first = datasets[0].metadata
-        metadata = {k: first.get(k) for k in ("tokenizer", "vocab_size", "max_len", "min_len",
-                                              "bos", "eos")}
+        metadata = {k: first.get(k) for k in ("tokenizer", "vocab_size", "max_len", "bos", "eos")}
+        for key in ("min_len", "dedup"):
+            values = [d.metadata.get(key) for d in datasets]
+            # one value when the inputs agree, else each input's (in merged_from order)
+            metadata[key] = values[0] if len(set(values)) == 1 else values
+        # each input was deduplicated on its own; documents repeated across inputs stay
+        metadata["dedup_scope"] = "per input dataset"
         metadata["merged_from"] = [str(p) for p in prefixes]
         metadata["sources"] = [merged[n] for n in names]
         return writer.finish(metadata)
@@ -240,15 +258,27 @@ def _add_counts(total: dict[str, Any], source: dict[str, Any]) -> None:
 
 def _copy_dataset(dataset: IndexedDataset, writer: IndexedDatasetWriter, remap: np.ndarray,
                   chunk_tokens: int) -> None:
-    """Stream samples across in runs of the same source, a bounded number of tokens at a time."""
+    """Copy runs of samples of one source, each piece one slice of ``.bin`` of bounded size."""
     n = len(dataset)
-    i = 0
-    while i < n:
-        source = int(dataset.source_ids[i])
-        j = i
-        budget = 0
-        while j < n and int(dataset.source_ids[j]) == source and budget < chunk_tokens:
-            budget += int(dataset.lengths[j])
-            j += 1
-        writer.add_samples([np.asarray(dataset[k]) for k in range(i, j)], int(remap[source]))
-        i = j
+    if not n:
+        return
+    offsets = np.asarray(dataset.offsets, dtype=np.int64)
+    lengths = np.asarray(dataset.lengths, dtype=np.int64)
+    sources = np.asarray(dataset.source_ids)
+    # samples written back to back (always, by our writer) can be copied as one token slice
+    contiguous = np.ones(n, dtype=bool)
+    contiguous[1:] = offsets[1:] == offsets[:-1] + lengths[:-1]
+    starts = np.flatnonzero(np.r_[True, (sources[1:] != sources[:-1]) | ~contiguous[1:]])
+    ends = np.r_[starts[1:], n]
+    for run_start, run_end in zip(starts.tolist(), ends.tolist(), strict=True):
+        run_lengths = lengths[run_start:run_end]
+        through = np.cumsum(run_lengths)  # tokens of the run up to and including each sample
+        source_id = int(remap[int(sources[run_start])])
+        i, m = 0, run_end - run_start
+        while i < m:  # pieces of at most chunk_tokens tokens (at least one sample) bound memory
+            before = int(through[i - 1]) if i else 0
+            j = min(max(int(np.searchsorted(through, before + chunk_tokens, side="right")), i + 1), m)
+            first = int(offsets[run_start + i])
+            last = first + int(through[j - 1]) - before
+            writer.add_packed(np.asarray(dataset.tokens[first:last]), run_lengths[i:j], source_id)
+            i = j
