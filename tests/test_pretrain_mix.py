@@ -120,6 +120,29 @@ def test_config_validation_files_and_unknown_keys(tmp_path):
         resolve_deepspeed_config("zero9")
 
 
+def test_deepspeed_presets_resolve_from_an_installed_package(tmp_path):
+    """Presets are package data (importlib.resources), found without the source tree's training/."""
+    import shutil
+    import subprocess
+    import sys
+
+    import deepke_llm
+
+    site = tmp_path / "site"
+    # what a wheel install lays out: the package with its links replaced by the files they point to
+    shutil.copytree(Path(deepke_llm.__file__).parent, site / "deepke_llm", symlinks=False,
+                    ignore=shutil.ignore_patterns("__pycache__", "adapters"))
+    code = ("from deepke_llm.training.common import resolve_deepspeed_config as r; "
+            "print('\\n'.join(r(n) for n in ('zero2', 'zero3', 'zero3_offload')))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site)}, timeout=60, check=True)
+    paths = [Path(line) for line in result.stdout.splitlines()]
+    assert paths == [site / "deepke_llm" / "training" / "configs" / f"ds_{n}.json"
+                     for n in ("zero2", "zero3", "zero3_offload")]
+    assert not any(p.is_symlink() for p in paths)
+    assert json.loads(paths[1].read_text())["zero_optimization"]["stage"] == 3
+
+
 @pytest.mark.parametrize("name", ["ds_zero2", "ds_zero3", "ds_zero3_offload"])
 def test_shipped_deepspeed_configs_leave_batch_and_precision_to_the_trainer(name):
     config = json.loads(Path(resolve_deepspeed_config(name[3:])).read_text())

@@ -18,8 +18,8 @@ logger = logging.getLogger(__name__)
 
 C = TypeVar("C")
 
-# training/configs/ in a source checkout (the recipes are not part of the wheel)
-DEEPSPEED_CONFIG_DIR = Path(__file__).resolve().parents[2] / "training" / "configs"
+# Package data: deepke_llm/training/configs is a link to training/configs in the source tree
+# (like deepke_llm/schemas -> ../schemas) and a real directory in an installed wheel.
 DEEPSPEED_PRESETS = ("zero2", "zero3", "zero3_offload")
 
 
@@ -40,7 +40,10 @@ def resolve_deepspeed_config(name_or_path: str | None) -> str | None:
     if path.is_file():
         return str(path.resolve())
     if name_or_path in DEEPSPEED_PRESETS:
-        preset = DEEPSPEED_CONFIG_DIR / f"ds_{name_or_path}.json"
+        from importlib.resources import files
+
+        # installs are unpacked directories, so the resource is a real file DeepSpeed can open
+        preset = Path(str(files("deepke_llm.training") / "configs" / f"ds_{name_or_path}.json"))
         if preset.is_file():
             return str(preset)
         raise ValueError(f"deepspeed: preset '{name_or_path}' not found at {preset}; pass a JSON path")
