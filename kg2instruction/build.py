@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import gc
-import json
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from deepke_llm.jsonl import write_jsonl_atomic
 from deepke_llm.schema import Schema, load_schema
 from kg2instruction.inputs import InputError, InputIssues
 from kg2instruction.kb import KnowledgeBase, load_knowledge_base
@@ -88,12 +87,15 @@ def build(kb_entities: str | Path, kb_triples: str | Path, relations: str | Path
           stats_path: str | Path | None = None, schema: str | Path | Schema | None = None,
           rules: str | Path | None = None, config: BuildConfig | None = None,
           instruction_options: Mapping[str, Any] | None = None,
-          progress: bool = False) -> dict[str, Any]:
+          progress: bool = False, resume: bool = False) -> dict[str, Any]:
     """Run the pipeline over ``corpus`` and write documents (and optionally instructions/stats).
 
     Returns the stats report (also written to ``stats_path``). Bad input records are counted
     and listed under ``input_errors``; only unusable inputs (missing files, an unreadable
-    relation inventory or rules file) raise :class:`InputError`.
+    relation inventory or rules file) raise :class:`InputError`. An interrupted run keeps its
+    documents in ``OUTPUT.partial``; ``resume=True`` continues it (see
+    :func:`kg2instruction.pipeline.process_corpus`). Every output appears at its path only
+    when complete.
     """
     config = config or BuildConfig()
     issues = InputIssues()
@@ -102,18 +104,21 @@ def build(kb_entities: str | Path, kb_triples: str | Path, relations: str | Path
     loaded = time.monotonic()
     types, allowed, re_schema = relation_types(kb, config.language, schema)
     user = load_user_rules(rules) if rules else None
-    rule_set = make_rule_set(kb, config.max_distance, allowed, user, config.drop_uncertain)
+    rule_set = make_rule_set(kb, config.max_distance, allowed, user, config.drop_uncertain,
+                             issues)
     pipeline = DocumentPipeline(kb, config, types, rule_set)
     # the KB is millions of long-lived objects: keep the cyclic GC from re-scanning them, and
     # forked workers from copying every page the scan would touch
     gc.collect()
     gc.freeze()
     cpu_before = _cpu_seconds()
-    counts = process_corpus(pipeline, str(corpus), str(output), issues, progress)
+    run = process_corpus(pipeline, str(corpus), str(output), issues, progress, resume)
     finished = time.monotonic()
     pipeline_cpu = _cpu_seconds() - cpu_before
     gc.unfreeze()
-    report = stats_report(counts, [r.name for r in rule_set.user_rules])
+    report = stats_report(run.stats, [r.name for r in rule_set.user_rules])
+    if resume:
+        report["resumed_documents"] = run.resumed_documents
     if instructions is not None:
         report["instructions"] = write_instructions(output, instructions, re_schema,
                                                     config.language, instruction_options or {})
@@ -125,16 +130,18 @@ def build(kb_entities: str | Path, kb_triples: str | Path, relations: str | Path
                         "context": config.context, "max_distance": config.max_distance,
                         "shard": f"{config.shard[0]}/{config.shard[1]}",
                         "workers": config.workers, "schema": re_schema.name}
-    pipeline_s = finished - loaded
+    # speeds are this process's own: a resumed run's earlier sentences took no time here
+    pipeline_s, sentences = finished - loaded, run.processed_sentences
     report["timing"] = {"kb_load_s": round(loaded - started, 3),
                         "pipeline_s": round(pipeline_s, 3),
                         "pipeline_cpu_s": round(pipeline_cpu, 3),
-                        "sentences_per_s": round(counts["sentences"] / pipeline_s, 1)
+                        "sentences_processed": sentences,
+                        "sentences_per_s": round(sentences / pipeline_s, 1)
                         if pipeline_s > 0 else None,
-                        "sentences_per_cpu_s": round(counts["sentences"] / pipeline_cpu, 1)
+                        "sentences_per_cpu_s": round(sentences / pipeline_cpu, 1)
                         if pipeline_cpu > 0 else None}
     if stats_path is not None:
-        _write_atomic(stats_path, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+        write_jsonl_atomic(stats_path, [report])  # one line of JSON: a valid JSON file
     return report
 
 
@@ -155,20 +162,9 @@ def write_instructions(documents: str | Path, output: str | Path, schema: Schema
     from deepke_llm.records import read_documents
 
     docs = (d for d in read_documents(str(documents)) if d.relations)
-    count = 0
-    tmp = f"{output}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            for line in documents_to_instructions(docs, schema, "re", language=language,
-                                                  **{"source": "kg2instruction",
-                                                     **dict(options)}):
-                handle.write(json.dumps(line, ensure_ascii=False) + "\n")
-                count += 1
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return count
+    lines = documents_to_instructions(docs, schema, "re", language=language,
+                                      **{"source": "kg2instruction", **dict(options)})
+    return write_jsonl_atomic(output, lines)
 
 
 def _cpu_seconds() -> float:
@@ -177,10 +173,3 @@ def _cpu_seconds() -> float:
 
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def _write_atomic(path: str | Path, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)

@@ -77,17 +77,25 @@ def main() -> None:
 @click.option("--ner-mode", type=click.Choice(["confirm", "propose"]), default="confirm",
               show_default=True)
 @click.option("--keep-uncertain", is_flag=True,
-              help="Keep triples whose entity link was a tie between equally supported "
-                   "candidates (dropped by default).")
+              help="Link a mention whose candidates tie to the first of them (noted in the "
+                   "document's errors) and keep its triples; by default it stays unlinked.")
 @click.option("--skip-empty", is_flag=True, help="Do not write documents without relations.")
 @click.option("--split-num", type=int, default=None, help="Instructions: relation types per prompt.")
 @click.option("--neg-ratio", type=float, default=None, help="Instructions: negative schema ratio.")
 @click.option("--seed", type=int, default=None, help="Instructions: sampling seed.")
-@click.option("--progress/--no-progress", default=False, help="Show progress on stderr.")
+@click.option("--progress/--no-progress", default=None,
+              help="Show progress on stderr (default: when stderr is a terminal).")
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted run: keep OUTPUT.partial, skip the documents done.")
 def build(kb_entities, kb_triples, relations, corpus, output, schema, instructions, stats_path,
           language, workers, shard, rules, max_distance, splitter, context, ignore_case,
-          ner_model, ner_mode, keep_uncertain, skip_empty, split_num, neg_ratio, seed, progress) -> None:
+          ner_model, ner_mode, keep_uncertain, skip_empty, split_num, neg_ratio, seed, progress,
+          resume) -> None:
     """Link a corpus to a KB and write distantly supervised relation documents.
+
+    Documents are written to OUTPUT.partial as they finish and renamed to OUTPUT at the end;
+    after an interruption the same command with --resume continues where it stopped. A mention
+    whose candidates tie is written without kb_id (its candidates in "uncertain_links").
 
     \b
     Example:
@@ -114,7 +122,8 @@ def build(kb_entities, kb_triples, relations, corpus, output, schema, instructio
         report = run_build(kb_entities, kb_triples, relations, corpus, output,
                            instructions=instructions, stats_path=stats_path, schema=schema,
                            rules=rules, config=config, instruction_options=options,
-                           progress=progress)
+                           progress=sys.stderr.isatty() if progress is None else progress,
+                           resume=resume)
     except (InputError, SchemaError, InstructionsUnavailable, ImportError) as exc:
         _fail(str(exc))
     errors = sum(report["input_errors"]["counts"].values())
@@ -168,20 +177,31 @@ main.add_command(prepare_fewrel, "fewrel-adapter")
               help="Comma-separated property ids to keep (default: all item-valued).")
 @click.option("--type-constraints", is_flag=True,
               help="Copy property type constraints into relation head/tail types.")
-def wikidata(dump, output_dir, language, properties, type_constraints) -> None:
+@click.option("--min-sitelinks", type=int, default=0, show_default=True,
+              help="Leave out items with fewer Wikipedia/Wikimedia sitelinks.")
+@click.option("--only-linked", is_flag=True,
+              help="Keep only items that a kept triple names (as head or tail).")
+def wikidata(dump, output_dir, language, properties, type_constraints, min_sitelinks,
+             only_linked) -> None:
     """Turn a Wikidata JSON dump into KB entities, triples and a relation inventory.
+
+    Items without a label or alias in --language are always left out; types are the labels
+    of the items' instance-of classes.
 
     \b
     Example:
       kg2instruction wikidata --dump latest-all.json.bz2 --output-dir wd_kb --language zh \\
-          --properties P112,P159,P26
+          --properties P112,P159,P26 --min-sitelinks 1 --only-linked
     """
     from kg2instruction.inputs import InputError
     from kg2instruction.wikidata import convert_wikidata
 
     wanted = {p.strip() for p in properties.split(",") if p.strip()} if properties else None
+    if min_sitelinks < 0:
+        raise click.BadParameter("must be 0 or more", param_hint="--min-sitelinks")
     try:
-        summary = convert_wikidata(dump, output_dir, language, wanted, type_constraints)
+        summary = convert_wikidata(dump, output_dir, language, wanted, type_constraints,
+                                   min_sitelinks, only_linked)
     except (InputError, OSError) as exc:
         _fail(str(exc))
     click.echo(json.dumps({k: v for k, v in summary.items() if k != "input_errors"} |

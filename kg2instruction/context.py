@@ -19,18 +19,30 @@ from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
+from kg2instruction.cjk import CJK_RUN
 from kg2instruction.kb import KnowledgeBase
 
 _LATIN = re.compile(r"[^\W\d_]{2,}|\d+", re.UNICODE)
-_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 NEIGHBOURS_IN_PROFILE = 30
 CACHE_SIZE = 50_000
 
 
+def _singular(word: str) -> str:
+    """Fold a regular English plural onto its singular ("Championships" ~ "Championship").
+
+    Deliberately light (no stemmer dependency): only a final -s / -ies, never -ss, -us, -is;
+    a wrongly folded word is folded the same way in the context and in every profile.
+    """
+    if len(word) <= 3 or word[-1] != "s" or word.endswith(("ss", "us", "is")):
+        return word
+    return word[:-3] + "y" if word.endswith("ies") and len(word) > 4 else word[:-1]
+
+
 def tokens(text: str) -> list[str]:
-    """Lower-cased words of space-separated scripts plus CJK character bigrams (and unigrams)."""
-    out = [w for w in _LATIN.findall(text.lower()) if not _CJK_RUN.fullmatch(w)]
-    for run in _CJK_RUN.findall(text):
+    """Lower-cased words (plurals folded) of space-separated scripts plus CJK character bigrams
+    (and unigrams)."""
+    out = [_singular(w) for w in _LATIN.findall(text.lower()) if not CJK_RUN.fullmatch(w)]
+    for run in CJK_RUN.findall(text):
         out.extend(run)
         out.extend(run[i:i + 2] for i in range(len(run) - 1))
     return out
@@ -72,10 +84,12 @@ class TfidfContext:
 
     def _bag(self, entity: int) -> Counter:
         bag = self._bags.get(entity)
-        if bag is None:
-            bag = self._bags[entity] = Counter(tokens(self.profiles.text(entity)))
-            if len(self._bags) > CACHE_SIZE:
-                self._bags.popitem(last=False)
+        if bag is not None:
+            self._bags.move_to_end(entity)  # least recently used goes first
+            return bag
+        bag = self._bags[entity] = Counter(tokens(self.profiles.text(entity)))
+        if len(self._bags) > CACHE_SIZE:
+            self._bags.popitem(last=False)
         return bag
 
     def _query(self, context: str) -> Counter:
@@ -133,6 +147,9 @@ class EmbeddingContext:
         return torch.nn.functional.normalize(pooled, dim=-1)
 
     def scores(self, context: str, mention: str, candidates: Sequence[int]) -> list[float]:
+        for c in candidates:
+            if c in self._cache:
+                self._cache.move_to_end(c)
         missing = [c for c in candidates if c not in self._cache]
         if missing:
             for c, vector in zip(missing, self._embed([self.profiles.text(c) for c in missing]),
@@ -141,7 +158,8 @@ class EmbeddingContext:
                 if len(self._cache) > CACHE_SIZE:
                     self._cache.popitem(last=False)
         query = self._embed([context])[0]
-        # cosine in [-1, 1] mapped to [0, 1] so it adds to the other non-negative evidence
+        # cosine in [-1, 1] clamped at 0 (not rescaled): an unrelated or opposed profile
+        # adds nothing, and the score adds to the other non-negative evidence
         return [max(0.0, float(query @ self._cache[c])) for c in candidates]
 
 

@@ -1,23 +1,32 @@
 """FewRel -> KG2Instruction inputs (KB entities, triples, relations, corpus) plus gold documents.
 
-FewRel JSON is ``{relation id: [{"tokens", "h": [name, QID, [[token idx...]...]], "t": ...}]}``.
-Sentences are detokenised (character offsets of every token kept), so gold mentions become
-character spans. The KB comes from ``kb_entities.jsonl`` / ``kb_triples.tsv`` when given and is
-completed from the sentences themselves (every head/tail surface is an alias of its QID, every
-sentence's triple a KB triple) — the way the shipped FewRel KB was made — so the same adapter
-works for FewRel relations it has never seen. KB aliases are tokenised text too and get the same
-detokenisation, so they match the detokenised sentences. Corpus ids are neutral
-(``fewrel-00001``): nothing in the corpus reveals the gold relation.
+FewRel is read by the core reader (:func:`deepke_llm.datasets.fewrel.read_fewrel`: one Document
+per sentence, tokens joined by spaces, head/tail on their first listed mention with ``kb_id``);
+this adapter detokenises each sentence (token offsets kept, so gold spans move with their tokens)
+and writes the inputs. The KB comes from ``kb_entities.jsonl`` / ``kb_triples.tsv`` when given
+and is completed from the sentences themselves (every head/tail surface is an alias of its QID,
+every sentence's triple a KB triple) — the way the shipped FewRel KB was made — so the same
+adapter works for FewRel relations it has never seen. A KB completed this way covers every gold
+mention and triple by construction: measure on held-out sentences for the realistic case. KB
+aliases are tokenised text too and get the same detokenisation, so they match the detokenised
+sentences. Corpus ids are neutral (``fewrel-00001``): nothing in the corpus reveals the gold
+relation (the reader's id is kept in the gold document's ``source_id``).
 """
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
-from kg2instruction.inputs import InputError, InputIssues, read_entities, read_triples
+from deepke_llm.jsonl import ResumableWriter, write_jsonl_atomic
+from deepke_llm.records import Document
+from kg2instruction.inputs import (
+    InputError,
+    InputIssues,
+    read_entities,
+    read_relations,
+    read_triples,
+)
 
 _NO_SPACE_BEFORE = frozenset({",", ".", ";", ":", "!", "?", ")", "]", "}", "%", "'s", "'S",
                               "n't", "'re", "'ve", "'ll", "'d", "'m", "''", "...", "’s"})
@@ -58,12 +67,25 @@ def detokenize_alias(alias: str) -> str:
     return detokenize(alias.split(" "))[0]
 
 
-def _mention_spans(item: list[Any], spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out = []
-    for group in item[2]:
-        if group and all(isinstance(i, int) and 0 <= i < len(spans) for i in group):
-            out.append((spans[min(group)][0], spans[max(group)][1]))
-    return out
+def _detokenized(doc: Document) -> tuple[str, dict[str, Any]] | None:
+    """The sentence's natural text and its gold document, or None when offsets do not line up."""
+    offsets = doc.meta.get("tokens") or []
+    text, spans = detokenize([doc.text[start:end] for start, end in offsets])
+    by_start = {start: i for i, (start, _) in enumerate(offsets)}
+    by_end = {end: i for i, (_, end) in enumerate(offsets)}
+    relation = doc.relations[0]
+    ends = []
+    for entity in (relation.head, relation.tail):
+        first, last = by_start.get(entity.start), by_end.get(entity.end)
+        if first is None or last is None:
+            return None
+        start, end = spans[first][0], spans[last][1]
+        ends.append({"type": "entity", "text": text[start:end], "start": start, "end": end,
+                     "kb_id": entity.kb_id})
+    return text, {"text": text, "language": "en", "entities": ends,
+                  "relations": [{"type": relation.type, "head": ends[0], "tail": ends[1],
+                                 "kb_relation": relation.kb_relation}],
+                  "events": [], "source_id": doc.id}
 
 
 def prepare_fewrel(fewrel_json: str | Path, out_dir: str | Path,
@@ -72,23 +94,22 @@ def prepare_fewrel(fewrel_json: str | Path, out_dir: str | Path,
     """Write kb_entities.jsonl, kb_triples.tsv, relations.json, corpus.jsonl and gold.jsonl.
 
     ``relations`` is a pid2name-style file (id -> [name, description]); relations missing from
-    it are named by their id. Returns counts (sentences, entities, triples, issues).
+    it are named by their id. Every file appears at its path only once complete. Returns counts
+    (sentences, entities, triples, relations, issues).
     """
+    from deepke_llm.datasets import DatasetError
+    from deepke_llm.datasets.fewrel import read_fewrel
+
     issues = InputIssues()
+    problems: list[str] = []
     try:
-        with open(fewrel_json, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{fewrel_json}: cannot read FewRel JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{fewrel_json}: expected an object relation id -> list of sentences")
-    names: dict[str, Any] = {}
-    if relations is not None:
-        try:
-            with open(relations, encoding="utf-8") as handle:
-                names = json.load(handle)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"{relations}: cannot read relation names ({exc})") from None
+        docs = list(read_fewrel(fewrel_json, errors=problems, id_prefix="fewrel",
+                                relations=relations))
+    except DatasetError as exc:
+        raise InputError(str(exc)) from None
+    for message in problems:
+        issues.add("broken_line", message)
+    names = {r.id: r for r in read_relations(relations, issues)} if relations else {}
 
     aliases: dict[str, dict[str, None]] = {}
     triples: dict[tuple[str, str, str], None] = {}
@@ -102,70 +123,39 @@ def prepare_fewrel(fewrel_json: str | Path, out_dir: str | Path,
         for head, rel, tail, _ in read_triples(kb_triples, issues):
             triples.setdefault((head, rel, tail))
 
+    corpus, gold = [], []
+    seen_relations: dict[str, None] = {}
+    for doc in docs:
+        made = _detokenized(doc)
+        if made is None:
+            issues.add("broken_line", f"{fewrel_json}: {doc.id}: mention offsets do not fall on "
+                                      "token boundaries; skipped")
+            continue
+        text, gold_doc = made
+        doc_id = f"fewrel-{len(corpus) + 1:05d}"
+        corpus.append({"id": doc_id, "text": text})
+        gold.append({"id": doc_id, **gold_doc})
+        head, tail = gold_doc["entities"]
+        for entity in (head, tail):
+            aliases.setdefault(entity["kb_id"], {}).setdefault(entity["text"])
+        rel_id = gold_doc["relations"][0]["kb_relation"]
+        seen_relations.setdefault(rel_id)
+        triples.setdefault((head["kb_id"], rel_id, tail["kb_id"]))
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    count = 0
-    with open(out / "corpus.jsonl", "w", encoding="utf-8") as corpus, \
-            open(out / "gold.jsonl", "w", encoding="utf-8") as gold:
-        for rel_id, sentences in data.items():
-            rel_name = _relation_name(names.get(rel_id), rel_id)
-            for k, sentence in enumerate(sentences if isinstance(sentences, list) else []):
-                where = f"{fewrel_json}: {rel_id}[{k}]"
-                try:
-                    tokens = [str(t) for t in sentence["tokens"]]
-                    head, tail = sentence["h"], sentence["t"]
-                    head_id, tail_id = str(head[1]), str(tail[1])
-                except (KeyError, IndexError, TypeError):
-                    issues.add("broken_line", f"{where}: expected tokens, h and t; skipped")
-                    continue
-                text, spans = detokenize(tokens)
-                head_spans, tail_spans = _mention_spans(head, spans), _mention_spans(tail, spans)
-                if not head_spans or not tail_spans:
-                    issues.add("broken_line", f"{where}: bad token indices; skipped")
-                    continue
-                count += 1
-                doc_id = f"fewrel-{count:05d}"
-                corpus.write(json.dumps({"id": doc_id, "text": text}, ensure_ascii=False) + "\n")
-                entities = []
-                for entity_id, entity_spans in ((head_id, head_spans), (tail_id, tail_spans)):
-                    for start, end in entity_spans:
-                        aliases.setdefault(entity_id, {}).setdefault(text[start:end])
-                        entities.append({"type": "entity", "text": text[start:end],
-                                         "start": start, "end": end, "kb_id": entity_id})
-                triples.setdefault((head_id, rel_id, tail_id))
-                first_head = entities[0]
-                first_tail = entities[len(head_spans)]
-                gold.write(json.dumps({
-                    "id": doc_id, "text": text, "language": "en", "entities": entities,
-                    "relations": [{"type": rel_name, "head": first_head, "tail": first_tail,
-                                   "kb_relation": rel_id}],
-                    "events": []}, ensure_ascii=False) + "\n")
-
-    with open(out / "kb_entities.jsonl", "w", encoding="utf-8") as handle:
-        for entity_id, forms in aliases.items():
-            handle.write(json.dumps({"id": entity_id, "aliases": list(forms)},
-                                    ensure_ascii=False) + "\n")
-    with open(out / "kb_triples.tsv", "w", encoding="utf-8") as handle:
-        handle.write("head\trelation\ttail\n")
-        handle.writelines(f"{h}\t{r}\t{t}\n" for h, r, t in triples)
-    inventory = {rel_id: _relation_entry(names.get(rel_id), rel_id)
-                 for rel_id in dict.fromkeys([*data, *(r for _, r, _ in triples)])}
-    tmp = out / f"relations.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(inventory, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, out / "relations.json")
-    return {"sentences": count, "entities": len(aliases), "triples": len(triples),
+    write_jsonl_atomic(out / "corpus.jsonl", corpus)
+    write_jsonl_atomic(out / "gold.jsonl", gold)
+    write_jsonl_atomic(out / "kb_entities.jsonl", ({"id": entity_id, "aliases": list(forms)}
+                                                   for entity_id, forms in aliases.items()))
+    with ResumableWriter(out / "kb_triples.tsv") as writer:  # .partial, renamed when complete
+        writer.write("head\trelation\ttail")
+        for h, r, t in triples:
+            writer.write(f"{h}\t{r}\t{t}")
+    inventory = {}
+    for rel_id in dict.fromkeys([*seen_relations, *(r for _, r, _ in triples)]):
+        info = names.get(rel_id)
+        inventory[rel_id] = {"name": info.name if info else rel_id,
+                             "description": info.description if info else ""}
+    write_jsonl_atomic(out / "relations.json", [inventory])  # one line: a JSON object
+    return {"sentences": len(corpus), "entities": len(aliases), "triples": len(triples),
             "relations": len(inventory), "input_errors": issues.to_dict()}
-
-
-def _relation_name(value: Any, rel_id: str) -> str:
-    return _relation_entry(value, rel_id)["name"]
-
-
-def _relation_entry(value: Any, rel_id: str) -> dict[str, str]:
-    if isinstance(value, list) and value and isinstance(value[0], str):
-        return {"name": value[0], "description": value[1] if len(value) > 1 else ""}
-    if isinstance(value, dict) and isinstance(value.get("name"), str):
-        return {"name": value["name"], "description": str(value.get("description", ""))}
-    if isinstance(value, str):
-        return {"name": value, "description": ""}
-    return {"name": rel_id, "description": ""}

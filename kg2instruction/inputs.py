@@ -76,18 +76,32 @@ def _require(path: str | Path) -> str:
     return text
 
 
-def _lines(path: str, issues: InputIssues) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, text)`` of non-blank lines; undecodable lines are counted."""
-    opener = _opener(path)
-    with opener(path, "rb") as handle:
+def _raw_lines(path: str) -> Iterator[tuple[int, str | None]]:
+    """``(line_number, text)`` of non-blank lines; ``text`` is None when not valid UTF-8."""
+    with _opener(path)(path, "rb") as handle:
         for number, raw in enumerate(handle, 1):
+            if not raw.strip():
+                continue
             try:
                 line = raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError:
-                issues.add("broken_line", f"{path}:{number}: not valid UTF-8; re-encode as UTF-8")
+                yield number, None
                 continue
             if line.strip():
                 yield number, line
+
+
+def _not_utf8(path: str, number: int) -> str:
+    return f"{path}:{number}: not valid UTF-8; re-encode as UTF-8"
+
+
+def _lines(path: str, issues: InputIssues) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, text)`` of non-blank lines; undecodable lines are counted."""
+    for number, line in _raw_lines(path):
+        if line is None:
+            issues.add("broken_line", _not_utf8(path, number))
+        else:
+            yield number, line
 
 
 def _opener(path: str):
@@ -209,14 +223,15 @@ def read_relations(path: str | Path, issues: InputIssues) -> list[RelationInfo]:
     path = _require(path)
     try:
         with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
+            # pairs, not a dict: a relation id given twice must be seen to be reported
+            data = json.load(handle, object_pairs_hook=_Pairs)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: not valid UTF-8 JSON ({exc}); expected an object "
                          "relation id -> {\"name\", ...} or [name, description]") from None
-    if isinstance(data, list):
-        items = [(item.get("id") if isinstance(item, dict) else None, item) for item in data]
-    elif isinstance(data, dict):
-        items = list(data.items())
+    if isinstance(data, list) and not isinstance(data, _Pairs):
+        items = [(item.get("id") if isinstance(item, _Pairs) else None, item) for item in data]
+    elif isinstance(data, _Pairs):
+        items = list(data)
     else:
         raise InputError(f"{path}: expected a JSON object relation id -> definition")
     relations: list[RelationInfo] = []
@@ -239,13 +254,23 @@ def read_relations(path: str | Path, issues: InputIssues) -> list[RelationInfo]:
     return relations
 
 
+class _Pairs(list):
+    """A JSON object as its list of (key, value) pairs, duplicates kept; ``get`` finds the last."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        for name, value in reversed(self):
+            if name == key:
+                return value
+        return default
+
+
 def _relation_info(rel_id: str, value: Any) -> RelationInfo | None:
     if isinstance(value, str) and value.strip():
         return RelationInfo(rel_id, value.strip())
-    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+    if isinstance(value, list) and not isinstance(value, _Pairs) and value and all(isinstance(v, str) for v in value):
         return RelationInfo(rel_id, value[0].strip() or rel_id,
                             description=value[1] if len(value) > 1 else "")
-    if isinstance(value, dict):
+    if isinstance(value, _Pairs):
         name = value.get("name") or value.get("name_en") or value.get("name_zh")
         if not isinstance(name, str) or not name.strip():
             return None
@@ -286,9 +311,12 @@ def read_corpus(path: str | Path, issues: InputIssues,
     index, count = shard
     kind = corpus_format(path)
     ordinal = -1
-    for number, line in _lines(path, issues):
+    for number, line in _raw_lines(path):
         ordinal += 1
         if ordinal % count != index:
+            continue  # another shard's line, problems included
+        if line is None:
+            issues.add("broken_line", _not_utf8(path, number))
             continue
         if kind == "text":
             yield number, {"id": f"line-{number}", "text": line.strip()}

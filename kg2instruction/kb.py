@@ -27,6 +27,27 @@ from kg2instruction.inputs import (
 SYMMETRIC_SHARE = 0.5
 
 
+def fold_case(text: str) -> str:
+    """Lower-case ``text`` keeping its length, so offsets into the folded text hold for the original.
+
+    A character whose lower case is longer (Turkish "İ" -> "i̇") stays as written; the rest of
+    the text is still folded, so one such character does not switch case-insensitive matching
+    off for a whole document.
+    """
+    folded = text.lower()
+    if len(folded) == len(text):  # str.lower never shortens a character: all are one-to-one
+        return folded
+    # the runs between such characters are lowered whole, so context rules (final sigma)
+    # fold them as they fold an alias
+    pieces, start = [], 0
+    for i, char in enumerate(text):
+        if len(char.lower()) != 1:
+            pieces += [text[start:i].lower(), char]
+            start = i + 1
+    pieces.append(text[start:].lower())
+    return "".join(pieces)
+
+
 @dataclass
 class KBStats:
     entities: int = 0
@@ -69,6 +90,8 @@ class KnowledgeBase:
     def add_entity(self, record: EntityRecord) -> None:
         if self._alias_entities is None:
             raise RuntimeError("add entities before finalize()")
+        if self.pairs:  # pair keys are head * entity count + tail: the count must not change
+            raise RuntimeError("add every entity before add_triples()")
         idx = len(self.ids)
         self.ids.append(record.id)
         self.index[record.id] = idx
@@ -78,17 +101,14 @@ class KnowledgeBase:
         self.types.append(record.types)
         self.popularity.append(record.popularity)
         for alias in record.aliases:
-            key = self._key(alias)
+            key = self.key(alias)
             bucket = self._alias_entities.setdefault(key, [])
             if not bucket or bucket[-1] != idx:
                 bucket.append(idx)
 
-    def _key(self, alias: str) -> str:
-        if self.ignore_case:
-            folded = alias.lower()
-            # offsets must survive folding, so only length-preserving folds are used
-            return folded if len(folded) == len(alias) else alias
-        return alias
+    def key(self, alias: str) -> str:
+        """The gazetteer key of an alias or of text to match: case-folded with ``ignore_case``."""
+        return fold_case(alias) if self.ignore_case else alias
 
     def add_triples(self, triples: Iterable[tuple[str, str, str, str]],
                     issues: InputIssues) -> None:

@@ -40,9 +40,10 @@ class LinkerConfig:
 @dataclass(slots=True)
 class Link:
     entity: int
-    how: str  # single, coherence, context, prior or tie
+    how: str  # single, coherence, context, prior, combined (no one kind alone) or tie
     candidates: int
     certain: bool = True  # False when another candidate scored exactly as high
+    tied: tuple[int, ...] = ()  # a tie's equally scored candidates (the chosen one included)
 
 
 def candidate_lists(kb: KnowledgeBase, mentions: list[Mention],
@@ -114,7 +115,9 @@ def _local_scores(kb: KnowledgeBase, text: str, sentences: list[tuple[int, int]]
     priors = [p / total for p in priors]
     if context_scorer is not None:
         start, end = sentences[mention.sentence]
-        context = text[start:end]  # the scorer ignores the mention's own words
+        # TF-IDF leaves out the mention's own words (every candidate shares them); an
+        # embedding scorer sees the whole sentence
+        context = text[start:end]
         similarity = context_scorer.scores(context, text[mention.start:mention.end], cands)
     else:
         similarity = [0.0] * len(cands)
@@ -151,11 +154,14 @@ def _decide(i: int, mentions: list[Mention], candidates: list[list[int]],
             coherence[k] += config.same_entity_in_document
     totals = [coherence[k] + local[k][0] for k in range(len(cands))]
     best = max(range(len(cands)), key=lambda k: (totals[k], -k))
-    how = "tie"
+    tied = tuple(cands[k] for k in range(len(cands)) if totals[best] - totals[k] <= 1e-9)
+    if len(tied) > 1:
+        # the first listed candidate would win: a coin flip, whatever its id
+        return Link(cands[best], "tie", len(cands), certain=False, tied=tied)
+    how = "combined"
     for name, values in (("coherence", coherence), ("context", [s for _, s, _ in local]),
                          ("prior", [p for _, _, p in local])):
         if _argmax_unique(values) == best:
             how = name
             break
-    runner_up = max((totals[k] for k in range(len(cands)) if k != best), default=float("-inf"))
-    return Link(cands[best], how, len(cands), certain=totals[best] - runner_up > 1e-9)
+    return Link(cands[best], how, len(cands))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass
 
+from kg2instruction.cjk import is_cjk
 from kg2instruction.kb import KnowledgeBase
 
 
@@ -23,23 +24,15 @@ class Mention:
     sentence: int
 
 
-def _is_cjk(char: str) -> bool:
-    code = ord(char)
-    return (0x3040 <= code <= 0x30FF or 0x3400 <= code <= 0x4DBF or 0x4E00 <= code <= 0x9FFF
-            or 0xF900 <= code <= 0xFAFF or 0xAC00 <= code <= 0xD7AF or 0x20000 <= code <= 0x2FA1F)
-
-
 def _word_char(char: str) -> bool:
-    return char.isalnum() and (char.isascii() or not _is_cjk(char))
+    return char.isalnum() and (char.isascii() or not is_cjk(char))
 
 
 def find_matches(text: str, kb: KnowledgeBase) -> list[tuple[int, int, int]]:
     """All alias matches ``(start, end, alias)`` that respect word boundaries."""
     if kb.automaton is None or not len(kb.automaton):
         return []
-    haystack = text.lower() if kb.ignore_case else text
-    if len(haystack) != len(text):  # a length-changing fold would shift offsets
-        haystack = text
+    haystack = kb.key(text)
     lengths = kb.alias_length
     size = len(text)
     found = []

@@ -65,8 +65,7 @@ def _lookup(kb: KnowledgeBase, surface: str) -> int | None:
     for form in (surface, surface.title(), surface.capitalize(), surface.lower()):
         if len(form) != len(surface):
             continue
-        key = form.lower() if kb.ignore_case else form
-        alias = kb.automaton.get(key, None) if kb.automaton is not None and len(kb.automaton) \
+        alias = kb.automaton.get(kb.key(form), None) if kb.automaton is not None and len(kb.automaton) \
             else None
         if alias is not None:
             return alias

@@ -8,11 +8,12 @@ run's stats do not depend on how it was parallelised. Output order is corpus ord
 
 from __future__ import annotations
 
-import os
+import json
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from deepke_llm.records import Document, Entity, Relation
@@ -88,7 +89,6 @@ class DocumentPipeline:
         stats["ambiguous_mentions"] += sum(1 for c in candidates if len(c) > 1)
         links = disambiguate(kb, text, sentences, mentions, candidates, config.linker,
                              self.context)
-        stats["links"] += len(links)
         for link in links:
             stats[f"links_by:{link.how}"] += 1
         entities = [link.entity for link in links]
@@ -108,7 +108,8 @@ class DocumentPipeline:
                                         certain, found, dropped))
         for rule, n in dropped.items():
             stats[f"dropped:{rule}"] += n
-        records = [self._entity(text, m, e) for m, e in zip(mentions, entities, strict=True)]
+        records, ties, errors = self._entities(text, mentions, links)
+        stats["links"] += sum(1 for e in records if e.kb_id is not None)
         relations = []
         for c in sorted(kept, key=lambda c: (mentions[c.head].start, mentions[c.tail].start,
                                              c.relation)):
@@ -119,34 +120,74 @@ class DocumentPipeline:
         stats["triples"] += len(relations)
         stats["documents_with_relations"] += bool(relations)
         meta = {k: v for k, v in record.items() if k not in _RECORD_KEYS}
+        if ties:
+            meta["uncertain_links"] = ties
         return Document(id=record["id"], text=text, language=config.language,
-                        entities=tuple(records), relations=tuple(relations), meta=meta)
+                        entities=tuple(records), relations=tuple(relations),
+                        errors=tuple(errors), meta=meta)
 
-    def _entity(self, text: str, mention, entity: int) -> Entity:
-        types = self.kb.types[entity]
-        return Entity(types[0] if types else "entity", text[mention.start:mention.end],
-                      mention.start, mention.end, kb_id=self.kb.ids[entity])
+    def _entities(self, text: str, mentions: list, links: list) -> tuple[list[Entity],
+                                                                         list[dict], list[str]]:
+        """Entity records of the mentions, the tied links' candidates and their error lines.
+
+        A tie (equally supported candidates) is no evidence for any one of them: by default the
+        mention is written without ``kb_id``; with ``drop_uncertain=False`` the first candidate
+        is kept and the guess is named in ``errors``. Both list the tied ids in the document's
+        ``uncertain_links``.
+        """
+        kb = self.kb
+        records, ties, errors = [], [], []
+        for mention, link in zip(mentions, links, strict=True):
+            surface = text[mention.start:mention.end]
+            if link.certain:
+                types = kb.types[link.entity]
+                records.append(Entity(types[0] if types else "entity", surface, mention.start,
+                                      mention.end, kb_id=kb.ids[link.entity]))
+                continue
+            tied = [kb.ids[c] for c in link.tied]
+            ties.append({"text": surface, "start": mention.start, "end": mention.end,
+                         "candidates": tied})
+            if self.config.drop_uncertain:
+                records.append(Entity("entity", surface, mention.start, mention.end))
+                continue
+            types = kb.types[link.entity]
+            records.append(Entity(types[0] if types else "entity", surface, mention.start,
+                                  mention.end, kb_id=kb.ids[link.entity]))
+            errors.append(f"uncertain link: '{surface}' at {mention.start}-{mention.end} is "
+                          f"{kb.ids[link.entity]} by a tie among {', '.join(tied)}")
+        return records, ties, errors
 
 
 # the pipeline of the running process; forked workers inherit it (and the KB) copy-on-write
 _PIPELINE: DocumentPipeline | None = None
 
 
-def _process_chunk(chunk: list[tuple[int, dict[str, Any]]]) -> tuple[list[str], Counter,
-                                                                   list[str]]:
+def _process_chunk(chunk: list[tuple[int, dict[str, Any]]]) -> ChunkResult:
     assert _PIPELINE is not None
     stats: Counter = Counter()
-    lines, errors = [], []
+    result = ChunkResult(stats, chunk[-1][0] if chunk else 0)
     for number, record in chunk:
+        counted: Counter = Counter()  # a document that fails halfway adds nothing to the stats
         try:
-            doc = _PIPELINE.process(record, stats)
+            doc = _PIPELINE.process(record, counted)
         except Exception as exc:  # a bad record must never stop a corpus-scale run
-            errors.append(f"line {number}: document '{record.get('id')}' failed "
-                          f"({type(exc).__name__}: {exc})")
+            result.errors.append(f"line {number}: document '{record.get('id')}' failed "
+                                 f"({type(exc).__name__}: {exc})")
             continue
+        stats.update(counted)
         if _PIPELINE.config.keep_empty or doc.relations:
-            lines.append(doc.to_json() + "\n")
-    return lines, stats, errors
+            result.lines.append((doc.id, doc.to_json()))
+    return result
+
+
+@dataclass
+class ChunkResult:
+    """What one chunk of documents produced: output lines (id, JSON) in corpus order."""
+
+    stats: Counter
+    last_line: int  # corpus line number of the chunk's last record
+    lines: list[tuple[str, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
 
 def _chunks(records: Iterable[tuple[int, dict[str, Any]]], size: int) -> Iterator[list]:
@@ -197,40 +238,99 @@ def run_pipeline(pipeline: DocumentPipeline,
             yield pending.popleft().get()
 
 
+@dataclass
+class CorpusRun:
+    """Totals of a corpus pass; with ``--resume`` they include the interrupted runs' counts."""
+
+    stats: Counter
+    processed_sentences: int = 0  # sentences this process went through (for its speed)
+    resumed_documents: int = 0  # documents already in the output when the run started
+
+
+CHECKPOINT_SECONDS = 2.0
+
+
 def process_corpus(pipeline: DocumentPipeline, corpus: str, output: str,
-                   issues: InputIssues, progress: bool = False) -> Counter:
-    """Stream ``corpus`` through ``pipeline`` into ``output`` (written atomically)."""
-    stats: Counter = Counter()
-    records = read_corpus(corpus, issues, pipeline.config.shard)
-    tmp = f"{output}.tmp-{os.getpid()}"
-    started = time.monotonic()
+                   issues: InputIssues, progress: bool = False,
+                   resume: bool = False) -> CorpusRun:
+    """Stream ``corpus`` through ``pipeline`` into ``output``.
+
+    Documents go to ``OUTPUT.partial`` as they finish and the file becomes ``OUTPUT`` only when
+    the whole corpus is done (:class:`deepke_llm.jsonl.ResumableWriter`). Every few seconds the
+    stats so far and the last corpus line they cover go to ``OUTPUT.partial.stats``; with
+    ``resume`` the records up to that line are skipped and their stats taken from there, later
+    records are processed again but written only when their id is not in the output yet, so the
+    final stats equal an uninterrupted run's.
+    """
+    from deepke_llm.jsonl import ResumableWriter, write_jsonl_atomic
+
+    checkpoint = Path(f"{output}.partial.stats")
+    base = _read_checkpoint(checkpoint) if resume else None
+    stats: Counter = Counter(base["stats"]) if base else Counter()
+    failed: list[str] = list(base["failed"]) if base else []
+    done_line = base["line"] if base else 0
+    run = CorpusRun(stats)
+    records = ((n, r) for n, r in read_corpus(corpus, issues, pipeline.config.shard)
+               if n > done_line)
+    if not resume:
+        checkpoint.unlink(missing_ok=True)  # a stale one must not describe this fresh output
+    bar = _progress_bar(progress, stats["documents"])
+    last_saved, last_line = time.monotonic(), done_line
+
+    def save() -> None:
+        write_jsonl_atomic(checkpoint, [{"line": last_line, "stats": stats, "failed": failed}])
+
+    with ResumableWriter(output, resume=resume) as writer:
+        done = writer.done_ids
+        run.resumed_documents = len(done)
+        try:
+            for chunk in run_pipeline(pipeline, records):
+                for doc_id, line in chunk.lines:
+                    if doc_id not in done:
+                        writer.write(line)
+                stats.update(chunk.stats)
+                run.processed_sentences += chunk.stats["sentences"]
+                failed.extend(chunk.errors)
+                last_line = chunk.last_line
+                if bar is not None:
+                    bar.update(chunk.stats["documents"] + len(chunk.errors))
+                    bar.set_postfix(sentences=stats["sentences"], triples=stats["triples"],
+                                    refresh=False)
+                if time.monotonic() - last_saved >= CHECKPOINT_SECONDS:
+                    save()
+                    last_saved = time.monotonic()
+        except BaseException:
+            if last_line > done_line:
+                save()  # the chunks written so far, exactly: --resume starts after them
+            raise
+    checkpoint.unlink(missing_ok=True)
+    if bar is not None:
+        bar.close()
+    for message in failed:
+        issues.add("document_failed", f"{corpus}: {message}")
+    return run
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any] | None:
     try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            for lines, chunk_stats, errors in run_pipeline(pipeline, records):
-                handle.writelines(lines)
-                stats.update(chunk_stats)
-                for message in errors:
-                    issues.add("document_failed", f"{corpus}: {message}")
-                if progress:
-                    _progress(stats, started)
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    if progress:
-        import sys
-
-        print(file=sys.stderr)
-    return stats
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # no (readable) checkpoint: every record is processed again
+    if not (isinstance(data, dict) and isinstance(data.get("line"), int)
+            and isinstance(data.get("stats"), dict) and isinstance(data.get("failed"), list)):
+        return None
+    return data
 
 
-def _progress(stats: Counter, started: float) -> None:
+def _progress_bar(enabled: bool, initial: int):
+    if not enabled:
+        return None
     import sys
 
-    elapsed = max(time.monotonic() - started, 1e-9)
-    print(f"\r{stats['documents']} documents, {stats['sentences']} sentences, "
-          f"{stats['triples']} triples, {stats['sentences'] / elapsed:.0f} sentences/s",
-          end="", file=sys.stderr, flush=True)
+    from tqdm import tqdm
+
+    return tqdm(desc="kg2instruction", unit="doc", initial=initial, file=sys.stderr,
+                dynamic_ncols=True)
 
 
 def stats_report(stats: Counter, extra_rules: Iterable[str] = ()) -> dict[str, Any]:
@@ -239,7 +339,7 @@ def stats_report(stats: Counter, extra_rules: Iterable[str] = ()) -> dict[str, A
              "ambiguous_mentions", "candidates", "links", "candidate_triples", "triples")
     report: dict[str, Any] = {key: stats.get(key, 0) for key in plain}
     report["links_by"] = {how: stats.get(f"links_by:{how}", 0)
-                          for how in ("single", "coherence", "context", "prior", "tie")}
+                          for how in ("single", "coherence", "context", "prior", "combined", "tie")}
     report["triples_per_relation"] = dict(sorted(
         (k.split(":", 1)[1], v) for k, v in stats.items() if k.startswith("triples:")))
     ner = {k[4:]: stats[k] for k in ("ner_entities", "ner_unconfirmed", "ner_proposed")

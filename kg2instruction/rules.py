@@ -14,8 +14,12 @@ drops (``RULES`` lists their names; user rules count as ``user:<name>``):
 - ``max_distance``: more than ``max_distance`` characters between the two mentions;
 - ``duplicate_mention_pair``: the same (head entity, relation, tail entity) already came from a
   closer pair of mentions in the sentence;
-- ``conflicting_relations``: one entity pair carries relations declared incompatible
-  (``conflicts_with``), or one non-symmetric relation in both directions (a contradiction);
+- ``conflicting_relations``: one entity pair carries relations declared incompatible, or one
+  non-symmetric relation in both directions (a contradiction). A declared conflict (inventory
+  ``conflicts_with``, or a rules-file pair) fires whatever the directions: "A r1 B" conflicts
+  with both "A r2 B" and "B r2 A". A rules-file entry ``{"relations": [r1, r2], "direction":
+  "same"}`` fires only when both share head and tail, ``"opposite"`` only when they are
+  reversed; every candidate of a conflicting pair is dropped;
 - ``symmetric_duplicate``: a symmetric relation in both directions keeps only the direction whose
   head comes first in the text;
 - user rules from a JSON file (see :func:`load_user_rules`).
@@ -30,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kg2instruction.inputs import InputError
+from kg2instruction.inputs import InputError, InputIssues
 from kg2instruction.kb import KnowledgeBase
 from kg2instruction.mentions import Mention
 
@@ -70,7 +74,8 @@ class RuleSet:
     allowed: frozenset[int] | None = None
     drop_uncertain: bool = True
     user_rules: tuple[UserRule, ...] = ()
-    conflicts: frozenset[tuple[int, int]] = frozenset()
+    # (relation, relation) -> "any", "same" or "opposite": the directions in which they conflict
+    conflicts: dict[tuple[int, int], str] = field(default_factory=dict)
     symmetric: dict[int, bool] = field(default_factory=dict)
 
 
@@ -168,9 +173,10 @@ def _without_conflicts(kb: KnowledgeBase, rules: RuleSet, candidates: list[Candi
                 if x is y:
                     continue
                 same_direction = entities[x.head] == entities[y.head]
-                if (x.relation, y.relation) in rules.conflicts or (
-                        not same_direction and x.relation == y.relation
-                        and not _is_symmetric(kb, rules, x.relation)):
+                declared = rules.conflicts.get((x.relation, y.relation))
+                if declared == "any" or declared == ("same" if same_direction else "opposite") \
+                        or (not same_direction and x.relation == y.relation
+                            and not _is_symmetric(kb, rules, x.relation)):
                     doomed.update((id(x), id(y)))
     return [c for c in candidates if id(c) not in doomed]
 
@@ -222,12 +228,15 @@ def load_user_rules(path: str | Path) -> dict[str, Any]:
     A drop rule holds any of: ``relation`` (id or name, or a list), ``head``/``tail`` (entity ids),
     ``head_type``/``tail_type``, ``head_text``/``tail_text``/``sentence`` (regexes),
     ``min_distance``/``max_distance`` (characters between the mentions); it drops a candidate
-    when all of them hold. Raises :class:`InputError` naming the bad field.
+    when all of them hold. A conflict is ``[r1, r2]`` (any directions) or ``{"relations": [r1,
+    r2], "direction": "any"|"same"|"opposite"}``. Raises :class:`InputError` naming the bad
+    field. ``references`` lists ``(where, relation name)`` for checking against the inventory.
     """
     path = str(path)
     try:
         with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
+            raw = handle.read()
+        data = json.loads(raw)
     except FileNotFoundError:
         raise InputError(f"{path}: rules file not found") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -240,6 +249,14 @@ def load_user_rules(path: str | Path) -> dict[str, Any]:
     if unknown:
         raise InputError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; use drop, "
                          "conflicts, symmetric, asymmetric")
+    references: list[tuple[str, str]] = []
+
+    def refer(json_path: str, names) -> None:
+        for name in [names] if isinstance(names, str) else names:
+            references.append((f"{path}:{_line_of(raw, name)}: {json_path}", name))
+
+    if not isinstance(data.get("drop", []), list):
+        raise InputError(f"{path}: $.drop: expected a list of rules")
     drops = []
     for i, item in enumerate(data.get("drop", [])):
         where = f"{path}: $.drop[{i}]"
@@ -248,19 +265,40 @@ def load_user_rules(path: str | Path) -> dict[str, Any]:
             raise InputError(f"{where}: expected an object with fields from "
                              f"{', '.join(sorted(_RULE_FIELDS))}" +
                              (f" (unknown: {', '.join(bad)})" if bad else ""))
-        drops.append(_user_rule(item, where, i))
+        rule = _user_rule(item, where, i)
+        drops.append(rule)
+        refer(f"$.drop[{i}].relation", sorted(rule.relations))
     conflicts = []
-    for i, pair in enumerate(data.get("conflicts", [])):
-        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)):
-            raise InputError(f"{path}: $.conflicts[{i}]: expected a pair of relation ids or names")
-        conflicts.append(tuple(pair))
+    for i, entry in enumerate(data.get("conflicts", [])):
+        pair, direction = entry, "any"
+        if isinstance(entry, dict):
+            pair, direction = entry.get("relations"), entry.get("direction", "any")
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)
+                and direction in CONFLICT_DIRECTIONS):
+            raise InputError(f"{path}: $.conflicts[{i}]: expected [r1, r2] or {{\"relations\": "
+                             "[r1, r2], \"direction\": \"any\"|\"same\"|\"opposite\"}")
+        conflicts.append((pair[0], pair[1], direction))
+        refer(f"$.conflicts[{i}]", pair)
     for key in ("symmetric", "asymmetric"):
         value = data.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise InputError(f"{path}: $.{key}: expected a list of relation ids or names")
+        for i, name in enumerate(value):
+            refer(f"$.{key}[{i}]", name)
     return {"drop": tuple(drops), "conflicts": conflicts,
             "symmetric": list(data.get("symmetric", [])),
-            "asymmetric": list(data.get("asymmetric", []))}
+            "asymmetric": list(data.get("asymmetric", [])), "references": references}
+
+
+CONFLICT_DIRECTIONS = ("any", "same", "opposite")
+
+
+def _line_of(raw: str, name: str) -> int:
+    """Line of the first JSON string literal ``name`` in the file (1 when not found verbatim)."""
+    found = raw.find(json.dumps(name, ensure_ascii=False))
+    if found < 0:
+        found = raw.find(json.dumps(name))
+    return raw.count("\n", 0, found) + 1 if found >= 0 else 1
 
 
 def _user_rule(item: dict[str, Any], where: str, index: int) -> UserRule:
@@ -295,24 +333,43 @@ def _user_rule(item: dict[str, Any], where: str, index: int) -> UserRule:
 
 
 def make_rule_set(kb: KnowledgeBase, max_distance: int, allowed: frozenset[int] | None,
-                  user: dict[str, Any] | None, drop_uncertain: bool = True) -> RuleSet:
-    """Resolve relation names in user rules and inventory conflicts to relation indices."""
+                  user: dict[str, Any] | None, drop_uncertain: bool = True,
+                  issues: InputIssues | None = None) -> RuleSet:
+    """Resolve relation names in user rules and inventory conflicts to relation indices.
+
+    A name that is no relation id or name of the inventory cannot fire; it is reported to
+    ``issues`` as ``unknown_relation`` with the rules file's line.
+    """
+    user = user or {}
     lookup: dict[str, int] = {}
     for i, rel in enumerate(kb.relations):
         for key in (rel.id, rel.name, rel.name_zh):
             if key:
                 lookup.setdefault(key, i)
-    conflicts: set[tuple[int, int]] = set()
-    pairs = [(rel.id, other) for rel in kb.relations for other in rel.conflicts_with]
-    pairs += list((user or {}).get("conflicts", []))
-    for a, b in pairs:
+    if issues is not None:
+        for where, name in user.get("references", ()):
+            if name not in lookup:
+                issues.add("unknown_relation", f"{where}: relation '{name}' is not in the "
+                                               "relation inventory; this part of the rule "
+                                               "never applies")
+        for rel in kb.relations:
+            for other in rel.conflicts_with:
+                if other not in lookup:
+                    issues.add("unknown_relation", f"relation inventory: '{rel.id}' "
+                                                   f"conflicts_with unknown relation '{other}'")
+    conflicts: dict[tuple[int, int], str] = {}
+    pairs = [(rel.id, other, "any") for rel in kb.relations for other in rel.conflicts_with]
+    pairs += list(user.get("conflicts", []))
+    for a, b, direction in pairs:
         if a in lookup and b in lookup:
-            conflicts.update({(lookup[a], lookup[b]), (lookup[b], lookup[a])})
+            for key in ((lookup[a], lookup[b]), (lookup[b], lookup[a])):
+                known = conflicts.get(key)
+                conflicts[key] = direction if known in (None, direction) else "any"
     symmetric: dict[int, bool] = {}
     for key, flag in (("symmetric", True), ("asymmetric", False)):
-        for name in (user or {}).get(key, []):
+        for name in user.get(key, []):
             if name in lookup:
                 symmetric[lookup[name]] = flag
     return RuleSet(max_distance=max_distance, allowed=allowed, drop_uncertain=drop_uncertain,
-                   user_rules=tuple((user or {}).get("drop", ())),
-                   conflicts=frozenset(conflicts), symmetric=symmetric)
+                   user_rules=tuple(user.get("drop", ())), conflicts=conflicts,
+                   symmetric=symmetric)

@@ -1,29 +1,27 @@
-"""Sentence splitting: fast rules for English and Chinese, spaCy's sentencizer on request.
+"""Sentence splitting: the package's shared rules (:mod:`deepke_llm.sentences`) by default,
+spaCy's sentencizer on request.
 
 The rule splitter is the default because it is an order of magnitude faster than building a
-spaCy ``Doc`` per document (throughput goal: thousands of sentences per second per core) and has
-no dependency; ``splitter="spacy"`` uses ``spacy.blank(lang)`` + ``sentencizer`` (no model
-download needed). Both return ``(start, end)`` character offsets with surrounding space trimmed.
+spaCy ``Doc`` per document (throughput goal: thousands of sentences per second per core), has no
+dependency and is the one rule set corpus preparation uses too (Chinese ends on 。！？； and
+ASCII !?;, English on . ! ? outside abbreviations, a line break always). ``splitter="spacy"``
+uses ``spacy.blank(lang)`` + ``sentencizer`` (no model download needed). All return
+``(start, end)`` character offsets with surrounding space trimmed.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
+from functools import partial
+
+from deepke_llm.sentences import sentence_spans
 
 Span = tuple[int, int]
 
-# abbreviations after which a period does not end an English sentence
-_ABBREVIATION_WORDS = """
-mr mrs ms dr prof sr jr st mt ft vs etc no nos vol pp fig figs gen col lt sgt capt cmdr adm gov
-sen rep rev hon inc ltd co corp bros dept univ assn est approx jan feb mar apr jun jul aug sep sept
-oct nov dec e.g i.e u.s u.k a.m p.m ca cf al
-"""
-_ABBREVIATIONS = frozenset(_ABBREVIATION_WORDS.split())
 
-_EN_END = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s+[\"'“‘(\[]?[A-Z0-9])|\n+")
-_ZH_END = re.compile(r"[。！？!?]+[”’」』）)]*|\n+")
-_WORD_BEFORE = re.compile(r"([\w.]+)$")
+def split_rules(text: str, language: str = "en") -> list[Span]:
+    """Rule-based sentence spans for ``language`` ("en" or "zh"); see :mod:`deepke_llm.sentences`."""
+    return sentence_spans(text, language)
 
 
 def _trimmed(text: str, start: int, end: int, out: list[Span]) -> None:
@@ -33,33 +31,6 @@ def _trimmed(text: str, start: int, end: int, out: list[Span]) -> None:
         end -= 1
     if end > start:
         out.append((start, end))
-
-
-def split_rules(text: str, language: str = "en") -> list[Span]:
-    """Rule-based sentence spans for ``language`` ("en" or "zh")."""
-    spans: list[Span] = []
-    start = 0
-    if language == "zh":
-        for match in _ZH_END.finditer(text):
-            _trimmed(text, start, match.end(), spans)
-            start = match.end()
-    else:
-        for match in _EN_END.finditer(text):
-            if match.group().startswith(".") and _is_abbreviation(text, match.start()):
-                continue
-            _trimmed(text, start, match.end(), spans)
-            start = match.end()
-    _trimmed(text, start, len(text), spans)
-    return spans
-
-
-def _is_abbreviation(text: str, period: int) -> bool:
-    found = _WORD_BEFORE.search(text, max(0, period - 12), period)
-    if not found:
-        return False
-    word = found.group(1).lower().rstrip(".")
-    # single letters are initials ("J. R. R. Tolkien"); dotted words are acronyms ("U.S.")
-    return word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())
 
 
 def spacy_splitter(language: str) -> Callable[[str], list[Span]]:
@@ -84,7 +55,7 @@ def spacy_splitter(language: str) -> Callable[[str], list[Span]]:
 def make_splitter(kind: str, language: str) -> Callable[[str], list[Span]]:
     """``kind`` is "rules" (default), "spacy" or "none" (each document is one sentence)."""
     if kind == "rules":
-        return lambda text: split_rules(text, language)
+        return partial(sentence_spans, language=language)
     if kind == "spacy":
         return spacy_splitter(language)
     if kind == "none":

@@ -1,21 +1,29 @@
 """Stream a Wikidata JSON dump into KG2Instruction inputs.
 
 The dump (``latest-all.json[.gz|.bz2]``) is one JSON array with one entity per line; lines are
-read one at a time, so memory does not grow with the dump. Items become KB entities (label and
-aliases in the chosen language, description, ``P31`` instance-of classes as types, sitelink count
-as popularity) and their item-valued statements become triples; properties become the relation
+read one at a time. Items become KB entities (label and aliases in the chosen language,
+description, the labels of their ``P31`` instance-of classes as types, sitelink count as
+popularity) and their item-valued statements become triples; properties become the relation
 inventory (English and Chinese labels, description, and head/tail types from the property's
 "type constraint" / "value-type constraint").
+
+So that a KB from a full dump fits in memory, items are filtered: an item without a label or alias
+in the chosen language can never be mentioned and is left out, ``min_sitelinks`` drops obscure
+items and ``only_linked`` keeps only items that a kept triple names. The dump is read once; what
+needs the whole dump (whether a triple's tail is kept, which items are linked, the labels of the
+type classes) is settled afterwards from compact intermediate files and bitmaps of item numbers
+(16 MB per 128 million QIDs), never from the dump held in memory.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from deepke_llm.jsonl import ResumableWriter, write_jsonl_atomic
 from kg2instruction.inputs import InputIssues, _lines
 
 INSTANCE_OF = "P31"
@@ -89,61 +97,186 @@ def _constraint_classes(claims: dict[str, Any], kind: str) -> list[str]:
     return classes
 
 
+class QidSet:
+    """A set of item ids ``Q<number>`` as a growable bitmap (one bit per item number)."""
+
+    def __init__(self) -> None:
+        self.bits = bytearray()
+        self.size = 0
+
+    @staticmethod
+    def number(qid: str) -> int | None:
+        return int(qid[1:]) if qid[:1] == "Q" and qid[1:].isdigit() else None
+
+    def add(self, qid: str) -> None:
+        n = self.number(qid)
+        if n is None:
+            return
+        byte, bit = divmod(n, 8)
+        if byte >= len(self.bits):
+            self.bits.extend(bytes(max(byte + 1 - len(self.bits), len(self.bits))))
+        if not self.bits[byte] >> bit & 1:
+            self.bits[byte] |= 1 << bit
+            self.size += 1
+
+    def __contains__(self, qid: str) -> bool:
+        n = self.number(qid)
+        if n is None:
+            return False
+        byte, bit = divmod(n, 8)
+        return byte < len(self.bits) and bool(self.bits[byte] >> bit & 1)
+
+    def __len__(self) -> int:
+        return self.size
+
+
 def convert_wikidata(dump: str | Path, out_dir: str | Path, language: str = "en",
-                     properties: set[str] | None = None,
-                     type_constraints: bool = False) -> dict[str, Any]:
+                     properties: set[str] | None = None, type_constraints: bool = False,
+                     min_sitelinks: int = 0, only_linked: bool = False) -> dict[str, Any]:
     """Write kb_entities.jsonl, kb_triples.tsv and relations.json from a Wikidata dump.
 
     ``properties`` keeps only those relation ids (default: every item-valued property seen).
-    Triples may name items missing from the dump; ``build`` counts and skips them.
-    ``type_constraints`` copies the properties' type constraints into head/tail types; off by
-    default because they name classes and entity types are direct ``P31`` classes only (no
+    Items without a label or alias in ``language`` are left out, so are items with fewer than
+    ``min_sitelinks`` sitelinks and, with ``only_linked``, items no kept triple names; a triple
+    is kept when both its items are. Types are the labels (in ``language``) of the items'
+    ``P31`` classes; a class without such a label is left out rather than shown as a QID.
+    ``type_constraints`` copies the properties' type constraints into head/tail types (as class
+    labels too); off by default because entity types are direct ``P31`` classes only (no
     subclass reasoning), so a city typed "big city" would fail a "geographic location" check.
+    Each output appears at its path only once complete.
     """
     issues = InputIssues()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     relations: dict[str, dict[str, Any]] = {}
     used: set[str] = set()
-    counts = {"entities": 0, "triples": 0}
-    with open(out / "kb_entities.jsonl", "w", encoding="utf-8") as entities, \
-            open(out / "kb_triples.tsv", "w", encoding="utf-8") as triples:
-        triples.write("head\trelation\ttail\n")
-        for entity in iter_dump(dump, issues):
-            claims = entity.get("claims") if isinstance(entity.get("claims"), dict) else {}
-            if entity.get("type") == "property":
-                if entity.get("datatype", "wikibase-item") == "wikibase-item":
-                    relations[entity["id"]] = _relation(entity, claims, type_constraints)
-                continue
-            label = _text(entity.get("labels"), language)
-            aliases = _aliases(entity.get("aliases"), language)
-            record: dict[str, Any] = {"id": entity["id"], "label": label,
-                                      "aliases": [a for a in aliases if a != label]}
-            description = _text(entity.get("descriptions"), language)
-            if description:
-                record["description"] = description
-            types = [t for t, _ in _item_values(claims.get(INSTANCE_OF))]
-            if types:
-                record["types"] = types
-            if isinstance(entity.get("sitelinks"), dict):
-                record["popularity"] = len(entity["sitelinks"])
-            entities.write(json.dumps(record, ensure_ascii=False) + "\n")
-            counts["entities"] += 1
-            for pid, statements in claims.items():
-                if pid == INSTANCE_OF or (properties is not None and pid not in properties):
+    counts = {"items": 0, "skipped_no_name": 0, "skipped_few_sitelinks": 0,
+              "skipped_not_linked": 0, "triples_to_left_out_items": 0}
+    kept = QidSet()
+    with tempfile.TemporaryDirectory(dir=out, prefix=".wikidata-") as scratch:
+        work = Path(scratch)
+        # one pass over the dump: kept items, their candidate triples, every named item's label
+        with open(work / "items.jsonl", "w", encoding="utf-8") as items, \
+                open(work / "triples.tsv", "w", encoding="utf-8") as triples, \
+                open(work / "names.tsv", "w", encoding="utf-8") as names:
+            for entity in iter_dump(dump, issues):
+                claims = entity.get("claims") if isinstance(entity.get("claims"), dict) else {}
+                if entity.get("type") == "property":
+                    if entity.get("datatype", "wikibase-item") == "wikibase-item":
+                        relations[entity["id"]] = _relation(entity, claims, type_constraints)
                     continue
-                for target, _ in _item_values(statements):
-                    triples.write(f"{entity['id']}\t{pid}\t{target}\n")
-                    used.add(pid)
-                    counts["triples"] += 1
-    for pid in sorted(used | set(properties or ())):
-        relations.setdefault(pid, {"name": pid})
-    if properties is not None:
-        relations = {pid: value for pid, value in relations.items() if pid in properties}
-    tmp = out / f"relations.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(relations, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, out / "relations.json")
-    return {**counts, "relations": len(relations), "input_errors": issues.to_dict()}
+                counts["items"] += 1
+                record = _item(entity, claims, language)
+                if record is None:
+                    counts["skipped_no_name"] += 1
+                    continue
+                names.write(f"{record['id']}\t{_one_line(record['label'] or record['aliases'][0])}\n")
+                if record.get("popularity", 0) < min_sitelinks:
+                    counts["skipped_few_sitelinks"] += 1
+                    continue
+                kept.add(record["id"])
+                items.write(json.dumps(record, ensure_ascii=False) + "\n")
+                for pid, statements in claims.items():
+                    if pid == INSTANCE_OF or (properties is not None and pid not in properties):
+                        continue
+                    for target, _ in _item_values(statements):
+                        triples.write(f"{entity['id']}\t{pid}\t{target}\n")
+        linked = QidSet()
+        written_triples = 0
+        with ResumableWriter(out / "kb_triples.tsv") as writer:  # .partial until complete
+            batch = ["head\trelation\ttail"]
+            for line in _text_lines(work / "triples.tsv"):
+                head, pid, tail = line.split("\t")
+                if tail not in kept:
+                    counts["triples_to_left_out_items"] += 1
+                    continue
+                batch.append(line)
+                if len(batch) >= 10_000:  # the writer flushes per call: lines go in batches
+                    writer.write("\n".join(batch))
+                    batch = []
+                used.add(pid)
+                linked.add(head)
+                linked.add(tail)
+                written_triples += 1
+            if batch:
+                writer.write("\n".join(batch))
+        for pid in sorted(used | set(properties or ())):
+            relations.setdefault(pid, {"name": pid})
+        if properties is not None:
+            relations = {pid: value for pid, value in relations.items() if pid in properties}
+        keep = linked if only_linked else kept
+        classes = {t for record in _records(work / "items.jsonl") if record["id"] in keep
+                   for t in record.get("types", ())}
+        classes |= {t for rel in relations.values()
+                    for t in (*rel.get("head_types", ()), *rel.get("tail_types", ()))}
+        labels = {}
+        for line in _text_lines(work / "names.tsv"):
+            qid, label = line.split("\t", 1)
+            if qid in classes:
+                labels[qid] = label
+        counts["types_without_label"] = len(classes - labels.keys())
+        counts["entities"] = write_jsonl_atomic(
+            out / "kb_entities.jsonl", _labelled(_records(work / "items.jsonl"), keep, labels,
+                                                  counts))
+    for rel in relations.values():
+        for key in ("head_types", "tail_types"):
+            if key in rel:
+                rel[key] = _type_labels(rel[key], labels)
+                if not rel[key]:
+                    del rel[key]
+    write_jsonl_atomic(out / "relations.json", [relations])  # one line: a JSON object
+    return {**counts, "triples": written_triples, "relations": len(relations),
+            "input_errors": issues.to_dict()}
+
+
+def _item(entity: dict[str, Any], claims: dict[str, Any], language: str) -> dict[str, Any] | None:
+    """The KB entity record of an item (types still QIDs), None without a name in ``language``."""
+    label = _text(entity.get("labels"), language)
+    aliases = [a for a in _aliases(entity.get("aliases"), language) if a != label]
+    if not label and not aliases:
+        return None
+    record: dict[str, Any] = {"id": entity["id"], "label": label, "aliases": aliases}
+    description = _text(entity.get("descriptions"), language)
+    if description:
+        record["description"] = description
+    types = [t for t, _ in _item_values(claims.get(INSTANCE_OF))]
+    if types:
+        record["types"] = types
+    if isinstance(entity.get("sitelinks"), dict):
+        record["popularity"] = len(entity["sitelinks"])
+    return record
+
+
+def _labelled(records: Iterable[dict[str, Any]], keep: QidSet, labels: dict[str, str],
+              counts: dict[str, int]) -> Iterator[dict[str, Any]]:
+    for record in records:
+        if record["id"] not in keep:
+            counts["skipped_not_linked"] += 1
+            continue
+        if "types" in record:
+            record["types"] = _type_labels(record["types"], labels)
+            if not record["types"]:
+                del record["types"]
+        yield record
+
+
+def _type_labels(classes: Iterable[str], labels: dict[str, str]) -> list[str]:
+    return list(dict.fromkeys(labels[c] for c in classes if c in labels))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _text_lines(path: Path) -> Iterator[str]:
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            yield line.rstrip("\n")
+
+
+def _records(path: Path) -> Iterator[dict[str, Any]]:
+    for line in _text_lines(path):
+        yield json.loads(line)
 
 
 def _relation(entity: dict[str, Any], claims: dict[str, Any],

@@ -73,6 +73,17 @@ def test_plain_text_corpus_gets_line_ids_and_shards(tmp_path):
     assert [r["id"] for _, r in read_corpus(corpus, issues, (1, 2))] == ["line-3"]
 
 
+def test_rule_splitter_is_the_shared_one():
+    from deepke_llm.sentences import sentence_spans
+
+    text = "苹果公司位于库比蒂诺；乔布斯创办了它。"
+    assert [text[s:e] for s, e in split_rules(text, "zh")] == ["苹果公司位于库比蒂诺；",
+                                                               "乔布斯创办了它。"]
+    mixed = "Apple 位于库比蒂诺；it sells phones. Dr. Lee agreed!"
+    for language in ("en", "zh"):
+        assert make_splitter("rules", language)(mixed) == sentence_spans(mixed, language)
+
+
 def test_english_rule_splitter_keeps_abbreviations_and_initials():
     text = "Dr. Smith met J. R. Tolkien in the U.S. in May. He left! Then (quietly) he went."
     assert [text[s:e] for s, e in split_rules(text, "en")] == [
@@ -160,7 +171,7 @@ def test_fewrel_adapter_and_scoring(tiny_fewrel, tmp_path):
     assert scores["counts"].get("ambiguous_indistinguishable", 0) == 0
 
 
-def test_fewrel_real_data_meets_goals(data_dir, tmp_path):
+def test_fewrel_real_data_meets_recall_goal_but_not_ambiguity_goal(data_dir, tmp_path):
     from kg2instruction.evaluate import score_documents
 
     fewrel = data_dir / "fewrel"
@@ -172,9 +183,22 @@ def test_fewrel_real_data_meets_goals(data_dir, tmp_path):
     assert report["documents"] == 5600 and report["input_errors"]["counts"] == {}
     scores = score_documents(out / "docs.jsonl", out / "gold.jsonl", out / "kb_entities.jsonl",
                              out / "kb_triples.tsv")
-    assert scores["recall"] >= 0.95
+    assert scores["recall"] >= 0.95  # goal met
     assert scores["precision"] >= 0.9
-    assert scores["ambiguous_alias_accuracy_distinguishable"] >= 0.95
+    # goal (>= 95%) NOT met: a tie is left unlinked and counts as wrong; if this starts to fail
+    # because the accuracy rose, rerun benchmarks/kg2instruction/fewrel.py and rename this test
+    assert 0.90 <= scores["ambiguous_alias_accuracy"] < 0.95
+    assert scores["ambiguous_alias_accuracy_decided"] >= 0.97
+    assert 0.9 <= scores["ambiguous_link_coverage"] < 1.0
+    # the KB is made from the evaluated sentences: full coverage by construction
+    assert scores["kb_triple_coverage"] == scores["mention_alias_coverage"] == 1.0
+    results = (Path(__file__).parents[1] / "benchmarks" / "results" / "kg2instruction"
+               / "fewrel.md").read_text()
+    assert "ambiguous-alias linking accuracy >= 95.00%" in results and "NOT met" in results
+    assert "by construction" in results and "gold occurrences" in results
+    committed = json.loads((Path(__file__).parents[1] / "benchmarks" / "results"
+                            / "kg2instruction" / "fewrel.json").read_text())["scores"]
+    assert committed["counts"] == scores["counts"]  # the results are this code's
 
 
 def test_wikidata_dump_reader(tmp_path):
@@ -183,18 +207,56 @@ def test_wikidata_dump_reader(tmp_path):
     assert summary["input_errors"]["counts"] == {"broken_line": 1}
     entities = [json.loads(line) for line in
                 (tmp_path / "kb_entities.jsonl").read_text().splitlines()]
+    # types are the classes' labels, never bare QIDs
     assert entities[0] == {"id": "Q100", "label": "Ada Quill", "aliases": ["A. Quill"],
-                           "description": "fictional inventor", "types": ["Q5"],
+                           "description": "fictional inventor", "types": ["human"],
                            "popularity": 2}
+    # Q103 has no English label or alias: left out, and so is the triple naming it
+    assert [e["id"] for e in entities] == ["Q100", "Q101", "Q5", "Q4830453", "Q104"]
+    assert summary["skipped_no_name"] == 1 and summary["triples_to_left_out_items"] == 1
     # the deprecated statement and the time-valued property are left out
     assert (tmp_path / "kb_triples.tsv").read_text() == "head\trelation\ttail\nQ100\tP108\tQ101\n"
     assert json.loads((tmp_path / "relations.json").read_text()) == {"P108": {
         "name": "employer", "name_zh": "雇主",
         "description": "person or organization for which the subject works",
-        "head_types": ["Q5"]}}
+        "head_types": ["human"]}}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "kb_entities.jsonl", "kb_triples.tsv", "relations.json"]  # no scratch files left
     convert_wikidata(DATA / "wikidata_sample.json", tmp_path / "zh", "zh")
     first = json.loads((tmp_path / "zh" / "kb_entities.jsonl").read_text().splitlines()[0])
-    assert first["label"] == "艾达"
+    assert first["label"] == "艾达" and first["types"] == ["人类"]
+
+
+def test_wikidata_item_filters(tmp_path):
+    linked = convert_wikidata(DATA / "wikidata_sample.json", tmp_path / "linked", "en",
+                              only_linked=True)
+    ids = [json.loads(x)["id"] for x in
+           (tmp_path / "linked" / "kb_entities.jsonl").read_text().splitlines()]
+    assert ids == ["Q100", "Q101"] and linked["skipped_not_linked"] == 3
+    popular = convert_wikidata(DATA / "wikidata_sample.json", tmp_path / "popular", "en",
+                               min_sitelinks=1)
+    ids = [json.loads(x)["id"] for x in
+           (tmp_path / "popular" / "kb_entities.jsonl").read_text().splitlines()]
+    assert ids == ["Q100", "Q5", "Q104"] and popular["skipped_few_sitelinks"] == 2
+    # Q101 (no sitelinks) is gone, so is Q100's triple to it
+    assert popular["triples"] == 0
+    assert (tmp_path / "popular" / "kb_triples.tsv").read_text() == "head\trelation\ttail\n"
+
+
+def test_wikidata_interrupted_conversion_leaves_no_output_that_looks_complete(tmp_path,
+                                                                                monkeypatch):
+    import kg2instruction.wikidata as wikidata
+
+    read = wikidata.iter_dump
+
+    def interrupted(path, issues):
+        yield from list(read(path, issues))[:2]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(wikidata, "iter_dump", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        wikidata.convert_wikidata(DATA / "wikidata_sample.json", tmp_path, "en")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_instructions_follow_the_iepile_re_layout(tmp_path):

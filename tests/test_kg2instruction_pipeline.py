@@ -75,7 +75,7 @@ def test_ambiguous_alias_resolved_by_coherence_not_prior(tmp_path):
     assert links(docs["coherence"])[0] == ("Jordan", "Q1", 0)
     assert links(docs["country"])[1] == ("Jordan", "Q2", 24)
     assert report["links_by"] == {"single": 15, "coherence": 4, "context": 1, "prior": 0,
-                                  "tie": 0}
+                                  "combined": 0, "tie": 0}
     weak = BuildConfig(linker=LinkerConfig(sentence_coherence=0.0, document_coherence=0.0,
                                            same_entity_in_document=0.0), context="none")
     docs, _ = run(tmp_path, config=weak, name="no-coherence")

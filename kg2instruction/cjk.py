@@ -1,0 +1,23 @@
+"""Scripts written without spaces between words (Chinese, Japanese kana, Korean syllables).
+
+One definition for the gazetteer's word-boundary test (:mod:`kg2instruction.mentions`: a CJK alias
+may match anywhere) and the context scorer's tokens (:mod:`kg2instruction.context`: CJK runs
+become character unigrams and bigrams instead of words).
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+
+# (first, last) code points, ascending: kana, CJK extension A, unified ideographs, Hangul
+# syllables, compatibility ideographs, supplementary ideographs
+CJK_BLOCKS = ((0x3040, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xAC00, 0xD7AF),
+              (0xF900, 0xFAFF), (0x20000, 0x2FA1F))
+CJK_RUN = re.compile("[" + "".join(f"{chr(a)}-{chr(b)}" for a, b in CJK_BLOCKS) + "]+")
+_EDGES = tuple(edge for first, last in CJK_BLOCKS for edge in (first, last + 1))
+
+
+def is_cjk(char: str) -> bool:
+    """True for a character of :data:`CJK_BLOCKS` (one bisect: this runs per gazetteer match)."""
+    return bisect_right(_EDGES, ord(char)) % 2 == 1
