@@ -37,6 +37,53 @@ def test_saved_config_round_trips_with_the_package_version(tmp_path):
         assert load_sft_config(str(path)) == config
 
 
+def test_run_config_temp_file_is_per_process(tmp_path, monkeypatch):
+    # two processes saving at once (e.g. ranks of a launch) never share a temp file
+    renamed = []
+    original = Path.replace
+
+    def spy(self, target):
+        renamed.append(self.name)
+        return original(self, target)
+
+    monkeypatch.setattr(Path, "replace", spy)
+    save_run_config(SftConfig(model="m"), tmp_path, CONFIG_FILENAME)
+    assert renamed == [f"{CONFIG_FILENAME}.{os.getpid()}.tmp"]
+    assert [p.name for p in tmp_path.iterdir()] == [CONFIG_FILENAME]
+
+
+def test_packing_is_refused_where_transformers_cannot_separate_packed_examples(tmp_path, monkeypatch):
+    import transformers.masking_utils as masking_utils
+
+    train = tmp_path / "t.jsonl"
+    train.write_text("")
+    config = SftConfig(model="m", train_file=str(train), output_dir=str(tmp_path / "o"), packing=True)
+    monkeypatch.delattr(masking_utils, "find_packed_sequence_indices")
+    with pytest.raises(ValueError, match=r"^packing: transformers .* cannot keep packed examples apart") as info:
+        sft_module.run_sft(config)
+    assert "\n" not in str(info.value) and not (tmp_path / "o").exists()
+    # flash_attention_2 separates them by the position ids itself
+    sft_module.check_packing_support("flash_attention_2")
+
+
+def test_tokens_seen_argument_matches_the_installed_transformers():
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    @dataclasses.dataclass
+    class Transformers446Args:  # the declared minimum: a bool, no warmup_ratio change yet
+        warmup_ratio: float = 0.0
+        include_num_input_tokens_seen: bool = False
+
+    config = SftConfig(warmup=0.1)
+    assert sft_module._renamed_args(config, dataclasses.fields(Transformers446Args)) == {
+        "warmup_ratio": 0.1, "include_num_input_tokens_seen": True}
+    args = sft_module._renamed_args(config)
+    assert args["include_num_input_tokens_seen"] == "non_padding"  # transformers 5 takes strings
+    assert TrainingArguments(output_dir="x", use_cpu=True, **args).include_num_input_tokens_seen == "non_padding"
+
+
 def test_unknown_keys_warn_and_are_ignored(tmp_path):
     path = tmp_path / "old.yaml"
     path.write_text("model: m\nlora_rank: 4\ncutoff_len: 512\nlora_r: 4\n", encoding="utf-8")
@@ -58,7 +105,7 @@ def test_overrides_win_and_none_means_not_given(tmp_path):
     ({"lora_dropout": 1.0}, r"lora_dropout: must be in \[0, 1\)"),
     ({"lora_r": 0}, "lora_r: must be >= 1"),
     ({"val_size": 2.5}, "val_size: a fraction"),
-    ({"merge": True, "method": "full"}, "merge: only a LoRA adapter can be merged"),
+    ({"merge": True, "method": "full"}, "merge: method full trains the whole model"),
 ])
 def test_invalid_values_fail_with_the_field_name(changes, message):
     with pytest.raises(ValueError, match=message):

@@ -1,5 +1,6 @@
-"""LoRA SFT with the response-only head under the shipped DeepSpeed ZeRO-3 config (CPU, one
-process, gloo) trains exactly like the run without DeepSpeed.
+"""LoRA SFT with the response-only head under the shipped DeepSpeed ZeRO-2 and ZeRO-3 configs
+(CPU, one process, gloo) trains exactly like the run without DeepSpeed; under ZeRO-3 --merge
+writes the merged model from the base checkpoint (the in-memory model is partitioned).
 
 The DeepSpeed run gets its own Python process: DeepSpeed and accelerate keep process-wide
 distributed state that would leak into other tests.
@@ -54,33 +55,66 @@ def _losses(out: Path) -> list[float]:
     return [json.loads(x)["loss"] for x in lines if "loss" in json.loads(x)]
 
 
-@pytest.mark.slow
-def test_lora_sft_under_zero3_matches_the_plain_run(model_dir, iepile_file, tmp_path):  # noqa: F811
+SETTINGS = dict(max_steps=3, batch_size=2, logging_steps=1, save_steps=0, learning_rate=1e-2,
+                lora_dropout=0.0, max_len=512)
+
+
+@pytest.fixture()
+def plain_losses(model_dir, iepile_file, tmp_path):  # noqa: F811
     import torch
 
     from deepke_llm.training.sft import run_sft
     from deepke_llm.training.sft_config import SftConfig
 
-    settings = dict(model=str(model_dir), train_file=str(iepile_file), max_steps=3, batch_size=2,
-                    logging_steps=1, save_steps=0, learning_rate=1e-2, lora_dropout=0.0,
-                    max_len=512)
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
-           "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1",
-           "DS_ACCELERATOR": "cpu", "PYTHONPATH": str(REPO)}
-    zero3 = tmp_path / "zero3"
-    config = json.dumps({**settings, "output_dir": str(zero3), "deepspeed": "zero3"})
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, config], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    assert json.loads(lines[-1][len("RESULT "):])["stages"] == [3]
-
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         plain = tmp_path / "plain"
-        run_sft(SftConfig(**settings, output_dir=str(plain)))
+        run_sft(SftConfig(model=str(model_dir), train_file=str(iepile_file), output_dir=str(plain),
+                          **SETTINGS))
     finally:
         torch.set_num_threads(threads)
+    return _losses(plain)
+
+
+def _run_under_deepspeed(stage: str, base: Path, train_file: Path, out: Path, **extra) -> dict:
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
+           "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1",
+           "DS_ACCELERATOR": "cpu", "PYTHONPATH": str(REPO)}
+    config = json.dumps({**SETTINGS, "model": str(base), "train_file": str(train_file),
+                         "output_dir": str(out), "deepspeed": stage, **extra})
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, config], env=env, cwd=out.parent,
+                          capture_output=True, text=True, timeout=300)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+@pytest.mark.slow
+def test_lora_sft_under_zero2_matches_the_plain_run(model_dir, iepile_file, tmp_path, plain_losses):  # noqa: F811
+    zero2 = tmp_path / "zero2"
+    assert _run_under_deepspeed("zero2", model_dir, iepile_file, zero2)["stages"] == [2]
+    assert (zero2 / "adapter_model.safetensors").is_file()
+    assert _losses(zero2) == pytest.approx(plain_losses, rel=1e-4)
+
+
+@pytest.mark.slow
+def test_lora_sft_under_zero3_matches_the_plain_run_and_merges(model_dir, iepile_file, tmp_path,  # noqa: F811
+                                                               plain_losses):
+    import torch
+    from safetensors.torch import load_file
+
+    from deepke_llm.training.weights_lora import merge_lora
+
+    zero3 = tmp_path / "zero3"
+    assert _run_under_deepspeed("zero3", model_dir, iepile_file, zero3, merge=True)["stages"] == [3]
     assert (zero3 / "adapter_model.safetensors").is_file()
-    assert _losses(zero3) == pytest.approx(_losses(plain), rel=1e-4)
+    assert _losses(zero3) == pytest.approx(plain_losses, rel=1e-4)
+    # the merged model is the full base + adapter (not the rank's empty ZeRO-3 partitions)
+    reference = merge_lora(model_dir, zero3, tmp_path / "reference")
+    got = load_file(str(zero3 / "merged" / "model.safetensors"))
+    want = load_file(str(reference.out / "model.safetensors"))
+    base = load_file(str(model_dir / "model.safetensors"))
+    assert {k: v.shape for k, v in got.items()} == {k: v.shape for k, v in base.items()}
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    assert any(not torch.equal(got[k], base[k]) for k in base)

@@ -108,7 +108,8 @@ def save_run_config(config: Any, out_dir: str | os.PathLike, filename: str) -> P
     out.mkdir(parents=True, exist_ok=True)
     payload = {"deepke_llm_version": __version__, **dataclasses.asdict(config)}
     target = out / filename
-    tmp = target.with_suffix(target.suffix + ".tmp")
+    # per-process temp name: two processes saving at once never write into the same temp file
+    tmp = target.with_suffix(f"{target.suffix}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     tmp.replace(target)
     return target

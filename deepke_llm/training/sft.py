@@ -171,6 +171,8 @@ def run_sft(config: SftConfig, callbacks: Sequence[Any] = (),
         config.model = str(ensure_default_model())
     # inputs are checked before anything heavy is imported or loaded
     deepspeed = resolve_deepspeed_config(config.deepspeed)
+    if config.packing:
+        check_packing_support(config.attn_implementation)
     eval_fn = eval_fn or _load_eval_fn(config.eval_fn, config)
     train_records = read_sft_records(config.train_file, config.data_format)
     if config.val_file:
@@ -205,7 +207,6 @@ def run_sft(config: SftConfig, callbacks: Sequence[Any] = (),
     args = _training_args(config, precision, deepspeed, has_val=bool(val_rows))
     model = load_model(config, precision)
     out.mkdir(parents=True, exist_ok=True)
-    save_run_config(config, out, CONFIG_FILENAME)
     from deepke_llm.training.sft_trainer import (
         EvalFnCallback,
         JsonlLogCallback,
@@ -224,6 +225,8 @@ def run_sft(config: SftConfig, callbacks: Sequence[Any] = (),
                          data_collator=SftCollator(tokenizer.pad_token_id),
                          processing_class=tokenizer, callbacks=all_callbacks,
                          response_only_head=config.response_only_head)
+    if trainer.is_world_process_zero():  # one writer per run, not one per rank
+        save_run_config(config, out, CONFIG_FILENAME)
     train_output = trainer.train(resume_from_checkpoint=resume)
 
     metrics = dict(train_output.metrics)
@@ -234,7 +237,12 @@ def run_sft(config: SftConfig, callbacks: Sequence[Any] = (),
     trainer.save_model(str(out))  # adapter (or full weights) + tokenizer, on the main process
     if trainer.is_world_process_zero():
         if config.merge:
-            _save_merged(trainer.model, tokenizer, out / "merged")
+            # streamed from the base checkpoint, shard by shard: no gathered (ZeRO-3) or
+            # quantized (QLoRA) in-memory model is merged, and peak memory is about one tensor
+            from deepke_llm.training.weights_lora import merge_lora
+
+            merge_lora(_local_model_dir(config.model), out, out / "merged", force=True,
+                       log=logger.info)
         summary = {"metrics": metrics, "data": asdict(stats), "resumed_from": resume}
         (out / SUMMARY_FILENAME).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return SftResult(str(out), metrics, asdict(stats), resume)
@@ -269,18 +277,27 @@ def _training_args(config: SftConfig, precision: str, deepspeed: str | None,
         eval_strategy=("steps" if config.eval_steps else "epoch") if has_val else "no",
         eval_steps=config.eval_steps or None,
         deepspeed=deepspeed, report_to="none", label_names=["labels"],
-        remove_unused_columns=False, prediction_loss_only=True,
-        include_num_input_tokens_seen="non_padding", disable_tqdm=True,
+        remove_unused_columns=False, prediction_loss_only=True, disable_tqdm=True,
         use_cpu=not _has_cuda(),
     )
 
 
-def _renamed_args(config: SftConfig) -> dict[str, Any]:
-    """Arguments whose names differ between transformers 4.x and 5.x."""
-    from transformers import TrainingArguments
+def _renamed_args(config: SftConfig, arg_fields: Sequence[Any] | None = None) -> dict[str, Any]:
+    """Arguments whose names or values differ between transformers 4.x and 5.x.
 
-    names = {f.name for f in fields(TrainingArguments)}
+    ``arg_fields`` defaults to ``dataclasses.fields(TrainingArguments)`` (a parameter for tests).
+    """
+    if arg_fields is None:
+        from transformers import TrainingArguments
+
+        arg_fields = fields(TrainingArguments)
+    names = {f.name for f in arg_fields}
     args: dict[str, Any] = {}
+    seen = next((f for f in arg_fields if f.name == "include_num_input_tokens_seen"), None)
+    if seen is not None:
+        # "non_padding" (count real tokens, for the tokens/s figure) exists since transformers
+        # 4.57; before, the argument is a bool and True counts padding too
+        args["include_num_input_tokens_seen"] = "non_padding" if "str" in str(seen.type) else True
     if "warmup_ratio" in names:  # 4.x: the ratio has its own argument, warmup_steps is an int
         args.update({"warmup_ratio": config.warmup} if config.warmup < 1 else
                     {"warmup_steps": int(config.warmup)})
@@ -300,8 +317,33 @@ def _has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def _save_merged(model: Any, tokenizer: Any, target: Path) -> None:
-    # In-memory merge for convenience; `deepke-llm weights merge-lora` merges shard by shard.
-    merged = model.merge_and_unload()
-    merged.save_pretrained(str(target))
-    tokenizer.save_pretrained(str(target))
+def _local_model_dir(model: str) -> Path:
+    """The directory holding ``model``'s files (a hub id resolves to its local cache)."""
+    if Path(model).is_dir():
+        return Path(model)
+    from huggingface_hub import snapshot_download
+
+    # from_pretrained fetched these already; weights as safetensors (or .bin for old repos)
+    return Path(snapshot_download(model, allow_patterns=[
+        "*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt", "*.jinja", "*.tiktoken"]))
+
+
+def check_packing_support(attn_implementation: str) -> None:
+    """Packed rows keep examples apart only if attention sees where each example starts.
+
+    flash_attention_2 reads the restarting position ids directly; every other kernel relies on
+    transformers building a block-diagonal mask from them (``masking_utils.
+    find_packed_sequence_indices``, absent from older transformers, where packed examples would
+    silently attend to each other).
+    """
+    if attn_implementation == "flash_attention_2":
+        return
+    try:
+        from transformers.masking_utils import find_packed_sequence_indices  # noqa: F401
+    except ImportError:
+        import transformers
+
+        raise ValueError(
+            f"packing: transformers {transformers.__version__} cannot keep packed examples apart "
+            "(no masking_utils.find_packed_sequence_indices); upgrade transformers, set "
+            "attn_implementation: flash_attention_2, or turn packing off") from None

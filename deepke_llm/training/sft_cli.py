@@ -64,10 +64,8 @@ def train() -> None:
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Run config (YAML or JSON, e.g. training/sft/oneke.yaml); options given on "
                    "the command line override its values.")
-@click.option("--local_rank", "--local-rank", type=int, default=None, hidden=True,
-              help="set by the deepspeed launcher")
 @config_options
-def sft(config_path: str | None, local_rank: int | None, **options: Any) -> None:
+def sft(config_path: str | None, **options: Any) -> None:
     """Fine-tune a causal LM on instruction data; writes the LoRA adapter (or full weights),
     tokenizer, sft_config.json, train_log.jsonl and sft_summary.json to --output-dir.
 

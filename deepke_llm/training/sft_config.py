@@ -91,7 +91,8 @@ class SftConfig:
     resume: str = config_field("", help="auto (latest checkpoint in output_dir, if any), a "
                                "checkpoint dir, or empty to start fresh.")
     merge: bool = config_field(False, help="Also save the base model with the adapter merged in "
-                               "(output_dir/merged).")
+                               "(output_dir/merged), streamed shard by shard from the base "
+                               "checkpoint like `deepke-llm weights merge-lora` (LoRA and QLoRA).")
     seed: int = config_field(42, help="Seed for initialisation, shuffling and the val split.")
     attn_implementation: str = config_field("", help="Attention kernel (sdpa, eager, "
                                             "flash_attention_2); empty: transformers' default.")
@@ -125,10 +126,9 @@ class SftConfig:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if self.max_steps < 1 and self.epochs <= 0:
             raise ValueError("epochs: must be > 0 unless max_steps is set")
-        if self.merge and self.method != "lora":
-            raise ValueError(f"merge: only a LoRA adapter can be merged (method is "
-                             f"{self.method}); merge a QLoRA adapter into the unquantized base "
-                             "with `deepke-llm weights merge-lora`")
+        if self.merge and self.method == "full":
+            raise ValueError("merge: method full trains the whole model, there is no adapter to "
+                             "merge; drop --merge")
 
     def check_required(self) -> None:
         """Raise for the fields a run cannot start without (checked at run time, not on load)."""
