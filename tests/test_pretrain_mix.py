@@ -180,6 +180,8 @@ def test_cli_run_reports_config_and_data_errors_in_one_line(tmp_path):
     result = runner.invoke(main, ["pretrain", "run", "--config", str(config)])
     assert result.exit_code == 1 and "max_steps must be positive" in result.output
     config.write_text(json.dumps({"model": "m", "data": str(tmp_path / "nope"), "output_dir": str(tmp_path / "o")}))
-    result = runner.invoke(main, ["pretrain", "run", "--config", str(config)])
+    # the --help example's launcher form: `deepspeed --module deepke_llm.cli` puts --local_rank=N
+    # before the subcommand
+    result = runner.invoke(main, ["--local_rank=1", "pretrain", "run", "--config", str(config), "--deepspeed", "zero3"])
     assert result.exit_code == 1 and "nope.bin: indexed dataset file missing" in result.output
     assert not (tmp_path / "o" / "pretrain_config.json").exists()

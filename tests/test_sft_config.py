@@ -132,10 +132,15 @@ def test_cli_flags_override_the_recipe(tmp_path, monkeypatch):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("model: base\ntrain_file: t.jsonl\noutput_dir: out\nlora_r: 4\n"
                       "packing: true\n", encoding="utf-8")
-    result = CliRunner().invoke(main, ["train", "sft", "--config", str(recipe), "--lora-r", "16",
-                                       "--no-packing", "--target-modules", "q_proj,v_proj",
-                                       "--val-size", "0.1"])
+    # as the help's `deepspeed --module deepke_llm.cli train sft ...` example runs it: the launcher
+    # puts --local_rank=N right after the module, before the subcommand
+    result = CliRunner().invoke(main, ["--local_rank=3", "train", "sft", "--config", str(recipe),
+                                       "--lora-r", "16", "--no-packing", "--target-modules",
+                                       "q_proj,v_proj", "--val-size", "0.1"])
     assert result.exit_code == 0, result.output
+    # the sft command itself has no rank option (the top-level group takes it)
+    after = CliRunner().invoke(main, ["train", "sft", "--local_rank=3"])
+    assert after.exit_code == 2 and "No such option '--local_rank'" in after.output
     (config,) = seen
     assert (config.model, config.lora_r, config.packing) == ("base", 16, False)
     assert config.target_modules == ["q_proj", "v_proj"] and config.val_size == 0.1

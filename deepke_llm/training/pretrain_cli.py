@@ -151,6 +151,8 @@ def run(config_path, output_dir, max_steps, resume, deepspeed) -> None:
     \b
     Example:
       deepke-llm pretrain run --config training/pretrain/pretrain.yaml --max-steps 100
+      deepspeed --num_gpus 8 --module deepke_llm.cli pretrain run \\
+          --config training/pretrain/pretrain.yaml --deepspeed zero3
       bash training/pretrain/launch.sh training/pretrain/pretrain.yaml   # DeepSpeed, multi-node
     """
     from deepke_llm.training.common import load_run_config
