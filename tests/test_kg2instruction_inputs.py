@@ -65,6 +65,19 @@ def test_bad_input_is_counted_with_file_and_line_never_fatal(tmp_path):
     assert report["kb"]["entities"] == 4  # E3 (no alias) stays relatable; E5 uses its label
 
 
+def test_duplicate_relation_ids_in_an_inventory_object_are_reported(tmp_path):
+    from kg2instruction.inputs import read_relations
+
+    path = write(tmp_path / "r.json", '{"P1": {"name": "first"}, "P2": ["other", ""], '
+                                      '"P1": {"name": "second"}}')
+    issues = InputIssues()
+    assert [(r.id, r.name) for r in read_relations(path, issues)] == [("P1", "first"),
+                                                                      ("P2", "other")]
+    assert issues.counts == {"duplicate_id": 1}
+    listed = write(tmp_path / "l.json", '[{"id": "P1", "name": "x"}, {"id": "P1", "name": "y"}]')
+    assert [r.name for r in read_relations(listed, issues)] == ["x"]
+
+
 def test_plain_text_corpus_gets_line_ids_and_shards(tmp_path):
     corpus = write(tmp_path / "c.txt", "first doc\n\nsecond doc\nthird doc\n")
     issues = InputIssues()
@@ -120,6 +133,10 @@ def test_mentions_respect_word_boundaries_and_prefer_longest():
     text = "Martin read the New York Times; Art liked it. 他买了iPhone和苹果汁。"
     mentions = detect_mentions(text, [(0, len(text))], kb)
     assert [text[m.start:m.end] for m in mentions] == ["New York Times", "Art", "iPhone", "苹果"]
+    kb = _kb({"S": ["서울"], "K": ["カメラ"]})  # Korean and kana: no word boundaries either
+    text = "서울에서 カメラを買った"
+    assert [text[m.start:m.end] for m in detect_mentions(text, [(0, len(text))], kb)] == [
+        "서울", "カメラ"]
     kb = _kb({"A": ["art"]}, ignore_case=True)
     assert len(detect_mentions("ART fair", [(0, 8)], kb)) == 1
 
@@ -157,6 +174,7 @@ def test_fewrel_adapter_and_scoring(tiny_fewrel, tmp_path):
     assert corpus[1] == {"id": "fewrel-00002", "text": "Bo (born 1950) works for Acme, a firm."}
     gold = [json.loads(line) for line in (out / "gold.jsonl").read_text().splitlines()]
     assert gold[1]["relations"][0]["kb_relation"] == "P1"
+    assert gold[1]["source_id"] == "fewrel-P1-1"  # read by deepke_llm.datasets.fewrel
     assert gold[1]["relations"][0]["tail"] == {"type": "entity", "text": "Acme", "start": 25,
                                                "end": 29, "kb_id": "E2"}
     build(out / "kb_entities.jsonl", out / "kb_triples.tsv", out / "relations.json",

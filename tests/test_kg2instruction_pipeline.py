@@ -275,3 +275,45 @@ def test_schema_matching_nothing_is_an_input_error(tmp_path, bad):
                                   "relation_types": [{"name": "unrelated"}]}))
     with pytest.raises(InputError, match="no relation type"):
         run(tmp_path, schema=str(schema))
+
+
+def test_rules_naming_unknown_relations_are_reported_with_file_and_line(tmp_path):
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"drop": [{"name": "typo", "relation": "sprot"}],
+                                 "conflicts": [["P54", "P999"]],
+                                 "symmetric": ["follows"]}, indent=1))
+    _, report = run(tmp_path, rules=rules)
+    assert report["input_errors"]["counts"] == {"unknown_relation": 2}
+    assert report["input_errors"]["messages"] == [
+        f"{rules}:5: $.drop[0].relation: relation 'sprot' is not in the relation inventory; "
+        "this part of the rule never applies",
+        f"{rules}:11: $.conflicts[0]: relation 'P999' is not in the relation inventory; "
+        "this part of the rule never applies"]
+
+
+@pytest.mark.parametrize(("direction", "dropped"), [("any", 2), ("same", 0), ("opposite", 2)])
+def test_rule_declared_conflict_directions(tmp_path, direction, dropped):
+    # the KB says "Alpha Season follows Beta Season" and "Beta Season founded by Alpha Season"
+    (tmp_path / "e.jsonl").write_text(
+        '{"id": "A", "aliases": ["Alpha Season"]}\n{"id": "B", "aliases": ["Beta Season"]}\n')
+    (tmp_path / "t.tsv").write_text("A\tP155\tB\nB\tP112\tA\n")
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"conflicts": [{"relations": ["follows", "founded by"],
+                                                "direction": direction}]}))
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text(json.dumps({"id": "c", "text": "Alpha Season came after Beta Season."})
+                      + "\n")
+    report = build(tmp_path / "e.jsonl", tmp_path / "t.tsv", DATA / "en" / "relations.json",
+                   corpus, tmp_path / "o.jsonl", rules=rules)
+    assert report["dropped"]["conflicting_relations"] == dropped
+    assert report["triples"] == 2 - dropped
+
+
+def test_sentence_rules_split_on_chinese_semicolons(tmp_path):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text(json.dumps({"id": "s", "text": "苹果位于库比蒂诺；乔布斯创办了苹果。"},
+                                 ensure_ascii=False) + "\n")
+    docs, report = run(tmp_path, language="zh", corpus=corpus)
+    assert report["sentences"] == 2
+    assert triples(docs["s"]) == [("苹果", "总部位置", "P159", "库比蒂诺"),
+                                  ("苹果", "创办者", "P112", "乔布斯")]

@@ -134,8 +134,8 @@ def _pct(value: float) -> str:
 _KB_WORDS = {
     "shipped": "the shipped KB, completed from the evaluated sentences",
     "sentences": "built from the evaluated sentences",
-    "disjoint": "built from the other half of the sentences (every other sentence of each "
-                "relation), none of them evaluated",
+    "disjoint": "built from the other half of the sentences — every other sentence of each "
+                "relation — none of them evaluated",
 }
 
 
