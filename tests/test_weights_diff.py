@@ -12,8 +12,9 @@ from safetensors.torch import load_file
 from test_weights_helpers import assert_bit_identical, load_dir, perturb, save_model
 
 from deepke_llm.cli import main
-from deepke_llm.training.weights import MANIFEST, PATCH_FILE, diff_weights, recover_weights
+from deepke_llm.training.weights import MANIFEST, PATCH_FILE, diff_weights
 from deepke_llm.training.weights_io import WeightsError
+from deepke_llm.training.weights_recover import recover_weights
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 
@@ -166,6 +167,25 @@ def test_corrupt_diff_shard_fails_in_one_line_and_writes_nothing(diff_setup):
     assert output.strip().count("\n") == 0
     assert f"diff shard {shard.name} sha256 mismatch" in output and "fetch it again" in output
     assert not any(p.name.startswith("out") for p in root.iterdir())
+
+
+@pytest.mark.parametrize("name", ["config.json", "tokenizer.json"])
+def test_changed_side_file_fails_in_one_line_and_writes_nothing(diff_setup, name):
+    root, raw = diff_setup
+    manifest = json.loads((root / "diff" / MANIFEST).read_text())
+    assert {"config.json", "tokenizer.json"} <= set(manifest["side_files"])
+    assert len(manifest["side_files"]["config.json"]["sha256"]) == 64
+    side = root / "diff" / name
+    side.write_text(side.read_text().replace('"', "'", 1))  # e.g. a hand-edited config
+    code, output = run_cli("recover", "--raw", str(raw), "--diff", str(root / "diff"),
+                           "--out", str(root / "out"))
+    assert code == 1 and output.strip().count("\n") == 0
+    assert f"diff side file {name} sha256 mismatch" in output and "fetch it again" in output
+    assert not any(p.name.startswith("out") for p in root.iterdir())
+    side.unlink()
+    code, output = run_cli("recover", "--raw", str(raw), "--diff", str(root / "diff"),
+                           "--out", str(root / "out"))
+    assert code == 1 and f"diff side file {name} is missing" in output
 
 
 def test_wrong_raw_model_fails_and_writes_nothing(diff_setup, tiny_state, tiny_llama_dir):

@@ -90,13 +90,17 @@ def test_reader_errors_name_the_file(tmp_path):
         CheckpointReader(tmp_path / "m")
 
 
-def test_parse_size_uses_hf_units():
-    assert parse_size("2GB") == 2 * 10**9
-    assert parse_size("500MiB") == 500 * 2**20
-    assert parse_size("100kb") == 100_000
-    assert parse_size(123) == 123
-    with pytest.raises(WeightsError, match="expected a size such as 2GB"):
-        parse_size("lots")
+def test_parse_size_is_transformers_max_shard_size():
+    from transformers.utils.hub import convert_file_size_to_int
+
+    for text in ("2GB", "500MiB", "100kb", "5Gb", "1KiB"):
+        assert parse_size(text) == convert_file_size_to_int(text)
+    assert parse_size("2GB") == 2 * 10**9 and parse_size("500MiB") == 500 * 2**20
+    assert parse_size("100kb") == 12_500  # lower-case b: bits, as in save_pretrained
+    assert parse_size(123) == parse_size(" 123 ") == 123
+    for bad in ("lots", "1.5GB"):
+        with pytest.raises(WeightsError, match="expected a whole number with a unit, such as 2GB"):
+            parse_size(bad)
 
 
 def test_atomic_output_dir_leaves_nothing_on_error(tmp_path):

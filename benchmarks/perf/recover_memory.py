@@ -45,7 +45,7 @@ if job in ("ours_recover", "ours_diff"):  # exactly what `deepke-llm weights ...
          standalone_mode=False)
 elif job == "import_baseline":  # the interpreter with torch + safetensors loaded, doing nothing
     import torch, safetensors.torch
-    from deepke_llm.training import weights
+    from deepke_llm.training import weights_recover  # imports weights, weights_io
 elif job == "naive_recover":
     import glob, os, torch
     from safetensors.torch import load_file, save_file

@@ -13,7 +13,8 @@ from deepke_llm.training.weights_io import DEFAULT_MAX_SHARD_SIZE
 PATH = click.Path(path_type=Path)
 max_shard_size_option = click.option(
     "--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE, show_default=True,
-    help="Largest output shard, e.g. 2GB, 500MB, 1GiB (a bigger tensor gets a shard of its own).")
+    help="Largest output shard, in transformers' max_shard_size units: 2GB, 500MB, 1GiB (a bigger "
+         "tensor gets a shard of its own).")
 force_option = click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 
 
@@ -94,7 +95,7 @@ def recover(raw: Path, diff_dir: Path, out: Path, dtype: str | None, max_shard_s
     Example:
       deepke-llm weights recover --raw llama-13b-hf --diff zhixi-13b-diff --out zhixi-13b
     """
-    from deepke_llm.training.weights import recover_weights
+    from deepke_llm.training.weights_recover import recover_weights
 
     _run("recover", recover_weights, raw=raw, diff=diff_dir, out=out, dtype=dtype,
          max_shard_size=max_shard_size, force=force)

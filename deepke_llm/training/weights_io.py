@@ -18,7 +18,6 @@ import functools
 import hashlib
 import json
 import os
-import re
 import shutil
 import struct
 from collections.abc import Callable, Iterable, Iterator
@@ -107,16 +106,20 @@ def tensor_bytes(tensor: torch.Tensor) -> memoryview:
 
 
 def parse_size(text: str | int) -> int:
-    """``"2GB"`` -> 2_000_000_000, ``"500MiB"`` -> 524_288_000, ``123`` -> 123 (HF's units)."""
-    if isinstance(text, int):
-        return text
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)\s*", text, flags=re.IGNORECASE)
-    if not match:
-        raise WeightsError(f"--max-shard-size {text!r}: expected a size such as 2GB, 500MB or 1GiB")
-    number, unit = float(match.group(1)), match.group(2).upper()
-    power = "KMGT".find(unit[0]) + 1 if unit and unit[0] in "KMGT" else 0
-    base = 1024 if "I" in unit else 1000
-    return int(number * base**power)
+    """``"2GB"`` -> 2_000_000_000, ``"500MiB"`` -> 524_288_000, ``123``/``"123"`` -> 123.
+
+    transformers' own parser (the units of ``save_pretrained(max_shard_size=...)``), with a bare
+    byte count accepted and its error turned into a one-line ``WeightsError``.
+    """
+    if isinstance(text, int) or text.strip().isdigit():
+        return int(text)
+    from transformers.utils.hub import convert_file_size_to_int
+
+    try:
+        return convert_file_size_to_int(text.strip())
+    except ValueError:
+        raise WeightsError(f"--max-shard-size {text!r}: expected a whole number with a unit, such as "
+                           "2GB, 500MB or 1GiB") from None
 
 
 def sha256_file(path: Path, block: int = 8 * 2**20) -> str:

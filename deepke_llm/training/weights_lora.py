@@ -63,11 +63,11 @@ class LoraPair:
 
 
 def pattern_value(patterns: dict[str, Any], module: str, default: Any) -> Any:
-    """peft's ``rank_pattern``/``alpha_pattern`` lookup (same rule as ``peft.utils.other.get_pattern_key``)."""
-    for key in patterns:
-        if re.match(rf"(.*\.)?({key})$", module):
-            return patterns[key]
-    return default
+    """``rank_pattern``/``alpha_pattern`` value for ``module``: peft's own lookup, so a merge here
+    reads the adapter config exactly as the installed peft's ``merge_and_unload`` does."""
+    from peft.utils.other import get_pattern_key
+
+    return patterns.get(get_pattern_key(patterns.keys(), module), default)
 
 
 def read_adapter_config(lora_dir: Path) -> dict[str, Any]:
