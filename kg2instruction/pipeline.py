@@ -38,7 +38,7 @@ class BuildConfig:
     context: str = "tfidf"  # tfidf, none, minilm or a sentence-embedding model directory
     max_distance: int = 300  # characters between two mentions of one triple; 0 = no limit
     ignore_case: bool = False  # match aliases case-insensitively
-    drop_uncertain: bool = True  # drop triples resting on a tied (coin-flip) entity link
+    drop_uncertain: bool = True  # tied (coin-flip) links: no kb_id, their triples dropped
     keep_empty: bool = True  # also write documents that got no relation
     workers: int = 1
     shard: tuple[int, int] = (0, 1)  # (index, count): this run handles index of count shards
@@ -162,6 +162,16 @@ class DocumentPipeline:
 _PIPELINE: DocumentPipeline | None = None
 
 
+@dataclass
+class ChunkResult:
+    """What one chunk of documents produced: output lines (id, JSON) in corpus order."""
+
+    stats: Counter
+    last_line: int  # corpus line number of the chunk's last record
+    lines: list[tuple[str, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
 def _process_chunk(chunk: list[tuple[int, dict[str, Any]]]) -> ChunkResult:
     assert _PIPELINE is not None
     stats: Counter = Counter()
@@ -180,16 +190,6 @@ def _process_chunk(chunk: list[tuple[int, dict[str, Any]]]) -> ChunkResult:
     return result
 
 
-@dataclass
-class ChunkResult:
-    """What one chunk of documents produced: output lines (id, JSON) in corpus order."""
-
-    stats: Counter
-    last_line: int  # corpus line number of the chunk's last record
-    lines: list[tuple[str, str]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-
 def _chunks(records: Iterable[tuple[int, dict[str, Any]]], size: int) -> Iterator[list]:
     chunk: list = []
     for item in records:
@@ -202,7 +202,7 @@ def _chunks(records: Iterable[tuple[int, dict[str, Any]]], size: int) -> Iterato
 
 
 def run_pipeline(pipeline: DocumentPipeline,
-                 records: Iterable[tuple[int, dict[str, Any]]]) -> Iterator[tuple]:
+                 records: Iterable[tuple[int, dict[str, Any]]]) -> Iterator[ChunkResult]:
     """Process records in corpus order with ``config.workers`` forked processes.
 
     At most two chunks per worker are in flight, so memory stays bounded whatever the corpus
