@@ -13,6 +13,7 @@ import gzip
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 COMPRESSED_SUFFIXES = (".gz", ".bz2")
 
@@ -50,7 +51,7 @@ class BadLine:
     reason: str
 
 
-def _open_binary(path: Path):
+def _open_binary(path: Path) -> IO[bytes]:
     if path.suffix == ".gz":
         return gzip.open(path, "rb")
     if path.suffix == ".bz2":
