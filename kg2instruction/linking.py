@@ -8,7 +8,9 @@ Evidence for a candidate entity of an ambiguous mention, strongest first:
 3. context similarity between the sentence and the entity's profile (TF-IDF or embeddings);
 4. the prior: popularity when the KB gives it, else KB degree, normalised over the candidates.
 Two rounds: the second uses the first round's decisions, so two ambiguous mentions can resolve
-each other. Every decision records which evidence decided it (for the stats).
+each other. Every decision records which evidence decided it (for the stats); when the best
+candidates score exactly the same it is a tie, marked uncertain with the tied candidates (the
+pipeline then leaves the mention unlinked: choosing the first would be a coin flip).
 """
 
 from __future__ import annotations

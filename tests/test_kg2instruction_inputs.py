@@ -189,6 +189,26 @@ def test_fewrel_adapter_and_scoring(tiny_fewrel, tmp_path):
     assert scores["counts"].get("ambiguous_indistinguishable", 0) == 0
 
 
+def test_interrupted_fewrel_adapter_leaves_no_output_that_looks_complete(tiny_fewrel,
+                                                                          monkeypatch):
+    import kg2instruction.fewrel as fewrel
+
+    detokenize = fewrel.detokenize
+    calls = []
+
+    def interrupted(tokens):
+        calls.append(tokens)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return detokenize(tokens)
+
+    monkeypatch.setattr(fewrel, "detokenize", interrupted)
+    out = tiny_fewrel / "inputs"
+    with pytest.raises(KeyboardInterrupt):
+        fewrel.prepare_fewrel(tiny_fewrel / "fewrel.json", out, tiny_fewrel / "names.json")
+    assert not out.exists() or list(out.iterdir()) == []
+
+
 def test_fewrel_real_data_meets_recall_goal_but_not_ambiguity_goal(data_dir, tmp_path):
     from kg2instruction.evaluate import score_documents
 
