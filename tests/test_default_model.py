@@ -98,7 +98,9 @@ def test_real_default_model_converts_once_and_extracts_offline(monkeypatch, tmp_
                                        "--max-new-tokens", "64", "--no-progress", text])
     assert result.exit_code == 0, result.output
     (line,) = [json.loads(x) for x in result.stdout.splitlines()]
-    assert line["text"] == text and line["raw_output"]
+    assert line["text"] == text and line["raw_output"] and line["errors"] == []
     for entity in line["entities"]:
-        if entity["start"] is not None:
-            assert text[entity["start"]:entity["end"]] == entity["text"]
+        assert text[entity["start"]:entity["end"]] == entity["text"]
+    if dm.default_adapter_path():  # the shipped adapter knows CoNLL-2003
+        found = {(e["type"], e["text"]) for e in line["entities"]}
+        assert {("location", "Japan"), ("location", "Syria")} <= found, line["raw_output"]
