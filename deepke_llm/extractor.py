@@ -20,6 +20,7 @@ from deepke_llm.backends.base import (
     context_length,
     count_tokens,
 )
+from deepke_llm.cjk import is_cjk
 from deepke_llm.grounding import ground_records, shift
 from deepke_llm.prompts.styles import chunk_schema, get_style
 from deepke_llm.records import Document, RecordError
@@ -37,7 +38,7 @@ MIN_WINDOW_TOKENS = 16
 def detect_language(text: str) -> str:
     """``zh`` when CJK characters make up a fifth of the letters, else ``en``."""
     letters = [ch for ch in text if ch.isalpha()]
-    cjk = sum(1 for ch in letters if "\u4e00" <= ch <= "\u9fff")
+    cjk = sum(1 for ch in letters if is_cjk(ch))
     return "zh" if letters and cjk / len(letters) >= 0.2 else "en"
 
 

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from functools import lru_cache
 
+from deepke_llm.cjk import is_cjk
 from deepke_llm.records import Argument, Entity, Event, Relation
 
 __all__ = ["find_mention", "ground_entities", "ground_events", "ground_records",
@@ -31,7 +32,7 @@ Offsets = tuple[int, int]
 
 def _is_word_char(ch: str) -> bool:
     # CJK characters are "word" characters but Chinese has no word boundaries to respect
-    return ch.isalnum() and not ("\u2e80" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff")
+    return ch.isalnum() and not is_cjk(ch)
 
 
 def _on_boundary(text: str, start: int, end: int) -> bool:

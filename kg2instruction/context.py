@@ -19,7 +19,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
-from kg2instruction.cjk import CJK_RUN
+from deepke_llm.cjk import CJK_RUN
 from kg2instruction.kb import KnowledgeBase
 
 _LATIN = re.compile(r"[^\W\d_]{2,}|\d+", re.UNICODE)

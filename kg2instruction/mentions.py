@@ -12,7 +12,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass
 
-from kg2instruction.cjk import is_cjk
+from deepke_llm.cjk import is_cjk
 from kg2instruction.kb import KnowledgeBase
 
 

@@ -77,7 +77,9 @@ def count_tokens(backend: Any, text: str) -> int:
     counter = getattr(backend, "count_tokens", None)
     if counter is not None:
         return int(counter(text))
-    cjk = sum(1 for ch in text if "\u3000" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef")
+    from deepke_llm.cjk import is_wide
+
+    cjk = sum(1 for ch in text if is_wide(ch))
     return cjk + (len(text) - cjk + 2) // 3
 
 

@@ -1,7 +1,7 @@
 """Scripts written without spaces between words (Chinese, Japanese kana, Korean syllables).
 
-One definition for the gazetteer's word-boundary test (:mod:`kg2instruction.mentions`: a CJK alias
-may match anywhere) and the context scorer's tokens (:mod:`kg2instruction.context`: CJK runs
+The one definition for word-boundary tests (grounding, the KG2Instruction gazetteer: a CJK mention
+may start anywhere), language detection, token estimates and the context scorer's tokens (CJK runs
 become character unigrams and bigrams instead of words).
 """
 
@@ -21,3 +21,8 @@ _EDGES = tuple(edge for first, last in CJK_BLOCKS for edge in (first, last + 1))
 def is_cjk(char: str) -> bool:
     """True for a character of :data:`CJK_BLOCKS` (one bisect: this runs per gazetteer match)."""
     return bisect_right(_EDGES, ord(char)) % 2 == 1
+
+
+def is_wide(char: str) -> bool:
+    """CJK characters plus CJK punctuation and full-width forms (a token each, roughly)."""
+    return is_cjk(char) or "\u3000" <= char <= "\u303f" or "\uff00" <= char <= "\uffef"
