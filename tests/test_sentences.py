@@ -94,3 +94,12 @@ def test_spans_cover_all_non_space_text_in_order(text, language):
     assert split_sentences(text, language) == [text[s:e] for s, e in spans]
     # nothing but whitespace is lost
     assert "".join("".join(text[s:e] for s, e in spans).split()) == "".join(text.split())
+
+
+def test_single_letter_abbreviations_do_not_end_sentences():
+    from deepke_llm.sentences import split_sentences
+
+    assert split_sentences("See p. 49 for details. Goethe (d. 1832) wrote it.") == [
+        "See p. 49 for details.", "Goethe (d. 1832) wrote it."]
+    assert split_sentences("Molitor v. Fahsan was decided. J. R. Smith agreed.") == [
+        "Molitor v. Fahsan was decided.", "J. R. Smith agreed."]
