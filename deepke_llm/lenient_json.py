@@ -90,19 +90,46 @@ def _drop_open_string(text: str) -> tuple[str, bool]:
     return head.rstrip(",:").rstrip(), True
 
 
+_OBJECT_START = re.compile(r"\{\s*[\"'“‘}]")
+
+
+def _top_level_objects(text: str) -> list[int]:
+    """Positions of ``{`` that open a JSON-looking object (a quote or ``}`` follows) and are not
+    nested inside an earlier, still open one (an inner object of a cut-off answer is no answer)."""
+    out = []
+    depth = 0
+    in_string = False
+    escaped = False
+    for i, ch in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch == "{":
+            if depth == 0 and _OBJECT_START.match(text, i):
+                out.append(i)
+            depth += 1
+        elif ch == "}":
+            depth = max(depth - 1, 0)
+    return out
+
+
 def _starts(text: str, want: str, limit: int = 16) -> list[int]:
-    """Where a value may start: ``{`` positions first (the tasks want an object, and prose before
-    the answer may hold brackets), then ``[`` positions before the first ``{``."""
-    out: list[int] = []
-    first_brace = text.find("{") if "{" in want else -1
-    for ch in "{[":
-        if ch not in want:
-            continue
-        i = text.find(ch)
+    """Where a value may start: top-level ``{`` positions first (the tasks want an object, and
+    prose before the answer may hold brackets), then ``[`` positions before the first ``{``."""
+    out = _top_level_objects(text)[:limit] if "{" in want else []
+    if "[" in want:
+        first_brace = out[0] if out else text.find("{")
+        i = text.find("[")
         # a "[" after the first "{" is inside that object, not an answer of its own
-        while i >= 0 and len(out) < limit * 2 and (ch == "{" or first_brace < 0 or i < first_brace):
+        while i >= 0 and len(out) < 2 * limit and (first_brace < 0 or i < first_brace):
             out.append(i)
-            i = text.find(ch, i + 1)
+            i = text.find("[", i + 1)
     return out
 
 
@@ -147,9 +174,15 @@ def loads_lenient(text: str, want: str = "{[") -> tuple[Any, list[str]]:
                 value = _decode_objects(variant, start)
             except (json.JSONDecodeError, RecursionError):
                 continue
-            if isinstance(value, dict) or (isinstance(value, list) and "[" in want):
+            if isinstance(value, dict):
                 return value, notes
-    starts = _starts(normalised, want, limit=1)
+            # a list is the answer only if it holds objects or no object follows ("see [1]: {...}")
+            if isinstance(value, list) and "[" in want and (
+                    (value and all(isinstance(v, dict) for v in value)) or "{" not in variant[start:]):
+                return value, notes
+    # repair from the first object-looking start, else from any bracket at all ({person: [...]})
+    starts = _starts(normalised, want, limit=1) or [
+        i for i in (normalised.find("{"), normalised.find("[")) if i >= 0][:1]
     if not starts:
         snippet = " ".join(text.split())[:60]
         return None, [f"no JSON found in output: {snippet!r}" if snippet else "empty output"]

@@ -52,7 +52,9 @@ def test_wheel_contains_schemas_and_installed_package_loads_them(tmp_path):
     # DeepSpeed presets and benchmark definitions ship too (symlinked into the package)
     expected |= {f"deepke_llm/training/configs/ds_{name}.json"
                  for name in ("zero2", "zero3", "zero3_offload")}
-    expected |= {"deepke_llm/benchmark_defs/conll03.json", "deepke_llm/benchmark_defs/conll04.json"}
+    from deepke_llm.evaluation.definitions import bundled_benchmarks
+
+    expected |= {f"deepke_llm/benchmark_defs/{name}.json" for name in bundled_benchmarks()}
     if (REPO / "deepke_llm" / "adapters" / "default" / "adapter_config.json").is_file():
         expected |= {"deepke_llm/adapters/default/adapter_config.json",
                      "deepke_llm/adapters/default/adapter_model.safetensors"}
@@ -64,11 +66,17 @@ def test_wheel_contains_schemas_and_installed_package_loads_them(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     check = ("import deepke_llm, deepke_llm.schema as s; "
+             "from deepke_llm.evaluation.definitions import bundled_benchmarks, load_benchmark; "
+             "from deepke_llm.training.common import resolve_deepspeed_config as ds; "
              "print(deepke_llm.__file__); print(','.join(s.bundled_schemas())); "
-             "print(','.join(e.name for e in s.load_schema('conll03').entity_types))")
+             "print(','.join(e.name for e in s.load_schema('conll03').entity_types)); "
+             "print(','.join(bundled_benchmarks())); print(load_benchmark('conll04').task); "
+             "print(ds('zero3'))")
     # cwd is an empty folder, so only PYTHONPATH (the install) can provide deepke_llm
     result = _run([sys.executable, "-c", check], cwd=elsewhere, PYTHONPATH=str(target))
-    module_file, schemas, conll03 = result.stdout.split()
+    module_file, schemas, conll03, benchmarks, conll04_task, zero3 = result.stdout.split()
+    assert benchmarks.split(",") == bundled_benchmarks() and conll04_task == "re"
+    assert Path(zero3).resolve().is_relative_to(target.resolve())
     assert Path(module_file).resolve().is_relative_to(target.resolve())
     assert schemas.split(",") == bundled_schemas()
     assert conll03 == "person,location,organization,else"

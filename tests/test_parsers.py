@@ -34,6 +34,9 @@ DUEE = load_schema("duee")
     ('Here is [my] answer (see [1]): {"a": ["x"]}', {"a": ["x"]}),
     ('{"a": ["x"]} {"b": ["y"]}', [{"a": ["x"]}, {"b": ["y"]}]),
     ('[see 1] {"a": ["x", "y"], "b": ["z', {"a": ["x", "y"], "b": []}),
+    # cut off after an inner object: the answer is the outer object, not the inner one
+    ('{"r": [{"subject": "A", "object": "B"}], "k": [], "', {"r": [{"subject": "A", "object": "B"}], "k": []}),
+    ('{person: ["A"]}', {"person": ["A"]}),
 ])
 def test_lenient_json_recovers_what_the_model_meant(raw, expected):
     value, _ = loads_lenient(raw)

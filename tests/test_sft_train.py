@@ -177,7 +177,7 @@ def test_builtin_generation_eval_and_merge(model_dir, iepile_file, tmp_path, mon
     assert result.metrics["eval_exact_match"] == 0.0 and result.metrics["eval_ner_f1"] == 0.0
 
     merged = AutoModelForCausalLM.from_pretrained(str(out / "merged"))
-    with_adapter = HFBackend(str(model_dir), lora=str(out)).model
+    with_adapter = HFBackend(str(model_dir), lora=str(out), merge_lora=False).model
     base = AutoModelForCausalLM.from_pretrained(str(model_dir))
     ids = torch.tensor([[1, 270, 295, 271, 285, 272, 30, 31]])
     with torch.no_grad():

@@ -122,9 +122,9 @@ def as_object(value: Any) -> dict[str, Any] | None:
     """The top-level output object; a list of objects is merged key by key."""
     if isinstance(value, dict):
         return value
-    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+    if isinstance(value, list) and any(isinstance(v, dict) for v in value):
         merged: dict[str, Any] = {}
-        for item in value:
+        for item in (v for v in value if isinstance(v, dict)):
             for key, val in item.items():
                 if key in merged and isinstance(merged[key], list) and isinstance(val, list):
                     merged[key] = merged[key] + val
