@@ -141,3 +141,24 @@ def test_load_backend_picks_by_options_and_rejects_missing_model(monkeypatch):
         load_backend(base_url="http://127.0.0.1:9/v1", api_model="m", lora="adapter")
     with pytest.raises(ValueError, match="already registered"):
         register_backend("hf")(lambda **kw: None)
+
+
+def test_shared_prefix_cache_gives_the_same_outputs(tiny_llama_dir):
+    from deepke_llm.backends.hf import HFBackend
+    from deepke_llm.extractor import Extractor
+
+    cached = HFBackend(tiny_llama_dir)
+    plain = HFBackend(tiny_llama_dir, prefix_cache=False)
+    extractor = Extractor(cached, "conll03", "ner")
+    texts = ["Alice flew to Paris.", "Acme hired Bob in Rome on a Monday.", "Rome.",
+             "The European Commission said on Thursday it disagreed."]
+    prompts = [extractor._build(0, t, "en") for t in texts]
+    rows = [cached.encode_prompt(p) for p in prompts]
+    from deepke_llm.backends.hf import MIN_SHARED_PREFIX, _common_prefix_length
+
+    assert _common_prefix_length(rows) > MIN_SHARED_PREFIX  # the IEPile instruction is shared
+    config = GenerationConfig(max_new_tokens=12, batch_size=4)
+    assert cached.generate(prompts, config) == plain.generate(prompts, config)
+    inputs = cached._batch_inputs(rows)
+    assert inputs["input_ids"].shape[1] == max(len(r) for r in rows)
+    assert inputs["attention_mask"].sum().item() == sum(len(r) for r in rows)
