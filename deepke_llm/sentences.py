@@ -32,7 +32,7 @@ LANGUAGES = (None, "en", "zh")
 _CLOSERS = "\"'”’」』）)》】]»"
 _CJK = "\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef"
 # A period after one of these does not end an English sentence. Single letters (initials,
-# "U.S.", "p. 49", "(d. 1832)", "v.") are handled by their own rule.
+# "U.S.", "p. 49", "(d. 1832)", "v."; not "a", which ends sentences) have their own rule.
 ABBREVIATIONS = (
     "Mr", "Mrs", "Ms", "Dr", "Prof", "Sr", "Jr", "St", "Mt", "Ft", "vs", "etc", "e.g", "i.e", "cf",
     "al", "ca", "Inc", "Ltd", "Co", "Corp", "Bros", "Dept", "Univ", "Assn", "Est", "No", "Nos",
@@ -45,7 +45,7 @@ _NOT_AFTER_ABBREVIATION = "".join(f"(?<!\\b{re.escape(a)}[.!?])" for a in ABBREV
 _CLOSE = f"[{re.escape(_CLOSERS)}]*"
 
 _ENGLISH_END = (
-    rf"(?<=[.!?]){_NOT_AFTER_ABBREVIATION}(?<!\b[A-Za-z][.!?])[.!?]*{_CLOSE}"
+    rf"(?<=[.!?]){_NOT_AFTER_ABBREVIATION}(?<!\b[A-Zb-z][.!?])[.!?]*{_CLOSE}"
     r"(?=\s+[\"'“‘(\[]*[A-Z0-9]|\s*[\u3400-\u9fff]|\s*$)"
 )
 
