@@ -31,8 +31,9 @@ def _checkpoint(run: Path, step: int | None) -> Path:
 
 def _tokens_seen(source: Path) -> tuple[int | None, int | None]:
     state = source / "trainer_state.json"
-    if not state.is_file():
-        state = source.parent / "trainer_state.json"
+    if not state.is_file():  # a finished run: its last checkpoint holds the final state
+        checkpoints = sorted(source.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        state = checkpoints[-1] / "trainer_state.json" if checkpoints else state
     if not state.is_file():
         return None, None
     data = json.loads(state.read_text())
