@@ -228,3 +228,22 @@ def test_cli_trains_and_writes_the_run_config(model_dir, iepile_file, tmp_path):
     assert summary["data"]["examples"] + summary["data"]["dropped_too_long"] == 4
     # the oneke system prompt makes examples 128-175 tiny-tokenizer tokens long: 2 are over 150
     assert summary["data"]["dropped_too_long"] == 2
+
+
+@pytest.mark.slow
+def test_continued_training_starts_from_the_given_adapter(model_dir, iepile_file, tmp_path):  # noqa: F811
+    first = tmp_path / "first"
+    run_sft(lora_config(model_dir, iepile_file, first, max_steps=3))
+    start = _adapter_weights(first)
+    assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in start.items())
+    # a negligible learning rate: the continued run saves (almost) the adapter it started from,
+    # not a fresh one (whose B matrices are zero), with the first adapter's rank
+    second = tmp_path / "second"
+    run_sft(lora_config(model_dir, iepile_file, second, max_steps=1, learning_rate=1e-12,
+                        init_adapter=str(first), lora_r=4))
+    again = _adapter_weights(second)
+    assert again.keys() == start.keys()
+    assert all(torch.allclose(again[k], start[k], atol=1e-6) for k in start)
+    with pytest.raises(ValueError, match="init_adapter"):
+        run_sft(lora_config(model_dir, iepile_file, tmp_path / "x", method="full",
+                            init_adapter=str(first)))

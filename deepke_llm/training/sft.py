@@ -120,6 +120,12 @@ def load_model(config: SftConfig, precision: str) -> Any:
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=config.gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False})
+    if config.init_adapter:
+        # continued training (e.g. OneKE on in-domain data): start from a trained adapter; its
+        # own adapter_config decides rank and target modules
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(model, config.init_adapter, is_trainable=True)
     targets = config.target_modules or default_target_modules(model.config.model_type)
     if targets == ["all-linear"]:
         targets = "all-linear"
@@ -169,6 +175,12 @@ def run_sft(config: SftConfig, callbacks: Sequence[Any] = (),
         from deepke_llm.default_model import ensure_default_model
 
         config.model = str(ensure_default_model())
+    if config.init_adapter == "default":  # ... and its shipped IE adapter
+        from deepke_llm.default_model import default_adapter_path
+
+        config.init_adapter = default_adapter_path() or ""
+    if config.init_adapter and config.method == "full":
+        raise ValueError("init_adapter continues a LoRA adapter: use method lora or qlora")
     # inputs are checked before anything heavy is imported or loaded
     deepspeed = resolve_deepspeed_config(config.deepspeed)
     if config.packing:

@@ -39,6 +39,8 @@ class SftConfig:
                                       "Alpaca lines always use the alpaca template.")
     method: str = config_field("lora", help="lora, qlora (4-bit base via bitsandbytes, CUDA only) "
                                "or full (all weights trained).")
+    init_adapter: str = config_field("", help="Continue training this LoRA adapter dir instead "
+                                     "of starting a new one (its rank and target modules apply).")
     lora_r: int = config_field(8, help="LoRA rank.")
     lora_alpha: int = config_field(16, help="LoRA alpha (scaling = alpha / r).")
     lora_dropout: float = config_field(0.05, help="Dropout on the LoRA input.")
