@@ -180,7 +180,8 @@ def test_recipes_load_cleanly(recipe):
 
 def test_recipes_cover_the_issue_families():
     names = {p.stem for p in RECIPES}
-    assert names == {"knowlm_zhixi_13b", "oneke", "qwen2_5", "llama3", "default_small"}
+    assert names == {"knowlm_zhixi_13b", "oneke", "qwen2_5", "llama3", "default_small",
+                     "default_small_stage2"}
     templates = {p.stem: load_sft_config(str(p)).chat_template for p in RECIPES}
     assert templates["oneke"] == "oneke" and templates["knowlm_zhixi_13b"] == "alpaca"
 

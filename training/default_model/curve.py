@@ -1,6 +1,6 @@
 """F1 against tokens trained: evaluate every checkpoint of the default adapter's run.
 
-    python training/default_model/curve.py runs/default/adapter --limit 200
+    python training/default_model/curve.py runs/default/adapter runs/default/stage2 --limit 200
 
 Each checkpoint (and the base model with few-shot demonstrations, step 0) is scored with the
 benchmark runner on the first --limit documents of each benchmark's test split; the points go to
@@ -43,14 +43,16 @@ def evaluate_point(lora: str | None, limit: int, batch_size: int, few_shot: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path)
+    parser.add_argument("runs", type=Path, nargs="+",
+                        help="SFT output dirs in training order (a later run continues the one "
+                             "before: its tokens and examples add to that run's totals)")
     parser.add_argument("--limit", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--base-few-shot", type=int, default=3)
     parser.add_argument("--every", type=int, default=1, help="Evaluate every k-th checkpoint.")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    scratch = Path(args.run) / "curve-scratch"
+    scratch = Path(args.runs[0]) / "curve-scratch"
     path = OUT / "curve.json"
     done = json.loads(path.read_text()) if path.exists() else {"points": []}
     points = {p["step"]: p for p in done["points"]}
@@ -58,15 +60,20 @@ def main() -> None:
         f1 = evaluate_point(None, args.limit, args.batch_size, args.base_few_shot, scratch)
         points[0] = {"step": 0, "tokens": 0, "examples": 0, "f1": f1,
                      "model": f"base, {args.base_few_shot}-shot"}
-    checkpoints = sorted(args.run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    for checkpoint in checkpoints[args.every - 1::args.every]:
-        step, tokens = _state(checkpoint)
-        if step in points:
-            continue
-        f1 = evaluate_point(str(checkpoint), args.limit, args.batch_size, 0, scratch)
-        points[step] = {"step": step, "tokens": tokens, "examples": step * 8, "f1": f1,
-                        "model": "base + adapter"}
-        _write(points, args)
+    step0 = tokens0 = 0
+    for stage, run in enumerate(args.runs, 1):
+        checkpoints = sorted(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        for checkpoint in checkpoints[args.every - 1::args.every]:
+            step, tokens = _state(checkpoint)
+            step, tokens = step0 + step, tokens0 + tokens
+            if step not in points:
+                f1 = evaluate_point(str(checkpoint), args.limit, args.batch_size, 0, scratch)
+                points[step] = {"step": step, "tokens": tokens, "examples": step * 8, "f1": f1,
+                                "model": f"base + adapter (stage {stage})"}
+                _write(points, args)
+        if checkpoints:
+            last_step, last_tokens = _state(checkpoints[-1])
+            step0, tokens0 = step0 + last_step, tokens0 + last_tokens
     _write(points, args)
 
 
@@ -75,7 +82,8 @@ def _write(points: dict[int, dict], args: argparse.Namespace) -> None:
     data = {"benchmarks": list(BENCHMARKS), "points": ordered,
             "note": f"strict F1 on the first {args.limit} test documents of each benchmark; "
                     f"step 0 is the base model with {args.base_few_shot} demonstrations; "
-                    f"`python training/default_model/curve.py {args.run} --limit {args.limit}`"}
+                    f"`python training/default_model/curve.py "
+                    f"{' '.join(map(str, args.runs))} --limit {args.limit}`"}
     (OUT / "curve.json").write_text(json.dumps(data, indent=1))
     lines = ["# Default adapter: strict F1 against tokens trained", "", data["note"], "",
              "| step | tokens | examples | model | " + " | ".join(BENCHMARKS) + " |",

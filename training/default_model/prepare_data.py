@@ -33,6 +33,15 @@ VALIDATION = {
     "conll04": ("spert", "conll04/conll04_dev.json", "conll04", ["ner", "re"], 100),
 }
 FEWREL_LINES = 1500
+# Stage 2 continues the stage-1 adapter (init_adapter) where stage 1 was thin: CoNLL04 relations
+# (stage 1 saw ~500 of them), with some of every other source so nothing is forgotten.
+STAGE2 = {
+    "conll04_re": ("spert", "conll04/conll04_train.json", "conll04", ["re"], 922, 2),
+    "conll04_ner": ("spert", "conll04/conll04_train.json", "conll04", ["ner"], 922, 1),
+    "conll03": ("conll03", "conll2003/eng.train", "conll03", ["ner"], 1500, 1),
+    "peoples_daily": ("bio", "chinese_ner/peoples_daily.dev", "peoples_daily", ["ner"], 400, 1),
+}
+STAGE2_FEWREL_LINES = 200
 
 
 def instruction_lines(data_dir: Path, spec, split: str, seed: int, neg_ratio: float) -> list[dict]:
@@ -69,7 +78,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--neg-ratio", type=float, default=1.0)
     parser.add_argument("--scale", type=float, default=1.0, help="Multiply every budget (0.1: a quick run).")
+    parser.add_argument("--stage", type=int, choices=(1, 2), default=1,
+                        help="1: train.jsonl + val.jsonl; 2: stage2_train.jsonl (continued training)")
     args = parser.parse_args()
+    if args.stage == 2:
+        return stage2(Path(args.data_dir), Path(args.out), args.seed + 1)
     data_dir, out = Path(args.data_dir), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     train, counts = [], {}
@@ -90,6 +103,24 @@ def main() -> None:
     summary = {"train_lines": len(train), "per_source": counts, "val_lines": len(val),
                "seed": args.seed, "neg_ratio": args.neg_ratio, "scale": args.scale}
     (out / "data_summary.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary))
+
+
+def stage2(data_dir: Path, out: Path, seed: int) -> None:
+    """Write out/stage2_train.jsonl (see STAGE2); a new seed draws other examples than stage 1."""
+    out.mkdir(parents=True, exist_ok=True)
+    train, counts = [], {}
+    for name, (*spec, repeats) in STAGE2.items():
+        lines = instruction_lines(data_dir, tuple(spec), "train", seed, 1.0)
+        counts[name] = len(lines) * repeats
+        train += lines * repeats
+    lines = fewrel_lines(data_dir, out, seed)[:STAGE2_FEWREL_LINES]
+    counts["fewrel"] = len(lines)
+    train += lines
+    random.Random(seed).shuffle(train)
+    write_jsonl_atomic(out / "stage2_train.jsonl", train)
+    summary = {"train_lines": len(train), "per_source": counts, "seed": seed}
+    (out / "stage2_summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary))
 
 
