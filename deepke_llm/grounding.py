@@ -79,7 +79,48 @@ def find_mention(text: str, mention: str) -> list[Offsets]:
         return []
     found = _exact(text, mention) or _fuzzy(text, mention)
     bounded = [o for o in found if _on_boundary(text, *o)]
-    return bounded or found
+    return [_without_clause_punctuation(text, o) for o in bounded or found]
+
+
+_CLAUSE_PUNCTUATION = ",;:"
+_CJK_PUNCTUATION = "。，；：、！？"
+
+
+def _without_clause_punctuation(text: str, span: Offsets) -> Offsets:
+    """``span`` without the sentence or clause punctuation a model copied along with the mention.
+
+    Models trained on tokenised corpora see "Syria ." and, on running text, answer "Syria." for
+    "... against Syria.". A trailing comma, semicolon or colon before a space or the end of the
+    text (Chinese punctuation anywhere) is never part of a name; a trailing period is dropped only
+    where it ends a sentence (end of text, or a space and a capital letter next) and does not close
+    an abbreviation ("U.S.", "J.", "Corp."): "Acme Corp. said" and "the U.S. Open" stay whole.
+    """
+    start, end = span
+    last = text[end - 1]
+    if end - start < 2:
+        return span
+    if last in _CJK_PUNCTUATION:
+        return start, end - 1
+    if end < len(text) and not text[end].isspace():
+        return span
+    if last in _CLAUSE_PUNCTUATION:
+        return start, end - 1
+    if last != ".":
+        return span
+    rest = text[end:].lstrip()
+    if rest and not (rest[0].isupper() or rest[0] in "\"'“‘("):
+        return span
+    word = text[start:end - 1].rsplit(None, 1)[-1]
+    if len(word) <= 1 or "." in word or not word[-1].isalnum() or word.lower() in _ABBREVIATIONS:
+        return span
+    return start, end - 1
+
+
+# Why a list: titles and company suffixes keep their period even at the end of a sentence
+# ("works for Acme Corp."); splitting that last period off would cut the name.
+_ABBREVIATIONS = frozenset({
+    "inc", "corp", "co", "ltd", "llc", "plc", "bhd", "jr", "sr", "st", "dr", "mr", "mrs", "ms",
+    "prof", "gen", "col", "capt", "lt", "sgt", "rev", "bros", "ave"})
 
 
 def _distance(a: Offsets, b: Offsets) -> int:

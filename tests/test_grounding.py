@@ -74,3 +74,22 @@ def test_fuzzy_match_records_carry_the_text_found():
     assert [relation.head.text, relation.tail.text] == ["Japan 's", "Australia"]
     for part in (relation.head, relation.tail):
         assert text[part.start:part.end] == part.text
+
+
+def test_sentence_and_clause_punctuation_copied_by_the_model_is_left_out():
+    text = "Japan began the defence of their title with a 2-1 win against Syria."
+    assert [text[s:e] for s, e in find_mention(text, "Syria.")] == ["Syria"]
+    text = "He met Bob Smith, the U.S. envoy, at Acme Corp. Later he flew to Paris. Then home."
+    assert [text[s:e] for s, e in find_mention(text, "Bob Smith,")] == ["Bob Smith"]
+    assert [text[s:e] for s, e in find_mention(text, "Paris.")] == ["Paris"]
+    # abbreviations keep their period, at the end of a sentence too
+    assert [text[s:e] for s, e in find_mention(text, "U.S.")] == ["U.S."]
+    assert [text[s:e] for s, e in find_mention(text, "Acme Corp.")] == ["Acme Corp."]
+    text = "Shares of Acme Bhd. rose."
+    assert [text[s:e] for s, e in find_mention(text, "Acme Bhd.")] == ["Acme Bhd."]
+    text = "他去了北京，又去了上海。"
+    assert [text[s:e] for s, e in find_mention(text, "北京，")] == ["北京"]
+    assert [text[s:e] for s, e in find_mention(text, "上海。")] == ["上海"]
+    entities, errors = ground_entities("We beat Syria.", [Entity("location", "Syria."),
+                                                          Entity("location", "Syria")])
+    assert [(e.text, e.start, e.end) for e in entities] == [("Syria", 8, 13)] and errors == []
