@@ -100,11 +100,11 @@ def _without_clause_punctuation(text: str, span: Offsets) -> Offsets:
     if end - start < 2:
         return span
     if last in _CJK_PUNCTUATION:
-        return start, end - 1
+        return _rstrip(text, start, end - 1)
     if end < len(text) and not text[end].isspace():
         return span
     if last in _CLAUSE_PUNCTUATION:
-        return start, end - 1
+        return _rstrip(text, start, end - 1)
     if last != ".":
         return span
     rest = text[end:].lstrip()
@@ -113,7 +113,14 @@ def _without_clause_punctuation(text: str, span: Offsets) -> Offsets:
     word = text[start:end - 1].rsplit(None, 1)[-1]
     if len(word) <= 1 or "." in word or not word[-1].isalnum() or word.lower() in _ABBREVIATIONS:
         return span
-    return start, end - 1
+    return _rstrip(text, start, end - 1)
+
+
+def _rstrip(text: str, start: int, end: int) -> Offsets:
+    """(start, end) without trailing whitespace: a fuzzy "Bob," matches "Bob ," in token text."""
+    while end > start + 1 and text[end - 1].isspace():
+        end -= 1
+    return start, end
 
 
 # Why a list: titles and company suffixes keep their period even at the end of a sentence

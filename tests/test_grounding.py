@@ -93,3 +93,6 @@ def test_sentence_and_clause_punctuation_copied_by_the_model_is_left_out():
     entities, errors = ground_entities("We beat Syria.", [Entity("location", "Syria."),
                                                           Entity("location", "Syria")])
     assert [(e.text, e.start, e.end) for e in entities] == [("Syria", 8, 13)] and errors == []
+    text = "Bob , Ann and Syria ."  # tokenised text: the fuzzy match spans the space
+    assert [text[s:e] for s, e in find_mention(text, "Bob,")] == ["Bob"]
+    assert [text[s:e] for s, e in find_mention(text, "Syria.")] == ["Syria"]
