@@ -179,7 +179,7 @@ def extract_file(extractor: Extractor, *, input_path: str | None = None,
 
 def parse_file(input_path: str, task: str, schema: str | Schema, *, output: str | None = None,
                prompt_style: str = "iepile", language: str | None = None,
-               on_error: ErrorSink | None = None) -> RunSummary:
+               on_error: ErrorSink | None = None, trim_punctuation: bool = True) -> RunSummary:
     """Ground raw outputs of any system: lines ``{"id", "text", "output"}`` -> records.
 
     ``output`` may be one string or a list (one per schema chunk). IEPile test lines (no
@@ -210,14 +210,14 @@ def parse_file(input_path: str, task: str, schema: str | Schema, *, output: str 
                 entry["outputs"].extend(line["outputs"])
                 continue
             if entry is not None:
-                yield _parse_entry(entry, task, schema, prompt_style, language)
+                yield _parse_entry(entry, task, schema, prompt_style, language, trim_punctuation)
             if line["id"] in done:
                 report(f"{where}: id '{line['id']}' appeared before, not next to its other lines; "
                        "parsed as a separate record")
             done.add(line["id"])
             entry = line
         if entry is not None:
-            yield _parse_entry(entry, task, schema, prompt_style, language)
+            yield _parse_entry(entry, task, schema, prompt_style, language, trim_punctuation)
 
     return run_to_file(documents(), lambda docs: iter(docs), output, progress=False, summary=summary)
 
@@ -248,7 +248,7 @@ def _raw_output_line(data: Any, where: str, report: ErrorSink) -> dict[str, Any]
 
 
 def _parse_entry(entry: dict[str, Any], task: str, schema: Schema, prompt_style: str,
-                 language: str | None) -> Document:
+                 language: str | None, trim_punctuation: bool = True) -> Document:
     from deepke_llm.extractor import detect_language
 
     language = language or detect_language(entry["text"])
@@ -256,7 +256,7 @@ def _parse_entry(entry: dict[str, Any], task: str, schema: Schema, prompt_style:
     errors: list[str] = []
     for output in entry["outputs"]:
         grounded, output_errors = parse_output(task, output, schema, entry["text"], language,
-                                               prompt_style)
+                                               prompt_style, trim_punctuation)
         records.extend(grounded)
         errors.extend(output_errors)
     fields = {"entities": (), "relations": (), "events": ()}

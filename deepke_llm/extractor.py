@@ -90,7 +90,7 @@ class Extractor:
                  generation: GenerationConfig | None = None, split_num: int | None = None,
                  schema_shuffle_seed: int | None = None, window_overlap: float = 0.15,
                  documents_per_batch: int | None = None,
-                 demonstrations: Sequence[Document] = ()) -> None:
+                 demonstrations: Sequence[Document] = (), trim_punctuation: bool = True) -> None:
         self.backend = backend
         self.schema = load_schema(schema)
         self.task = get_task(task)
@@ -102,6 +102,7 @@ class Extractor:
         self.generation = generation or GenerationConfig()
         self.chunks = chunk_schema(self.task, self.schema, split_num, schema_shuffle_seed)
         self.window_overlap = window_overlap
+        self.trim_punctuation = trim_punctuation  # see deepke_llm.grounding.find_mention
         # enough documents per backend call to fill several batches
         self.documents_per_batch = documents_per_batch or max(8, self.generation.batch_size * 4)
         self.stats = ExtractionStats()
@@ -248,7 +249,8 @@ class Extractor:
                               f"...: {job.failure}")
                 continue
             grounded, job_errors = parse_output(self.task.name, job.output, job.schema,
-                                                job.window.text, pending.language, self.style.name)
+                                                job.window.text, pending.language, self.style.name,
+                                                self.trim_punctuation)
             prefix = f"window at {job.window.start}: " if several else ""
             errors.extend(prefix + e for e in job_errors)
             for record in grounded:
@@ -268,11 +270,12 @@ class Extractor:
 
 
 def parse_output(task: str, output: str, schema: Schema, text: str, language: str,
-                 prompt_style: str = "iepile") -> tuple[list, list[str]]:
+                 prompt_style: str = "iepile", trim_punctuation: bool = True
+                 ) -> tuple[list, list[str]]:
     """Parse one model output for ``task`` and ground it in ``text``; never raises."""
     task_obj = get_task(task)
     parsed, errors = get_style(prompt_style).parse(task_obj, output, schema, language)
-    grounded, ground_errors = ground_records(task_obj.name, text, parsed)
+    grounded, ground_errors = ground_records(task_obj.name, text, parsed, trim_punctuation)
     return grounded, errors + ground_errors
 
 

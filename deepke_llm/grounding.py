@@ -73,13 +73,19 @@ def _fuzzy(text: str, mention: str) -> list[Offsets]:
     return [(origin[s], origin[e - 1] + 1) for s, e in _exact(folded_text, folded_mention)]
 
 
-def find_mention(text: str, mention: str) -> list[Offsets]:
-    """All non-overlapping occurrences of ``mention`` in ``text`` as (start, end) offsets."""
+def find_mention(text: str, mention: str, trim_punctuation: bool = True) -> list[Offsets]:
+    """All non-overlapping occurrences of ``mention`` in ``text`` as (start, end) offsets.
+
+    ``trim_punctuation`` leaves out sentence/clause punctuation the model copied with the mention
+    (see :func:`_without_clause_punctuation`); turn it off for corpora whose gold spans keep it.
+    """
     if not mention or not mention.strip():
         return []
     found = _exact(text, mention) or _fuzzy(text, mention)
-    bounded = [o for o in found if _on_boundary(text, *o)]
-    return [_without_clause_punctuation(text, o) for o in bounded or found]
+    found = [o for o in found if _on_boundary(text, *o)] or found
+    if not trim_punctuation:
+        return found
+    return [_without_clause_punctuation(text, o) for o in found]
 
 
 _CLAUSE_PUNCTUATION = ",;:"
@@ -138,7 +144,8 @@ def _overlaps(span: Offsets, taken: Iterable[Offsets]) -> bool:
     return any(span[0] < e and s < span[1] for s, e in taken)
 
 
-def ground_entities(text: str, entities: Sequence[Entity]) -> tuple[list[Entity], list[str]]:
+def ground_entities(text: str, entities: Sequence[Entity], trim_punctuation: bool = True
+                    ) -> tuple[list[Entity], list[str]]:
     """Ground NER predictions: every non-overlapping occurrence becomes one entity."""
     errors: list[str] = []
     taken: list[Offsets] = []
@@ -150,7 +157,7 @@ def ground_entities(text: str, entities: Sequence[Entity]) -> tuple[list[Entity]
         if entity.start is not None:
             out.append((i, entity))
             continue
-        occurrences = find_mention(text, entity.text)
+        occurrences = find_mention(text, entity.text, trim_punctuation)
         if not occurrences:
             errors.append(f"entity '{entity.text}' ({entity.type}) not found in the text")
             out.append((i, entity))
@@ -174,15 +181,16 @@ def ground_entities(text: str, entities: Sequence[Entity]) -> tuple[list[Entity]
     return [entity for _, entity in out], errors
 
 
-def ground_relations(text: str, relations: Sequence[Relation]) -> tuple[list[Relation], list[str]]:
+def ground_relations(text: str, relations: Sequence[Relation], trim_punctuation: bool = True
+                     ) -> tuple[list[Relation], list[str]]:
     """Ground RE predictions: head and tail at the nearest pair of occurrences."""
     errors: list[str] = []
     out: list[Relation] = []
     for relation in relations:
         heads = [(relation.head.start, relation.head.end)] if relation.head.start is not None \
-            else find_mention(text, relation.head.text)
+            else find_mention(text, relation.head.text, trim_punctuation)
         tails = [(relation.tail.start, relation.tail.end)] if relation.tail.start is not None \
-            else find_mention(text, relation.tail.text)
+            else find_mention(text, relation.tail.text, trim_punctuation)
         for side, found in (("head", heads), ("tail", tails)):
             if not found:
                 mention = relation.head.text if side == "head" else relation.tail.text
@@ -201,7 +209,8 @@ def _nearest_pair(heads: list[Offsets], tails: list[Offsets]) -> tuple[Offsets |
     return min(candidates, key=lambda pair: (_distance(*pair), pair[0][0], pair[1][0]))
 
 
-def ground_events(text: str, events: Sequence[Event]) -> tuple[list[Event], list[str]]:
+def ground_events(text: str, events: Sequence[Event], trim_punctuation: bool = True
+                  ) -> tuple[list[Event], list[str]]:
     """Ground EE predictions: trigger nearest its arguments, arguments nearest the trigger."""
     errors: list[str] = []
     out: list[Event] = []
@@ -209,11 +218,12 @@ def ground_events(text: str, events: Sequence[Event]) -> tuple[list[Event], list
         if event.trigger.start is not None:
             trigger_options = [(event.trigger.start, event.trigger.end)]
         else:
-            trigger_options = find_mention(text, event.trigger.text)
+            trigger_options = find_mention(text, event.trigger.text, trim_punctuation)
         if not trigger_options:
             errors.append(f"event '{event.type}': trigger '{event.trigger.text}' not found in the text")
         arg_options = [
-            [(a.start, a.end)] if a.start is not None else find_mention(text, a.text)
+            [(a.start, a.end)] if a.start is not None
+            else find_mention(text, a.text, trim_punctuation)
             for a in event.arguments
         ]
         trigger: Offsets | None = None
@@ -244,10 +254,11 @@ def _at(item, text: str, offsets: Offsets | None):
     return replace(item, text=text[start:end], start=start, end=end)
 
 
-def ground_records(task: str, text: str, records: Sequence) -> tuple[list, list[str]]:
+def ground_records(task: str, text: str, records: Sequence, trim_punctuation: bool = True
+                   ) -> tuple[list, list[str]]:
     """Ground the records of one task (``ner``/``re``/``ee``) against ``text``."""
     grounders = {"ner": ground_entities, "re": ground_relations, "ee": ground_events}
-    return grounders[task](text, records)
+    return grounders[task](text, records, trim_punctuation)
 
 
 def _shift_offsets(item, delta: int):

@@ -140,6 +140,20 @@ def test_parse_command_grounds_raw_outputs_and_iepile_lines(tmp_path):
     assert docs["2"]["errors"] == ["entity 'Mars' (location) not found in the text"]
 
 
+def test_parse_trims_copied_punctuation_unless_asked_to_keep_it(tmp_path):
+    inp = write_lines(tmp_path / "raw.jsonl", [json.dumps(
+        {"id": "1", "text": "They live in Texas.", "output": '{"location": ["Texas."]}'})])
+    spans = {}
+    for flag in ([], ["--keep-punctuation"]):
+        out = tmp_path / f"records{len(flag)}.jsonl"
+        result = run("parse", "--task", "ner", "--schema", "conll03", "--input", str(inp),
+                     "--output", str(out), *flag)
+        assert result.exit_code == 0, result.output
+        (doc,) = map(json.loads, out.read_text().splitlines())
+        spans[bool(flag)] = [(e["text"], e["start"], e["end"]) for e in doc["entities"]]
+    assert spans == {False: [("Texas", 13, 18)], True: [("Texas.", 13, 19)]}
+
+
 def test_texts_as_arguments_go_to_stdout():
     with rule_server() as (url, _):
         result = run("extract", "--task", "ner", "--schema", "conll03", "--base-url", url,

@@ -31,6 +31,17 @@ def test_every_bundled_benchmark_is_valid():
         load_schema(definition.schema).types_for(definition.task)
         assert definition.default_split in definition.splits
     assert load_benchmark("duee").default_split == "dev"
+    # CoNLL04's gold spans keep sentence-final periods ("Texas."): grounding must not trim them
+    assert load_benchmark("conll04").trim_punctuation is False
+    assert load_benchmark("conll03").trim_punctuation is True
+
+
+def test_trim_punctuation_must_be_a_boolean(tmp_path):
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({"name": "b", "task": "ner", "format": "conll03", "schema": "conll03",
+                                "splits": {"test": "x"}, "trim_punctuation": "no"}))
+    with pytest.raises(BenchmarkError, match="trim_punctuation"):
+        load_benchmark(str(path))
 
 
 def test_shipped_data_resolves_and_reads(data_dir):

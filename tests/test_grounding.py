@@ -96,3 +96,15 @@ def test_sentence_and_clause_punctuation_copied_by_the_model_is_left_out():
     text = "Bob , Ann and Syria ."  # tokenised text: the fuzzy match spans the space
     assert [text[s:e] for s, e in find_mention(text, "Bob,")] == ["Bob"]
     assert [text[s:e] for s, e in find_mention(text, "Syria.")] == ["Syria"]
+
+
+def test_trimming_can_be_turned_off_for_corpora_whose_gold_keeps_the_period():
+    text = "The plant is in Galveston."
+    assert find_mention(text, "Galveston.", trim_punctuation=False) == [(16, 26)]
+    relations, _ = ground_relations(text, [Relation("located in", Entity("location", "plant"),
+                                                    Entity("location", "Galveston."))],
+                                    trim_punctuation=False)
+    assert relations[0].tail.text == "Galveston."
+    relations, _ = ground_relations(text, [Relation("located in", Entity("location", "plant"),
+                                                    Entity("location", "Galveston."))])
+    assert relations[0].tail.text == "Galveston"

@@ -47,10 +47,13 @@ def _schema_or_fail(name: str):
               help="Records JSONL to take the first N documents with records from.")
 @click.option("--resume", is_flag=True, help="Skip ids already in --output (or its .partial).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option("--keep-punctuation", is_flag=True,
+              help="Keep punctuation a model copies at a mention's end ('Syria.'); by default "
+                   "a clause/sentence-final mark is left out of the span.")
 @click.argument("texts", nargs=-1)
 def extract(task, schema_name, prompt_style, language, input_path, output, batch_size,
-            max_new_tokens, split_num, few_shot, few_shot_file, resume, no_progress, texts,
-            **kwargs):
+            max_new_tokens, split_num, few_shot, few_shot_file, resume, no_progress,
+            keep_punctuation, texts, **kwargs):
     """Extract entities (ner), relations (re) or events (ee) from TEXTS or --input.
 
     \b
@@ -83,7 +86,8 @@ def extract(task, schema_name, prompt_style, language, input_path, output, batch
         backend = backend_from_options(options, batch_size)
         extractor = Extractor(backend, schema, task, language=language, prompt_style=prompt_style,
                               generation=generation, split_num=split_num,
-                              demonstrations=demonstrations)
+                              demonstrations=demonstrations,
+                              trim_punctuation=not keep_punctuation)
     except (ValueError, OSError) as exc:
         fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     try:
@@ -126,7 +130,10 @@ def _demonstrations(count: int, path: str | None, task: str) -> list:
 @click.option("--prompt-style", type=click.Choice(STYLES), default="iepile",
               help="Format of the outputs.")
 @click.option("--language", type=click.Choice(["en", "zh"]), help="Language of type names.")
-def parse(task, schema_name, input_path, output, prompt_style, language):
+@click.option("--keep-punctuation", is_flag=True,
+              help="Keep punctuation a model copies at a mention's end ('Syria.'); by default "
+                   "a clause/sentence-final mark is left out of the span.")
+def parse(task, schema_name, input_path, output, prompt_style, language, keep_punctuation):
     """Turn raw model outputs from any system into grounded records.
 
     \b
@@ -141,7 +148,7 @@ def parse(task, schema_name, input_path, output, prompt_style, language):
         fail(f"input file {input_path} does not exist")
     schema = _schema_or_fail(schema_name)
     summary = parse_file(input_path, task, schema, output=output, prompt_style=prompt_style,
-                         language=language)
+                         language=language, trim_punctuation=not keep_punctuation)
     click.echo(summary.line(), err=True)
     if summary.input_errors:
         sys.exit(1)

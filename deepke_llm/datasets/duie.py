@@ -114,7 +114,8 @@ def _documents(path: str, schema: Schema | None, problems: Problems, prefix: str
                     problems.report(f"{field}: object slot '{slot}' is not a string; slot skipped")
                     continue
                 tail = Entity(_type(object_types.get(slot), entity_names, where), value)
-                grounded, messages = ground_relations(text, [Relation(label, head, tail)])
+                grounded, messages = ground_relations(text, [Relation(label, head, tail)],
+                                                      trim_punctuation=False)
                 for message in messages:
                     problems.report(f"{field}: {message}; offsets left null")
                 relations.append(_exact_text(grounded[0], relation_names(label, where), text,

@@ -7,8 +7,10 @@ A definition is a small JSON file (bundled ones live in ``benchmarks/definitions
      "splits": {"test": "conll2003/eng.testb"}, "modes": ["strict", "boundary", "string"],
      "reader_options": {"unit": "sentence"}}
 
-optionally with ``description``, ``default_split`` (when ``test`` has no public labels) and
-``data_note`` (how to obtain data that cannot be shipped). A split path is used as is when
+optionally with ``description``, ``default_split`` (when ``test`` has no public labels),
+``data_note`` (how to obtain data that cannot be shipped) and ``trim_punctuation: false`` where
+the gold spans keep punctuation glued to a word (CoNLL04's "Texas." at a sentence end), so that
+grounding keeps what the model copied instead of trimming it. A split path is used as is when
 absolute; otherwise it is relative to the data dir: ``--data-dir``, else ``$DEEPKE_DATA``, else
 ``../shared/data`` next to the source checkout when present.
 """
@@ -29,7 +31,8 @@ __all__ = ["BenchmarkDefinition", "BenchmarkError", "bundled_benchmarks", "load_
            "resolve_data_path"]
 
 _REQUIRED = ("name", "task", "format", "schema", "splits")
-_OPTIONAL = ("description", "language", "modes", "reader_options", "default_split", "data_note")
+_OPTIONAL = ("description", "language", "modes", "reader_options", "default_split", "data_note",
+             "trim_punctuation")
 
 
 class BenchmarkError(ValueError):
@@ -51,6 +54,7 @@ class BenchmarkDefinition:
     description: str = ""
     default_split: str = "test"
     data_note: str = ""
+    trim_punctuation: bool = True  # false where gold spans keep glued punctuation ("Texas.")
     source: str = ""
 
     @classmethod
@@ -77,6 +81,9 @@ class BenchmarkDefinition:
         options = data.get("reader_options", {})
         if not isinstance(options, dict):
             raise BenchmarkError(f"{source}: field 'reader_options' must be an object")
+        trim = data.get("trim_punctuation", True)
+        if not isinstance(trim, bool):
+            raise BenchmarkError(f"{source}: field 'trim_punctuation' must be true or false")
         default_split = data.get("default_split", "test" if "test" in splits else next(iter(splits)))
         if default_split not in splits:
             raise BenchmarkError(f"{source}: default_split '{default_split}' is not in 'splits'")
@@ -84,7 +91,8 @@ class BenchmarkDefinition:
                    schema=str(data["schema"]), splits=dict(splits), language=data.get("language"),
                    modes=modes, reader_options=dict(options),
                    description=str(data.get("description", "")), default_split=default_split,
-                   data_note=str(data.get("data_note", "")), source=source)
+                   data_note=str(data.get("data_note", "")), trim_punctuation=trim,
+                   source=source)
 
     def to_dict(self) -> dict[str, Any]:
         out = {"name": self.name, "description": self.description, "task": self.task,
@@ -93,6 +101,8 @@ class BenchmarkDefinition:
                "modes": list(self.modes), "reader_options": self.reader_options}
         if self.data_note:
             out["data_note"] = self.data_note
+        if not self.trim_punctuation:
+            out["trim_punctuation"] = False
         return out
 
 

@@ -219,7 +219,8 @@ def run_benchmark(config: EvaluationConfig, backend: Backend, model_name: str) -
                               language=config.language or definition.language,
                               prompt_style=config.prompt_style, generation=generation,
                               split_num=config.split_num, schema_shuffle_seed=seed,
-                              demonstrations=demonstrations)
+                              demonstrations=demonstrations,
+                              trim_punctuation=definition.trim_punctuation)
         predictions = _extract(extractor, gold, pred_path, config.resume, config.progress)
         run_stats["prompts"] += extractor.stats.prompts
         run_stats["generated_tokens"] += extractor.stats.generated_tokens
