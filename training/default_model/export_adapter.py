@@ -41,6 +41,31 @@ def _tokens_seen(source: Path) -> tuple[int | None, int | None]:
     return data.get("global_step"), (seen[-1] if seen else None)
 
 
+def _shown(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+
+
+def _stages(run: Path, source: Path | None = None) -> list[dict]:
+    """The training stages behind ``run``: earlier runs it continued (``init_adapter``) first.
+
+    Each stage: run dir, steps, tokens trained in that stage, the data summary of its train file.
+    """
+    source = source or _checkpoint(run, None)
+    config_path = run / "sft_config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    step, tokens = _tokens_seen(source)
+    train_file = Path(config.get("train_file") or run.parent / "data" / "train.jsonl")
+    summary = (ROOT / train_file).parent / (
+        "stage2_summary.json" if train_file.name.startswith("stage2") else "data_summary.json")
+    stage = {"run": _shown(run), "step": step, "tokens": tokens, "train_file": str(train_file),
+             "data": json.loads(summary.read_text()) if summary.is_file() else None}
+    parent = config.get("init_adapter")
+    if parent and parent != "default" and (ROOT / parent).is_dir():
+        return [*_stages(ROOT / parent), stage]
+    return [stage]
+
+
 def export(run: Path, step: int | None = None, target: Path = TARGET) -> Path:
     import torch
     from safetensors.torch import load_file, save_file
@@ -55,12 +80,13 @@ def export(run: Path, step: int | None = None, target: Path = TARGET) -> Path:
     tmp.mkdir(parents=True)
     save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
     (tmp / "adapter_config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
-    global_step, tokens = _tokens_seen(source)
-    summary_path = run.parent / "data" / "data_summary.json"
-    info = {"source": str(source.relative_to(ROOT) if source.is_relative_to(ROOT) else source),
-            "step": global_step, "tokens_trained": tokens,
-            "recipe": "training/sft/default_small.yaml, data by training/default_model/prepare_data.py",
-            "data": json.loads(summary_path.read_text()) if summary_path.is_file() else None}
+    stages = _stages(run, source)
+    info = {"source": _shown(source), "step": stages[-1]["step"],
+            "tokens_trained": sum(stage["tokens"] or 0 for stage in stages),
+            "recipe": "training/default_model/train.sh (data by training/default_model/"
+                      "prepare_data.py; stage 1 training/sft/default_small.yaml, stage 2 "
+                      "training/sft/default_small_stage2.yaml)",
+            "stages": stages}
     (tmp / "training.json").write_text(json.dumps(info, indent=1))
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
