@@ -196,3 +196,24 @@ def test_reports_of_unshipped_data_leave_its_text_out(tmp_path, data_dir):
     (report,) = (tmp_path / "out" / "licensed03").glob("*.md")
     text = report.read_text()
     assert "Dataset text is left out" in text and "SOCCER" not in text and "JAPAN" not in text
+
+
+def test_definition_decides_whether_grounding_trims_punctuation(tmp_path, data_dir, monkeypatch):
+    """CoNLL04's gold keeps "Texas." whole: its runs must ground with trimming off, CoNLL-2003's on."""
+    import deepke_llm.extractor as extractor
+
+    seen = []
+
+    class Recording(extractor.Extractor):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self.trim_punctuation)
+
+    monkeypatch.setattr(extractor, "Extractor", Recording)  # the runner imports it when it runs
+    with rule_server() as (url, _):
+        for benchmark in ("conll04", "conll03"):
+            result = run("evaluate", benchmark, "--base-url", url, "--api-model", "rule",
+                         "--output-dir", str(tmp_path), "--data-dir", str(data_dir),
+                         "--no-progress", "--limit", "2", "--bootstrap", "0")
+            assert result.exit_code == 0, result.output
+    assert seen == [False, True]
