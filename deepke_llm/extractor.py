@@ -23,7 +23,7 @@ from deepke_llm.backends.base import (
 from deepke_llm.cjk import is_cjk
 from deepke_llm.grounding import ground_records, shift
 from deepke_llm.prompts.styles import chunk_schema, get_style
-from deepke_llm.records import Document, RecordError
+from deepke_llm.records import Document, RecordError, replace_surrogates
 from deepke_llm.schema import Schema, load_schema
 from deepke_llm.tasks import get_task
 from deepke_llm.tasks.base import unique
@@ -272,7 +272,12 @@ class Extractor:
 def parse_output(task: str, output: str, schema: Schema, text: str, language: str,
                  prompt_style: str = "iepile", trim_punctuation: bool = True
                  ) -> tuple[list, list[str]]:
-    """Parse one model output for ``task`` and ground it in ``text``; never raises."""
+    """Parse one model output for ``task`` and ground it in ``text``; never raises.
+
+    Lone surrogates (a server's broken ``\\ud800`` escape) become U+FFFD first, so nothing
+    parsed from the output can break a UTF-8 writer downstream.
+    """
+    output = replace_surrogates(output)
     task_obj = get_task(task)
     parsed, errors = get_style(prompt_style).parse(task_obj, output, schema, language)
     grounded, ground_errors = ground_records(task_obj.name, text, parsed, trim_punctuation)

@@ -9,6 +9,7 @@ and raises :class:`RecordError` naming the offending field.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -22,6 +23,7 @@ __all__ = [
     "Relation",
     "Span",
     "read_documents",
+    "replace_surrogates",
 ]
 
 
@@ -263,6 +265,15 @@ class Document:
             errors=tuple(str(e) for e in _get(data, "errors", list, where, False, [])),
             meta={k: v for k, v in data.items() if k not in known},
         )
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def replace_surrogates(text: str) -> str:
+    """``text`` with every lone surrogate code point replaced by U+FFFD (same length, so offsets
+    stay valid); such code points cannot be written as UTF-8."""
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
 
 
 def iter_jsonl(path: str, errors: list[str] | None = None) -> Iterator[tuple[int, Any]]:
