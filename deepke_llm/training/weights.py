@@ -35,8 +35,10 @@ and the tuned model's extra rows are stored whole as ``<name>.__extra_rows__``. 
 are listed in the manifest and left out of the output.
 
 A diff without ``diff_manifest.json`` (the seed's layout: an HF model dir of ``tuned - raw``, often
-``pytorch_model-*.bin`` shards) is recovered as that script did, ``raw + diff`` in float32, with a
-warning that nothing can be verified.
+``pytorch_model-*.bin`` shards) cannot be verified, so ``recover`` refuses it unless asked with
+``--allow-unverified``; it is then recovered as that script did, ``raw + diff`` in float32, with a
+warning. The manifest itself is validated once at load (JSON Schema, file names confined to the
+diff directory): :mod:`deepke_llm.training.weights_manifest`.
 """
 
 from __future__ import annotations
@@ -132,7 +134,7 @@ def _encoding(tuned: TensorMeta, raw: TensorMeta | None, method: str) -> tuple[s
     return "whole", None
 
 
-def _payload_dtype(encoding: str, dtype: torch.dtype) -> torch.dtype:
+def payload_dtype(encoding: str, dtype: torch.dtype) -> torch.dtype:
     import torch
 
     if encoding == "delta":
@@ -200,7 +202,7 @@ def _plan_diff(raw_reader: CheckpointReader, tuned_reader: CheckpointReader,
         if encoding != "whole" and rows != meta.rows:
             entry["rows_from_raw"] = rows
             payload_shape, extra_rows = (rows, *meta.shape[1:]), meta.rows - rows
-        planned.append(PlannedTensor(name, _payload_dtype(encoding, meta.dtype), payload_shape))
+        planned.append(PlannedTensor(name, payload_dtype(encoding, meta.dtype), payload_shape))
         if extra_rows > 0:
             planned.append(PlannedTensor(name + EXTRA_ROWS, meta.dtype,
                                          (extra_rows, *meta.shape[1:])))

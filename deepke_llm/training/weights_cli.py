@@ -80,16 +80,20 @@ def diff(raw: Path, tuned: Path, out: Path, method: str, max_shard_size: str, fo
 @click.option("--raw", required=True, type=PATH, help="The base model the diff was made against.")
 @click.option("--diff", "diff_dir", required=True, type=PATH, help="The diff directory.")
 @click.option("--out", required=True, type=PATH, help="Directory for the recovered model.")
+@click.option("--allow-unverified", is_flag=True,
+              help="Recover a diff that has no diff_manifest.json (the seed's weight_diff "
+                   "layout) without any integrity check; without this flag such a diff is refused.")
 @click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default=None,
-              help="Only for a diff without diff_manifest.json (the seed's layout); "
+              help="Only with --allow-unverified (a diff without diff_manifest.json); "
                    "default float32.")
 @max_shard_size_option
 @force_option
-def recover(raw: Path, diff_dir: Path, out: Path, dtype: str | None, max_shard_size: str,
-            force: bool) -> None:
+def recover(raw: Path, diff_dir: Path, out: Path, allow_unverified: bool, dtype: str | None,
+            max_shard_size: str, force: bool) -> None:
     """Rebuild the tuned model as RAW + DIFF, bit-identical, checked against the manifest.
 
-    A corrupt diff shard or a wrong --raw is an error and leaves no output behind.
+    A missing or malformed manifest, a corrupt diff shard or a wrong --raw is an error and
+    leaves no output behind.
 
     \b
     Example:
@@ -98,7 +102,7 @@ def recover(raw: Path, diff_dir: Path, out: Path, dtype: str | None, max_shard_s
     from deepke_llm.training.weights_recover import recover_weights
 
     _run("recover", recover_weights, raw=raw, diff=diff_dir, out=out, dtype=dtype,
-         max_shard_size=max_shard_size, force=force)
+         allow_unverified=allow_unverified, max_shard_size=max_shard_size, force=force)
 
 
 @weights.command(name="merge-lora")

@@ -59,6 +59,11 @@ def _dtype_codes() -> dict[str, torch.dtype]:
     return codes
 
 
+def stored_dtype_names() -> list[str]:
+    """Names (``"bfloat16"``) of every dtype a safetensors file can hold."""
+    return [dtype_name(dtype) for dtype in _dtype_codes().values()]
+
+
 def dtype_from_code(code: str) -> torch.dtype:
     """safetensors dtype code (``"BF16"``) -> torch dtype."""
     try:
@@ -165,6 +170,18 @@ def block_rows(row_numel: int, block_elements: int = BLOCK_ELEMENTS) -> int:
     return max(1, block_elements // max(1, row_numel))
 
 
+def is_plain_name(name: str) -> bool:
+    """A bare file name: no separators, not ``.``/``..``, so it names a file of its directory."""
+    return (name not in ("", ".", "..") and "/" not in name and "\\" not in name
+            and "\0" not in name)
+
+
+def _relative_name(name: str) -> bool:
+    """A relative path that cannot climb out of its directory (HF indexes may name subfolders)."""
+    parts = name.replace("\\", "/").split("/")
+    return "\0" not in name and parts[0] != "" and ".." not in parts  # parts[0] "": absolute
+
+
 def find_weight_files(path: Path) -> list[Path]:
     """The weight files of a checkpoint directory (or a single weight file), in shard order."""
     if path.is_file():
@@ -176,8 +193,12 @@ def find_weight_files(path: Path) -> list[Path]:
         if index.is_file():
             try:
                 weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise WeightsError(f"{index}: not a valid index file ({exc})") from None
+            except (ValueError, KeyError, TypeError, RecursionError) as exc:
+                raise WeightsError(f"{index}: not a valid index file ({exc!r:.160})") from None
+            if not isinstance(weight_map, dict) or not all(
+                    isinstance(v, str) and _relative_name(v) for v in weight_map.values()):
+                raise WeightsError(f"{index}: weight_map must map tensor names to file names "
+                                   f"inside {path}; the index file is malformed")
             files = [path / name for name in dict.fromkeys(weight_map.values())]
             missing = [f.name for f in files if not f.is_file()]
             if missing:

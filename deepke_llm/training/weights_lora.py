@@ -51,6 +51,21 @@ UNSUPPORTED = {
     "use_bdlora": "block-diagonal LoRA", "megatron_config": "Megatron parallel layers",
 }
 
+# the adapter_config.json fields the merge reads, with the types peft writes (others are ignored)
+ADAPTER_CONFIG_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "peft_type": {"type": "string"},
+        "r": {"type": "integer", "minimum": 1},
+        "lora_alpha": {"type": "number"},
+        "rank_pattern": {"type": ["object", "null"],
+                         "additionalProperties": {"type": "integer", "minimum": 1}},
+        "alpha_pattern": {"type": ["object", "null"], "additionalProperties": {"type": "number"}},
+        "use_rslora": {"type": "boolean"},
+        "fan_in_fan_out": {"type": "boolean"},
+    },
+}
+
 
 @dataclass
 class LoraPair:
@@ -77,8 +92,15 @@ def read_adapter_config(lora_dir: Path) -> dict[str, Any]:
         raise WeightsError(f"{lora_dir}: no adapter_config.json (is --lora a PEFT adapter directory?)")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise WeightsError(f"{path}: not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        raise WeightsError(f"{path}: not valid JSON ({exc!r:.160})") from None
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(ADAPTER_CONFIG_SCHEMA).iter_errors(config))
+    if error is not None:
+        message = " ".join(error.message.split())[:160]
+        raise WeightsError(f"{path}: {error.json_path}: {message}; the adapter config is malformed")
     if config.get("peft_type", "LORA") != "LORA":
         raise WeightsError(f"{path}: peft_type {config['peft_type']} is not supported; only LORA "
                            f"adapters can be merged here (use peft's merge_and_unload)")

@@ -8,7 +8,6 @@ directory and renamed, so a mismatch found later (a recovered tensor's sha256) l
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,8 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from deepke_llm.training.weights import (
     EXTRA_ROWS,
-    FORMAT,
-    FORMAT_VERSION,
     MANIFEST,
     PATCH_FILE,
     PATCH_INDEX,
@@ -26,6 +23,7 @@ from deepke_llm.training.weights import (
     Log,
     TensorHasher,
     WeightsResult,
+    payload_dtype,
     widen_operand,
 )
 from deepke_llm.training.weights_io import (
@@ -44,26 +42,10 @@ from deepke_llm.training.weights_io import (
     parse_size,
     sha256_file,
 )
+from deepke_llm.training.weights_manifest import load_manifest
 
 if TYPE_CHECKING:
     import torch
-
-
-def load_manifest(diff: Path) -> dict[str, Any] | None:
-    """The diff's manifest, or None for a diff without one (the seed's layout)."""
-    path = diff / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise WeightsError(f"{path}: not valid JSON ({exc}); fetch the diff again") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise WeightsError(f"{path}: not a {FORMAT} manifest")
-    if manifest.get("version") != FORMAT_VERSION:
-        raise WeightsError(f"{path}: manifest version {manifest.get('version')} is not supported "
-                           f"by this deepke-llm (expects {FORMAT_VERSION}); upgrade deepke-llm")
-    return manifest
 
 
 def verify_diff_files(diff: Path, manifest: dict[str, Any]) -> None:
@@ -128,11 +110,13 @@ def _check_raw(raw_reader: CheckpointReader, entries: list[dict[str, Any]]) -> N
 
 def recover_weights(raw: str | os.PathLike, diff: str | os.PathLike, out: str | os.PathLike, *,
                     max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE, force: bool = False,
-                    dtype: str | None = None, log: Log | None = None) -> WeightsResult:
+                    dtype: str | None = None, allow_unverified: bool = False,
+                    log: Log | None = None) -> WeightsResult:
     """Rebuild the tuned model as ``raw + diff`` in ``out``, verified tensor by tensor.
 
-    ``dtype`` (float32/float16/bfloat16) applies only to diffs without a manifest (default
-    float32, as the seed's script); a manifest diff always recovers the tuned dtypes exactly.
+    A diff without a manifest cannot be verified and is refused unless ``allow_unverified``
+    (the seed's layout: recovered as raw + diff in ``dtype``, default float32); a manifest diff
+    always recovers the tuned dtypes exactly.
     """
     raw_path, diff_path, out_path = Path(raw), Path(diff), Path(out)
     if not diff_path.is_dir():
@@ -140,6 +124,7 @@ def recover_weights(raw: str | os.PathLike, diff: str | os.PathLike, out: str | 
     check_output_dir(out_path, [raw_path, diff_path], force)
     manifest = load_manifest(diff_path)
     if manifest is None:
+        _refuse_missing_manifest(diff_path, allow_unverified)
         return _recover_unverified(raw_path, diff_path, out_path, parse_size(max_shard_size),
                                    force, dtype or "float32", log)
     if dtype:
@@ -152,6 +137,7 @@ def recover_weights(raw: str | os.PathLike, diff: str | os.PathLike, out: str | 
     _check_raw(raw_reader, entries)
     shard_names = [n for n in manifest["files"] if n != PATCH_FILE]
     diff_reader = CheckpointReader(diff_path, "--diff", files=[diff_path / n for n in shard_names])
+    _check_payload(diff_reader, entries)
     patches = _load_patches(diff_path, manifest)
     by_name = {entry["name"]: entry for entry in entries}
 
@@ -188,14 +174,66 @@ def recover_weights(raw: str | os.PathLike, diff: str | os.PathLike, out: str | 
     return result
 
 
+def _refuse_missing_manifest(diff: Path, allow_unverified: bool) -> None:
+    """Without a manifest nothing can be checked: recover only when the user says so explicitly."""
+    if any(diff.glob("diff-*-of-*.safetensors")) or (diff / PATCH_FILE).exists():
+        raise WeightsError(f"{diff}: deepke-llm diff shards without their {MANIFEST}; the diff "
+                           f"is incomplete or was tampered with; fetch it again")
+    if not allow_unverified:
+        raise WeightsError(f"{diff}: no {MANIFEST}, so nothing in this diff can be verified; "
+                           f"fetch the complete diff, or pass --allow-unverified (library: "
+                           f"allow_unverified=True) for a seed weight_diff output you trust")
+
+
+def _check_payload(diff_reader: CheckpointReader, entries: list[dict[str, Any]]) -> None:
+    """Every tensor the manifest lists is in the diff shards with the dtype and shape it implies."""
+    for entry in entries:
+        name, dtype, shape = entry["name"], dtype_from_name(entry["dtype"]), tuple(entry["shape"])
+        expected = {name: (payload_dtype(entry["encoding"], dtype), shape)}
+        if "rows_from_raw" in entry:
+            rows = entry["rows_from_raw"]
+            expected[name] = (expected[name][0], (rows, *shape[1:]))
+            if rows < shape[0]:
+                expected[name + EXTRA_ROWS] = (dtype, (shape[0] - rows, *shape[1:]))
+        for payload, (want_dtype, want_shape) in expected.items():
+            meta = diff_reader.meta.get(payload)
+            found = ("missing" if meta is None else f"{dtype_name(meta.dtype)} {list(meta.shape)}")
+            if meta is None or meta.dtype != want_dtype or meta.shape != want_shape:
+                raise WeightsError(
+                    f"diff tensor {payload} is {found} in the diff shards, {MANIFEST} implies "
+                    f"{dtype_name(want_dtype)} {list(want_shape)}: the diff is inconsistent with "
+                    f"its manifest; fetch it again")
+
+
 def _load_patches(diff: Path, manifest: dict[str, Any]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Patched elements by tensor name, checked against the manifest before any is applied."""
     if PATCH_FILE not in manifest["files"]:
         return {}
+    import torch
     from safetensors.torch import load_file
 
     tensors = load_file(str(diff / PATCH_FILE))
-    return {name.removesuffix(PATCH_INDEX): (index, tensors[name.removesuffix(PATCH_INDEX) + PATCH_VALUE])
-            for name, index in tensors.items() if name.endswith(PATCH_INDEX)}
+    entries = {entry["name"]: entry for entry in manifest["tensors"]}
+    patches = {}
+    for key, index in tensors.items():
+        if not key.endswith(PATCH_INDEX):
+            continue
+        name = key.removesuffix(PATCH_INDEX)
+        value, entry = tensors.get(name + PATCH_VALUE), entries.get(name)
+        numel = 1
+        for size in (entry or {}).get("shape", ()):
+            numel *= size
+        valid = (entry is not None and entry["encoding"] != "whole" and value is not None
+                 and index.dtype == torch.int64 and index.dim() == value.dim() == 1
+                 and index.numel() == value.numel() and value.dtype == dtype_from_name(entry["dtype"])
+                 and bool((index[1:] > index[:-1]).all())
+                 and (index.numel() == 0 or 0 <= int(index[0]) <= int(index[-1]) < numel))
+        if not valid:
+            raise WeightsError(f"{diff / PATCH_FILE}: patch {name} does not fit the tensor "
+                               f"{MANIFEST} lists: the diff is inconsistent with its manifest; "
+                               f"fetch it again")
+        patches[name] = (index, value)
+    return patches
 
 
 def _recover_blocks(entry: dict[str, Any], planned: PlannedTensor, raw_reader: CheckpointReader,
