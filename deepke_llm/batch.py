@@ -1,9 +1,10 @@
-"""File-to-file runs behind ``deepke-llm extract`` and ``deepke-llm parse``.
+"""File-to-file runs behind ``deepke-llm extract``, ``parse`` and ``evaluate``.
 
-Inputs stream line by line; a bad line (not JSON, not UTF-8, no ``text``, empty text) is reported
-with ``file:line`` and skipped without stopping the run; outputs go through
-:class:`~deepke_llm.jsonl.ResumableWriter` so an interrupted run keeps its work and ``--resume``
-continues it.
+Inputs stream line by line; a bad line (not JSON, not UTF-8, not Unicode text, no ``text``, empty
+text) is reported with ``file:line`` and skipped without stopping the run; outputs go through
+:class:`~deepke_llm.io.ResumableWriter` so an interrupted run keeps its work and ``--resume``
+continues it. A document the backend could not answer is not written: it is counted as failed,
+the output stays ``OUT.partial`` and ``--resume`` redoes it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepke_llm.extractor import Extractor, parse_output
-from deepke_llm.jsonl import ResumableWriter
+from deepke_llm.extractor import Extractor, detect_language, parse_output
+from deepke_llm.io import ProgressBar, ResumableWriter, count_lines, json_line
 from deepke_llm.records import Document, RecordError, iter_jsonl
 from deepke_llm.schema import Schema, load_schema
 from deepke_llm.tasks import get_task
@@ -26,6 +27,8 @@ from deepke_llm.tasks.base import unique
 __all__ = ["RunSummary", "extract_file", "parse_file", "read_text_inputs", "run_to_file"]
 
 ErrorSink = Callable[[str], None]
+# failed documents named one by one on stderr; the rest are counted
+SHOWN_FAILURES = 10
 
 
 @dataclass
@@ -34,14 +37,19 @@ class RunSummary:
     records: int = 0
     errors: int = 0
     input_errors: int = 0
+    failed: int = 0
     skipped: int = 0
     generated_tokens: int = 0
     seconds: float = 0.0
+    finished: bool = True
+    """False when the output was left as ``OUT.partial`` (failed documents to redo)."""
 
     def line(self) -> str:
         rate = self.generated_tokens / self.seconds if self.seconds else 0.0
         parts = [f"documents: {self.documents}", f"records: {self.records}",
                  f"errors: {self.errors}", f"input errors: {self.input_errors}"]
+        if self.failed:
+            parts.append(f"failed (backend, not written): {self.failed}")
         if self.skipped:
             parts.append(f"skipped (already done): {self.skipped}")
         parts.append(f"tokens/s: {rate:.1f}")
@@ -91,7 +99,7 @@ class _StdoutWriter:
     done_ids: set[str] = set()
 
     def write(self, record: dict[str, Any]) -> None:
-        sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_line(record) + "\n")
         sys.stdout.flush()
 
     def finish(self) -> None:
@@ -101,28 +109,24 @@ class _StdoutWriter:
         pass
 
 
-def _progress(iterable: Iterable, enabled: bool, desc: str, total: int | None = None):
-    if not enabled:
-        return iterable
-    from tqdm import tqdm
-
-    return tqdm(iterable, desc=desc, unit="doc", total=total, file=sys.stderr, dynamic_ncols=True)
-
-
 def run_to_file(documents: Iterable[Document],
                 process: Callable[[Iterable[Document]], Iterator[Document]],
-                output: str | None, *, resume: bool = False, progress: bool = True,
+                output: str | None, *, resume: bool = False, progress: bool | ProgressBar = True,
                 summary: RunSummary | None = None, total: int | None = None,
-                desc: str = "extract") -> RunSummary:
+                desc: str = "extract", on_failure: ErrorSink | None = None) -> RunSummary:
     """Stream ``documents`` through ``process`` into ``output`` (stdout without one).
 
     Ids already in ``output`` (or its ``.partial``) are skipped with ``resume``; finished documents
-    are kept when the run dies, and the output becomes final only when it completes.
-    ``total`` (documents to do, for the progress bar) may count the skipped ones too.
+    are kept when the run dies, and the output becomes final only when it completes with no
+    failed document. ``total`` (documents to do, for the progress bar) may count the skipped
+    ones too. Failed documents (``Document.failure``) are not written; each is reported to
+    ``on_failure`` (stderr by default) and counted in ``RunSummary.failed``.
     """
     summary = summary or RunSummary()
+    report = on_failure or _print_failure(summary)
     writer = ResumableWriter(output, resume=resume) if output else _StdoutWriter()
     started = time.perf_counter()
+    done_before = len(writer.done_ids)
 
     def todo() -> Iterator[Document]:
         for document in documents:
@@ -132,19 +136,39 @@ def run_to_file(documents: Iterable[Document],
             yield document
 
     if total is not None:
-        total = max(total - len(writer.done_ids), 0)
+        total = max(total - done_before, 0)
+    bar = progress if isinstance(progress, ProgressBar) else ProgressBar(progress, total, desc)
     try:
-        for document in _progress(process(todo()), progress, desc, total):
-            writer.write(document.to_dict())
+        for document in process(todo()):
+            bar.advance()
             summary.documents += 1
+            if document.failure is not None:
+                summary.failed += 1
+                report(f"document '{document.id}' not done: {document.failure}")
+                continue
+            writer.write(document.to_dict())
             summary.records += document.record_count
             summary.errors += len(document.errors)
     except BaseException:
         writer.close()
+        bar.close()
         raise
-    writer.finish()
+    bar.close()
+    if summary.failed:
+        writer.close()  # stays OUT.partial: the output is not whole until --resume redoes them
+        summary.finished = output is None
+    else:
+        writer.finish()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _print_failure(summary: RunSummary) -> ErrorSink:
+    def report(message: str) -> None:
+        if summary.failed <= SHOWN_FAILURES:
+            print(f"failed: {message}", file=sys.stderr, flush=True)
+
+    return report
 
 
 def extract_file(extractor: Extractor, *, input_path: str | None = None,
@@ -153,9 +177,11 @@ def extract_file(extractor: Extractor, *, input_path: str | None = None,
     """Run ``extractor`` over ``input_path`` (JSONL) and/or ``texts``; write records to ``output``.
 
     Without ``output`` records go to stdout. Bad input lines are passed to ``on_error`` and
-    counted in ``RunSummary.input_errors``; the run goes on.
+    counted in ``RunSummary.input_errors``; the run goes on. The progress bar has a total (the
+    input's lines are counted first) and shows the window reached inside a long document.
     """
     summary = RunSummary()
+    texts = list(texts)
 
     def report(message: str) -> None:
         summary.input_errors += 1
@@ -170,10 +196,26 @@ def extract_file(extractor: Extractor, *, input_path: str | None = None,
         if input_path:
             yield from read_text_inputs(input_path, report)
 
+    total = len(texts) + (count_lines(input_path) if input_path and progress else 0)
+    bar = ProgressBar(progress, total, "extract")
     before = extractor.stats.generated_tokens
-    run_to_file(documents(), extractor.extract_iter, output, resume=resume, progress=progress,
-                summary=summary)
-    summary.generated_tokens = extractor.stats.generated_tokens - before
+    extractor.on_batch = lambda status: bar.status(status.describe())
+
+    def process(docs: Iterable[Document]) -> Iterator[Document]:
+        # input errors and resumed ids count as handled lines, so the bar reaches its total
+        handled = summary.input_errors + summary.skipped
+        for document in extractor.extract_iter(docs):
+            now = summary.input_errors + summary.skipped
+            bar.advance(now - handled)
+            handled = now
+            yield document
+        bar.advance(summary.input_errors + summary.skipped - handled)
+
+    try:
+        run_to_file(documents(), process, output, resume=resume, progress=bar, summary=summary)
+    finally:
+        extractor.on_batch = None
+        summary.generated_tokens = extractor.stats.generated_tokens - before
     return summary
 
 
@@ -249,8 +291,6 @@ def _raw_output_line(data: Any, where: str, report: ErrorSink) -> dict[str, Any]
 
 def _parse_entry(entry: dict[str, Any], task: str, schema: Schema, prompt_style: str,
                  language: str | None, trim_punctuation: bool = True) -> Document:
-    from deepke_llm.extractor import detect_language
-
     language = language or detect_language(entry["text"])
     records: list = []
     errors: list[str] = []

@@ -1,17 +1,21 @@
 """``deepke-llm`` command line: a thin click group whose commands live next to their library code.
 
 Commands are imported lazily (only the one being run), so ``deepke-llm --help`` stays fast and
-torch/transformers load only when a command needs them. Exit codes: 0 ok, 1 input error, 2 usage.
+torch/transformers load only when a command needs them. Exit codes: see
+:mod:`deepke_llm.commands.common` (0 ok, 1 input errors, 2 usage, 3 backend failures,
+130 interrupted).
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
 
 import click
 
 from deepke_llm import __version__
+from deepke_llm.commands.common import DeepkeGroup, fail
+
+__all__ = ["COMMANDS", "fail", "main"]
 
 # command name -> "module:attribute" of a click command or group
 COMMANDS: dict[str, str] = {
@@ -43,7 +47,7 @@ HELP = {
 }
 
 
-class LazyGroup(click.Group):
+class LazyGroup(DeepkeGroup):
     """A click group that imports a subcommand's module only when it is invoked."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -87,12 +91,6 @@ def main() -> None:
     Example:
       deepke-llm extract --task ner --schema conll03 --model ./my-model "Japan beat Syria 2-1."
     """
-
-
-def fail(message: str) -> None:
-    """Print a one-line input error and exit with status 1."""
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,19 +3,29 @@
 Per document, the text is split into windows that fit the model's context next to the prompt,
 every window is asked every schema chunk (IEPile: 6 entity types or 4 relation / event types per
 prompt), and the grounded results are mapped back to document offsets and de-duplicated.
-Prompts of many documents go to the backend together so it can batch them.
+
+Prompts go to the backend in calls of ``generation.batch_size``, filled document after document,
+and each document is yielded as soon as its last prompt is answered: a killed run loses at most
+the call in flight. Windows are made as the prompts are sent, so a huge document costs memory
+for its text and its results, not for all its prompts at once. A document whose prompts the
+backend could not answer is yielded with :attr:`Document.failure` set (not finished: writers
+leave it out so that ``--resume`` redoes it); a dead backend (:class:`BackendUnavailable`) stops
+the run.
 """
 
 from __future__ import annotations
 
+import bisect
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from deepke_llm.backends.base import (
     Backend,
     BackendError,
+    BackendUnavailable,
     GenerationConfig,
     context_length,
     count_tokens,
@@ -27,9 +37,10 @@ from deepke_llm.records import Document, RecordError, replace_surrogates
 from deepke_llm.schema import Schema, load_schema
 from deepke_llm.tasks import get_task
 from deepke_llm.tasks.base import unique
-from deepke_llm.windows import Window, split_windows
+from deepke_llm.windows import Window, iter_windows
 
-__all__ = ["ExtractionStats", "Extractor", "detect_language", "parse_output", "pick_demonstrations"]
+__all__ = ["BatchStatus", "ExtractionStats", "Extractor", "detect_language", "parse_output",
+           "pick_demonstrations"]
 
 # a window needs room for at least this many tokens of text to be worth a prompt
 MIN_WINDOW_TOKENS = 16
@@ -49,33 +60,67 @@ class ExtractionStats:
     documents: int = 0
     records: int = 0
     errors: int = 0
+    failed: int = 0
     prompts: int = 0
     generated_tokens: int = 0
     seconds: float = 0.0
 
+
+@dataclass(frozen=True)
+class BatchStatus:
+    """Where a run is after a backend call (for progress displays)."""
+
+    document_id: str
+    windows_done: int
+    windows_estimate: int
+
+    def describe(self) -> str:
+        if self.windows_estimate <= 1:
+            return ""
+        return f"{self.document_id}: window {self.windows_done} of ~{self.windows_estimate}"
+
+
+@dataclass(frozen=True)
+class _Span:
+    """A window's place in its document (its text is not kept once its prompts are made)."""
+
+    start: int
+    end: int
+    first: bool
+    last: bool
+
+
+@dataclass
+class _Pending:
+    """A document whose prompts are being made and answered."""
+
+    document: Document
+    language: str
+    errors: list[str] = field(default_factory=list)
+    windows: list[_Span] = field(default_factory=list)
+    found: list[tuple[int, Any]] = field(default_factory=list)  # (window index, record)
+    window_errors: list[tuple[int, str]] = field(default_factory=list)
+    raw_outputs: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    open_jobs: int = 0
+    planned: bool = False
+
     @property
-    def tokens_per_second(self) -> float:
-        return self.generated_tokens / self.seconds if self.seconds else 0.0
+    def done(self) -> bool:
+        return self.planned and self.open_jobs == 0
 
 
 @dataclass
 class _Job:
     """One prompt: a window of a document asked one schema chunk."""
 
-    doc_index: int
+    pending: _Pending
+    window_index: int
     window: Window
-    schema: Schema
+    chunk_index: int
     prompt: Any
-    output: str = ""
+    output: str | None = None
     failure: str | None = None
-
-
-@dataclass
-class _Pending:
-    document: Document
-    language: str
-    jobs: list[_Job] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
 
 
 class Extractor:
@@ -89,7 +134,6 @@ class Extractor:
                  language: str | None = None, prompt_style: str = "iepile",
                  generation: GenerationConfig | None = None, split_num: int | None = None,
                  schema_shuffle_seed: int | None = None, window_overlap: float = 0.15,
-                 documents_per_batch: int | None = None,
                  demonstrations: Sequence[Document] = (), trim_punctuation: bool = True) -> None:
         self.backend = backend
         self.schema = load_schema(schema)
@@ -103,9 +147,9 @@ class Extractor:
         self.chunks = chunk_schema(self.task, self.schema, split_num, schema_shuffle_seed)
         self.window_overlap = window_overlap
         self.trim_punctuation = trim_punctuation  # see deepke_llm.grounding.find_mention
-        # enough documents per backend call to fill several batches
-        self.documents_per_batch = documents_per_batch or max(8, self.generation.batch_size * 4)
         self.stats = ExtractionStats()
+        self.on_batch: Callable[[BatchStatus], None] | None = None
+        """Called after every backend call (progress displays)."""
         # few-shot: gold documents shown (prompt + gold answer) before every prompt
         self.demonstrations = tuple(demonstrations)
         self._demo_cache: dict[tuple[int, str], tuple] = {}
@@ -115,45 +159,67 @@ class Extractor:
     # ---- public API -------------------------------------------------------------------------
     def extract(self, inputs: str | Document | dict | Iterable[str | Document | dict]
                 ) -> Document | list[Document]:
-        """Extract from one text/Document (returns a Document) or many (returns a list)."""
+        """Extract from one text/Document (returns a Document) or many (returns a list).
+
+        A document the backend could not answer comes back with ``failure`` set.
+        """
         if isinstance(inputs, (str, Document, dict)):
             return next(iter(self.extract_iter([inputs])))
         return list(self.extract_iter(inputs))
 
     def extract_iter(self, inputs: Iterable[str | Document | dict]) -> Iterator[Document]:
-        """Stream Documents in input order, calling the backend once per group of documents."""
-        group: list[Document] = []
+        """Stream Documents in input order; each is yielded once its last prompt is answered."""
+        queue: deque[_Pending] = deque()
+        batch: list[_Job] = []
+        size = self.generation.batch_size
         for i, item in enumerate(inputs):
-            group.append(self._as_document(item, i))
-            if len(group) >= self.documents_per_batch:
-                yield from self._run(group)
-                group = []
-        if group:
-            yield from self._run(group)
+            pending = self._start(self._as_document(item, i))
+            queue.append(pending)
+            for job in self._jobs(pending):
+                batch.append(job)
+                if len(batch) >= size:
+                    self._dispatch(batch)
+                    batch = []
+                    yield from self._finished(queue)
+            pending.planned = True
+            if not batch:
+                yield from self._finished(queue)
+        if batch:
+            self._dispatch(batch)
+        yield from self._finished(queue)
 
     # ---- internals ----------------------------------------------------------------------------
     def _as_document(self, item: str | Document | dict, index: int) -> Document:
-        if isinstance(item, Document):
-            return item
         if isinstance(item, str):
             self._auto_ids += 1
-            return Document(id=f"text-{self._auto_ids}", text=item)
-        if isinstance(item, dict):
+            item = Document(id=f"text-{self._auto_ids}", text=item)
+        elif isinstance(item, dict):
             if not item.get("id"):
                 self._auto_ids += 1
                 item = {**item, "id": f"text-{self._auto_ids}"}
-            return Document.from_dict(item, where=f"input {index}")
-        raise RecordError(f"input {index}: expected text, a Document or a dict, got {type(item).__name__}")
+            item = Document.from_dict(item, where=f"input {index}")
+        elif not isinstance(item, Document):
+            raise RecordError(f"input {index}: expected text, a Document or a dict, "
+                              f"got {type(item).__name__}")
+        clean = replace_surrogates(item.text)
+        if clean is not item.text:
+            # no tokenizer or HTTP body can carry them; U+FFFD keeps every offset
+            item = replace(item, text=clean).with_errors(
+                "text: lone surrogates (not Unicode text) replaced by U+FFFD")
+        return item
 
     def _language(self, document: Document) -> str:
         return self.language or document.language or self.schema.language
 
-    def _plan(self, document: Document) -> _Pending:
-        language = self._language(document)
-        pending = _Pending(document, language)
-        if not document.text.strip():
+    def _start(self, document: Document) -> _Pending:
+        return _Pending(document, self._language(document))
+
+    def _jobs(self, pending: _Pending) -> Iterator[_Job]:
+        """The document's prompts, window by window (windows are cut as they are needed)."""
+        text, language = pending.document.text, pending.language
+        if not text.strip():
             pending.errors.append("empty text: nothing to extract")
-            return pending
+            return
         widest, overhead = self._prompt_overhead(language)
         room = context_length(self.backend) - self.generation.max_new_tokens - overhead
         if room < MIN_WINDOW_TOKENS:
@@ -162,17 +228,19 @@ class Extractor:
                 f"({self.generation.max_new_tokens}) leaves {max(room, 0)} of the model's "
                 f"{context_length(self.backend)} context tokens for text: lower max_new_tokens "
                 "or split_num")
-            return pending
-        def text_tokens(text: str) -> int:
+            return
+
+        def text_tokens(piece: str) -> int:
             # measured inside the real prompt: the IEPile JSON escapes quotes and newlines
-            prompt = self._render(self._build(widest, text, language))
+            prompt = self._render(self._build(widest, piece, language))
             return count_tokens(self.backend, prompt) - overhead
 
-        windows = split_windows(document.text, room, text_tokens, self.window_overlap)
-        for window in windows:
-            for i, chunk in enumerate(self.chunks):
-                pending.jobs.append(_Job(0, window, chunk, self._build(i, window.text, language)))
-        return pending
+        for index, window in enumerate(iter_windows(text, room, text_tokens, self.window_overlap)):
+            pending.windows.append(_Span(window.start, window.start + len(window.text),
+                                         window.first, window.last))
+            for i in range(len(self.chunks)):
+                pending.open_jobs += 1
+                yield _Job(pending, index, window, i, self._build(i, window.text, language))
 
     def _prompt_overhead(self, language: str) -> tuple[int, int]:
         """(index of the chunk with the longest prompt, its tokens around an empty input + BOS)."""
@@ -201,31 +269,42 @@ class Extractor:
         render = getattr(self.backend, "render", None)
         return render(prompt) if render else prompt.user + (prompt.input or "")
 
-    def _run(self, documents: list[Document]) -> Iterator[Document]:
+    def _dispatch(self, jobs: list[_Job]) -> None:
+        """One backend call for ``jobs``; their answers are parsed and grounded into their
+        documents at once (so no prompt or window text outlives the call)."""
         started = time.perf_counter()
-        pending = [self._plan(d) for d in documents]
-        jobs = [job for p in pending for job in p.jobs]
         backend_stats = getattr(self.backend, "stats", None)
         before = backend_stats.generated_tokens if backend_stats else 0
-        if jobs:
+        try:
             self._generate(jobs)
-        self.stats.prompts += len(jobs)
-        if backend_stats is not None:
-            self.stats.generated_tokens += backend_stats.generated_tokens - before
-        for item in pending:
-            document = self._merge(item)
-            self.stats.documents += 1
-            self.stats.records += document.record_count
-            self.stats.errors += len(document.errors)
-            yield document
-        self.stats.seconds += time.perf_counter() - started
+        finally:
+            self.stats.prompts += len(jobs)
+            if backend_stats is not None:
+                self.stats.generated_tokens += backend_stats.generated_tokens - before
+            self.stats.seconds += time.perf_counter() - started
+        for job in jobs:
+            self._collect(job)
+        if self.on_batch is not None:
+            pending = jobs[-1].pending
+            self.on_batch(BatchStatus(pending.document.id, len(pending.windows),
+                                      _windows_estimate(pending)))
 
     def _generate(self, jobs: list[_Job]) -> None:
         try:
             outputs = self.backend.generate([job.prompt for job in jobs], self.generation)
+        except BackendUnavailable:
+            raise
         except BackendError as exc:
+            if exc.outputs is not None and len(exc.outputs) == len(jobs):
+                # the backend says which prompts failed: keep the others, never resend them
+                failures = exc.failures or [None] * len(jobs)
+                for job, output, failure in zip(jobs, exc.outputs, failures, strict=True):
+                    if output is None:
+                        job.failure = failure or str(exc)
+                    else:
+                        job.output = output
+                return
             # one bad prompt must not sink the batch: halve it until the failures are isolated
-            # (still batched / concurrent), and record those in their documents' errors
             if len(jobs) == 1:
                 jobs[0].failure = str(exc)
                 return
@@ -238,35 +317,67 @@ class Extractor:
         for job, output in zip(jobs, outputs, strict=True):
             job.output = output
 
+    def _collect(self, job: _Job) -> None:
+        """Parse and ground one answer into its document (window offsets -> document offsets)."""
+        pending = job.pending
+        pending.open_jobs -= 1
+        if job.failure is not None or job.output is None:
+            name = self.chunks[job.chunk_index].types_for(self.task.name)[0].name
+            pending.failures.append(f"no output for schema chunk {name!r}...: {job.failure}")
+            return
+        pending.raw_outputs.append(job.output)
+        grounded, errors = parse_output(self.task.name, job.output, self.chunks[job.chunk_index],
+                                        job.window.text, pending.language, self.style.name,
+                                        self.trim_punctuation)
+        pending.window_errors.extend((job.window_index, e) for e in errors)
+        pending.found.extend((job.window_index, shift(r, job.window.start)) for r in grounded)
+
+    def _finished(self, queue: deque[_Pending]) -> Iterator[Document]:
+        while queue and queue[0].done:
+            document = self._merge(queue.popleft())
+            self.stats.documents += 1
+            if document.failure is not None:
+                self.stats.failed += 1
+            self.stats.records += document.record_count
+            self.stats.errors += len(document.errors)
+            yield document
+
     def _merge(self, pending: _Pending) -> Document:
-        records: list = []
-        errors = list(pending.errors)
-        windows = list(dict.fromkeys(job.window for job in pending.jobs))
+        windows = pending.windows
         several = len(windows) > 1
-        for job in pending.jobs:
-            if job.failure is not None:
-                errors.append(f"no output for schema chunk {job.schema.types_for(self.task.name)[0].name!r}"
-                              f"...: {job.failure}")
-                continue
-            grounded, job_errors = parse_output(self.task.name, job.output, job.schema,
-                                                job.window.text, pending.language, self.style.name,
-                                                self.trim_punctuation)
-            prefix = f"window at {job.window.start}: " if several else ""
-            errors.extend(prefix + e for e in job_errors)
-            for record in grounded:
-                record = shift(record, job.window.start)
-                if several and _touches_cut(record, job.window) and \
-                        _held_by_other(record, job.window, windows):
-                    continue  # cut by this window's edge; an overlapping window sees it whole
-                records.append(record)
+        errors = list(pending.errors)
+        errors.extend((f"window at {windows[i].start}: " if several else "") + e
+                      for i, e in pending.window_errors)
+        records: list = []
+        starts = [w.start for w in windows]
+        widest = max((w.end - w.start for w in windows), default=0)
+        for index, record in pending.found:
+            if several and _touches_cut(record, windows[index]) and \
+                    _held_by_other(record, index, windows, starts, widest):
+                continue  # cut by this window's edge; an overlapping window sees it whole
+            records.append(record)
         records = unique(records)
         if several:
             records = _drop_ungrounded_twins(records)
         fields = {"entities": (), "relations": (), "events": ()}
         fields[self.task.record_field] = tuple(records)
-        return replace(pending.document, language=pending.language, **fields,
-                       raw_output=tuple(job.output for job in pending.jobs),
-                       errors=tuple(unique(errors)))
+        document = replace(pending.document, language=pending.language, **fields,
+                           raw_output=tuple(pending.raw_outputs),
+                           errors=tuple(unique(list(pending.document.errors) + errors)))
+        if pending.failures:
+            document = replace(document, failure=pending.failures[0])
+        return document
+
+
+def _windows_estimate(pending: _Pending) -> int:
+    """About how many windows the document will have (from the stride of the ones cut so far)."""
+    windows = pending.windows
+    if not windows or windows[-1].last:
+        return len(windows)
+    stride = windows[-1].start / (len(windows) - 1) if len(windows) > 1 else \
+        windows[0].end - windows[0].start
+    remaining = len(pending.document.text) - windows[-1].end
+    return len(windows) + max(1, round(remaining / max(stride, 1)))
 
 
 def parse_output(task: str, output: str, schema: Schema, text: str, language: str,
@@ -293,18 +404,24 @@ def _spans(record: Any) -> list[tuple[int, int]]:
     return parts
 
 
-def _touches_cut(record: Any, window: Window) -> bool:
+def _touches_cut(record: Any, window: _Span) -> bool:
     """Does a span (document offsets) run into an edge where ``window`` cut the text?"""
-    end_of_window = window.start + len(window.text)
-    return any((not window.last and end >= end_of_window) or (not window.first and start <= window.start)
+    return any((not window.last and end >= window.end) or (not window.first and start <= window.start)
                for start, end in _spans(record))
 
 
-def _held_by_other(record: Any, window: Window, windows: list[Window]) -> bool:
+def _held_by_other(record: Any, index: int, windows: list[_Span], starts: list[int],
+                   widest: int) -> bool:
+    """Does another window hold all of the record's spans? Only windows starting at most
+    ``widest`` characters before the record can, so bisection finds the few to look at."""
     spans = _spans(record)
-    return any(other is not window and all(other.start <= s and e <= other.start + len(other.text)
-                                           for s, e in spans)
-               for other in windows)
+    if not spans:
+        return False
+    lo = min(s for s, _ in spans)
+    hi = max(e for _, e in spans)
+    first = bisect.bisect_left(starts, lo - widest)
+    last = bisect.bisect_right(starts, lo)  # windows[first:last] start in [lo - widest, lo]
+    return any(i != index and windows[i].end >= hi for i in range(first, last))
 
 
 def _strings(record: Any) -> tuple:

@@ -210,6 +210,9 @@ class Document:
     events: tuple[Event, ...] = ()
     raw_output: tuple[str, ...] | None = None
     errors: tuple[str, ...] = ()
+    failure: str | None = None
+    """Set when the backend could not answer: the document is not finished (writers leave it
+    out so that ``--resume`` redoes it)."""
     meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -230,6 +233,8 @@ class Document:
             out["raw_output"] = list(self.raw_output)
         if self.errors:
             out["errors"] = list(self.errors)
+        if self.failure is not None:
+            out["failure"] = self.failure
         # extra keys of the input line last, so the record fields lead each line
         out.update((k, v) for k, v in self.meta.items() if k not in out)
         return out
@@ -247,7 +252,8 @@ class Document:
         if not isinstance(doc_id, str) or not doc_id:
             raise RecordError(f"{where}: missing or empty field 'id'")
         text = _get(data, "text", str, where)
-        known = {"id", "text", "language", "entities", "relations", "events", "raw_output", "errors"}
+        known = {"id", "text", "language", "entities", "relations", "events", "raw_output", "errors",
+                 "failure"}
         raw = data.get("raw_output")
         if isinstance(raw, str):
             raw = [raw]
@@ -263,6 +269,7 @@ class Document:
                          for i, e in enumerate(_get(data, "events", list, where, False, []))),
             raw_output=tuple(str(r) for r in raw) if isinstance(raw, list) else None,
             errors=tuple(str(e) for e in _get(data, "errors", list, where, False, [])),
+            failure=_get(data, "failure", str, where, required=False),
             meta={k: v for k, v in data.items() if k not in known},
         )
 
@@ -276,11 +283,27 @@ def replace_surrogates(text: str) -> str:
     return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
 
 
+def _has_surrogate(value: Any) -> bool:
+    """Does any string (or key) inside a parsed JSON value hold a lone surrogate?"""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def iter_jsonl(path: str, errors: list[str] | None = None) -> Iterator[tuple[int, Any]]:
     """Yield ``(line_number, parsed_json)`` for each non-blank line of a JSON-lines file.
 
-    A line that is not valid JSON or not valid UTF-8 raises :class:`RecordError` naming
-    ``file:line`` unless ``errors`` is given, in which case the message is appended and the
+    A line that is not valid UTF-8, not valid JSON or holds a string that is not Unicode text (a
+    lone surrogate escape) raises :class:`RecordError` naming ``file:line`` unless ``errors`` is given, in which case the message is appended and the
     line skipped.
     """
     with open(path, "rb") as handle:
@@ -289,14 +312,23 @@ def iter_jsonl(path: str, errors: list[str] | None = None) -> Iterator[tuple[int
                 continue
             try:
                 # a UTF-8 byte-order mark (some editors write one) is not part of the first line
-                value = json.loads(raw.decode("utf-8-sig" if number == 1 else "utf-8"))
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                value = json.loads(line)
             except UnicodeDecodeError:
                 message = f"{path}:{number}: not valid UTF-8; re-encode the file as UTF-8"
             except json.JSONDecodeError as exc:
                 message = f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})"
+            except ValueError as exc:  # e.g. an integer longer than Python reads (4,300 digits)
+                message = f"{path}:{number}: not valid JSON ({str(exc).split(';')[0]})"
+            except RecursionError:
+                message = f"{path}:{number}: JSON nested too deeply to read"
             else:
-                yield number, value
-                continue
+                # UTF-8 bytes cannot hold a surrogate; only a lone "\udXXX" escape can
+                if "\\u" not in line or not _has_surrogate(value):
+                    yield number, value
+                    continue
+                message = (f"{path}:{number}: a string holds a lone surrogate escape "
+                           "(\\ud800-\\udfff), which is not Unicode text; fix or drop the line")
             if errors is None:
                 raise RecordError(message)
             errors.append(message)

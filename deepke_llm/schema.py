@@ -261,9 +261,13 @@ def load_schema(name_or_path: str | Path | Schema | Mapping[str, Any]) -> Schema
         source = str(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return Schema.from_dict(data, source)
+        except (UnicodeDecodeError, ValueError) as exc:
+            if isinstance(exc, SchemaError):
+                raise
             raise SchemaError(f"{source}: not valid UTF-8 JSON ({exc})") from None
-        return Schema.from_dict(data, source)
+        except RecursionError:
+            raise SchemaError(f"{source}: JSON nested too deeply to be a schema") from None
     resource = _schema_dir().joinpath(f"{text}.json")
     if not resource.is_file():
         raise SchemaError(f"unknown schema '{text}': use a path to a schema JSON file or one of "

@@ -8,10 +8,8 @@ import sys
 
 import click
 
-
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
+from deepke_llm.commands.common import DeepkeGroup, ExitCode, refuse_same_output
+from deepke_llm.commands.common import fail as _fail
 
 
 def _shard(value: str) -> tuple[int, int]:
@@ -24,7 +22,7 @@ def _shard(value: str) -> tuple[int, int]:
     return index, count
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=DeepkeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """KG2Instruction: relation-extraction instruction data from a knowledge graph and raw text.
 
@@ -108,6 +106,10 @@ def build(kb_entities, kb_triples, relations, corpus, output, schema, instructio
     from kg2instruction.inputs import InputError
     from kg2instruction.pipeline import BuildConfig
 
+    refuse_same_output(output, [kb_entities, kb_triples, relations, corpus, rules, schema])
+    for extra in (instructions, stats_path):
+        refuse_same_output(extra, [kb_entities, kb_triples, relations, corpus, rules, schema,
+                                   output])
     try:
         config = BuildConfig(language=language, splitter=splitter, context=context,
                              max_distance=max_distance, ignore_case=ignore_case,
@@ -132,6 +134,10 @@ def build(kb_entities, kb_triples, relations, corpus, output, schema, instructio
                f"{report['triples']} triples in {report['documents_with_relations']} documents"
                f"; {errors} input problems" + (f" (see {stats_path})" if stats_path and errors
                                                else "") + f" -> {output}", err=True)
+    for message in report["input_errors"]["messages"][:5]:
+        click.echo(f"error: {message}", err=True)
+    if errors:
+        sys.exit(ExitCode.INPUT)
 
 
 @main.command("prepare-fewrel")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -33,7 +34,16 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.requests.append(body)  # type: ignore[attr-defined]
         user = body["messages"][-1]["content"] if "messages" in body else body["prompt"]
-        text = rule_answer(user)
+        status = self.server.fail(user)  # type: ignore[attr-defined]
+        if status is not None:
+            payload = json.dumps({"error": {"message": f"scripted failure {status}"}}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
+        text = self.server.answer(user)  # type: ignore[attr-defined]
         choice = {"index": 0, "finish_reason": "stop"}
         if "messages" in body:
             choice["message"] = {"role": "assistant", "content": text}
@@ -49,10 +59,18 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def rule_server():
-    """Yield the base URL of a running rule server; shut it down afterwards."""
+def rule_server(fail: Callable[[str], int | None] = lambda user: None,
+                answer: Callable[[str], str] = rule_answer):
+    """Yield the base URL of a running rule server; shut it down afterwards.
+
+    ``fail(user_message)`` may return an HTTP status to answer instead (scripted failures);
+    ``answer`` turns the user message into the model's text.
+    """
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
     server.requests = []  # type: ignore[attr-defined]
+    server.fail = fail  # type: ignore[attr-defined]
+    server.answer = answer  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -10,7 +10,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from deepke_llm.backends.base import GenerationConfig
-from deepke_llm.backends.openai import BackendError, OpenAIBackend, _retry_after_seconds
+from deepke_llm.backends.openai import (
+    BackendError,
+    CircuitBreaker,
+    OpenAIBackend,
+    _retry_after_seconds,
+    redact_url,
+)
 from deepke_llm.prompts.chat import Prompt, render_prompt
 
 
@@ -186,10 +192,75 @@ def test_a_400_fails_at_once_with_url_status_and_server_message(server):
     backend = OpenAIBackend(server.base_url, "m", backoff=0.01)
     with pytest.raises(BackendError) as info:
         backend.generate([Prompt(user="ok"), Prompt(user="too long")], GenerationConfig())
-    message = str(info.value)
-    assert message == (f"POST {server.base_url}/chat/completions failed with HTTP 400: "
-                       "maximum context length is 8 tokens")
-    assert server.count("too long") == 1
+    assert info.value.outputs == ["echo:ok", None]  # what succeeded is handed back
+    assert info.value.failures == [None, f"POST {server.base_url}/chat/completions failed with "
+                                         "HTTP 400: maximum context length is 8 tokens"]
+    assert str(info.value).startswith("1 of 2 requests failed; first: POST")
+    assert server.count("too long") == 1 and server.count("ok") == 1
+
+
+def test_a_server_answering_500_to_everything_trips_the_breaker(server):
+    from deepke_llm.backends.base import BackendUnavailable
+
+    server.plans = {f"p{i}": ["500"] * 100 for i in range(40)}
+    backend = OpenAIBackend(server.base_url, "m", backoff=0.01, max_retries=5)
+    with pytest.raises(BackendUnavailable, match=r"server unavailable \(2\d attempts in a row "
+                                                 r"failed; last: HTTP 500: server trouble\)"):
+        backend.generate([Prompt(user=f"p{i}") for i in range(40)], GenerationConfig())
+    # without the breaker: 40 prompts x 6 attempts = 240 requests
+    assert len(server.requests) <= 20 + 8
+
+
+def test_nothing_listening_trips_the_breaker_after_three_refused_connections():
+    import socket
+
+    from deepke_llm.backends.base import BackendUnavailable
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    breaker = CircuitBreaker()
+    backend = OpenAIBackend(f"http://127.0.0.1:{port}/v1", "m", max_retries=5, backoff=0.01,
+                            breaker=breaker, max_concurrency=1)
+    with pytest.raises(BackendUnavailable, match="3 attempts in a row failed; last: ConnectError"):
+        backend.generate([Prompt(user=f"x{i}") for i in range(50)], GenerationConfig())
+    assert breaker.is_open
+
+
+def test_429_does_not_trip_the_breaker_and_a_success_closes_it():
+    breaker = CircuitBreaker(unreachable_after=3, failures_after=3, cooldown=60)
+    breaker.failure("HTTP 500")
+    breaker.failure("HTTP 500")
+    breaker.success()
+    breaker.failure("HTTP 500")
+    breaker.failure("HTTP 500")
+    assert not breaker.is_open
+    breaker.failure("HTTP 502")
+    assert breaker.is_open
+    half_open = CircuitBreaker(failures_after=1, cooldown=0)
+    half_open.failure("HTTP 500")
+    assert not half_open.is_open  # the cooldown is over: one attempt may go through
+
+
+def test_credentials_in_the_url_go_as_basic_auth_and_never_into_messages(server):
+    import base64
+
+    url = server.base_url.replace("http://", "http://alice:s3cr%40t@")
+    server.plans = {"bad": ["400"]}
+    backend = OpenAIBackend(url, "m")
+    assert "s3cr" not in backend.url and "alice" not in repr(backend)
+    with pytest.raises(BackendError) as info:
+        backend.generate([Prompt(user="good"), Prompt(user="bad")], GenerationConfig())
+    assert "s3cr" not in str(info.value) and "alice" not in str(info.value)
+    headers = [{k.lower(): v for k, v in r["headers"].items()} for r in server.requests]
+    assert headers[0]["authorization"] == "Basic " + base64.b64encode(b"alice:s3cr@t").decode()
+    assert redact_url("https://u:p@host:8443/v1") == "https://host:8443/v1"
+
+
+def test_a_prompt_with_a_lone_surrogate_is_sent_not_crashed_on(server):
+    backend = OpenAIBackend(server.base_url, "m")
+    (output,) = backend.generate([Prompt(user="bad \ud800 text")], GenerationConfig())
+    assert output == "echo:bad \ud800 text"  # sent \u-escaped; the server decoded it
 
 
 def test_retries_give_up_after_max_retries_with_the_last_error(server):

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 from fake_server import rule_answer, rule_server
 
+from deepke_llm.backends.base import GenerationConfig
 from deepke_llm.batch import extract_file
 from deepke_llm.cli import main
 from deepke_llm.extractor import Extractor
@@ -103,7 +104,7 @@ def test_interrupted_run_keeps_finished_documents_and_resume_completes(tmp_path)
     out = tmp_path / "out.jsonl"
     flaky = FlakyBackend(die_on_call=2)
     with pytest.raises(KeyboardInterrupt):
-        extract_file(Extractor(flaky, "conll03", "ner", documents_per_batch=8),
+        extract_file(Extractor(flaky, "conll03", "ner", generation=GenerationConfig(batch_size=8)),
                      input_path=str(inp), output=str(out), progress=False)
     assert not out.exists(), "an unfinished run must not leave a complete-looking output"
     partial = out.with_name("out.jsonl.partial")

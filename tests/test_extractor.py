@@ -45,14 +45,49 @@ def test_every_schema_chunk_is_asked_and_results_are_unioned():
     assert {e.type for e in doc.events} == first_types
 
 
-def test_documents_are_batched_into_few_backend_calls_in_order():
+def test_documents_are_batched_into_backend_calls_of_batch_size_in_order():
     backend = RuleBackend()
     extractor = Extractor(backend, "conll03", "ner", generation=GenerationConfig(batch_size=4))
-    docs = [Document(id=f"d{i}", text=f"Item {i} from Paris.") for i in range(40)]
+    docs = [Document(id=f"d{i}", text=f"Item {i} from Paris.") for i in range(42)]
     out = list(extractor.extract_iter(docs))
     assert [d.id for d in out] == [d.id for d in docs]
-    assert backend.calls == [16, 16, 8]  # documents_per_batch = 4 * batch_size
-    assert extractor.stats.documents == 40 and extractor.stats.prompts == 40
+    assert backend.calls == [4] * 10 + [2]
+    assert extractor.stats.documents == 42 and extractor.stats.prompts == 42
+
+
+def test_each_document_is_yielded_as_soon_as_its_last_prompt_is_answered():
+    # a kill loses at most the backend call in flight: after each call, every document it
+    # finished has already been handed on
+    backend = RuleBackend()
+    extractor = Extractor(backend, "ace05", "ee", generation=GenerationConfig(batch_size=3))
+    docs = [Document(id=f"d{i}", text=f"Rebels attacked Homs {i}.") for i in range(5)]
+    seen_after_calls = []
+    for document in extractor.extract_iter(docs):
+        seen_after_calls.append((document.id, len(backend.calls)))
+    per_doc = len(extractor.chunks)  # 8 prompts per document, 3 per call
+    assert seen_after_calls == [(f"d{i}", -(-per_doc * (i + 1) // 3)) for i in range(5)]
+
+
+def test_a_huge_document_streams_its_windows():
+    # prompts are made as they are sent: never more than one batch of window texts alive
+    class CountingBackend(RuleBackend):
+        def generate(self, prompts, config):
+            assert len(prompts) <= config.batch_size
+            return super().generate(prompts, config)
+
+    statuses = []
+    extractor = Extractor(CountingBackend(context_length=250), "conll03", "ner",
+                          generation=GenerationConfig(max_new_tokens=64, batch_size=4))
+    extractor.on_batch = statuses.append
+    text = " ".join(f"Report {i} mentions Berlin." for i in range(3000))
+    doc = extractor.extract(text)
+    windows = len(doc.raw_output)
+    assert windows > 100 and len(statuses) == -(-windows // 4)
+    assert statuses[-1].windows_done == windows and statuses[-1].windows_estimate == windows
+    middle = statuses[len(statuses) // 2]
+    assert abs(middle.windows_estimate - windows) <= windows * 0.2, "estimate is roughly right"
+    assert "window" in middle.describe()
+    assert len([e for e in doc.entities if e.text == "Berlin"]) == 3000
 
 
 def test_long_text_windows_map_offsets_back_and_deduplicate():
@@ -111,7 +146,35 @@ def test_backend_failure_on_one_prompt_is_recorded_not_fatal():
     docs = [Document("a", "Alice is here."), Document("b", "Poison pill."), Document("c", "Carol too.")]
     out = Extractor(PickyBackend(), "conll03", "ner").extract(docs)
     assert [d.entities[0].text for d in (out[0], out[2])] == ["Alice", "Carol"]
-    assert out[1].entities == () and "prompt too long" in out[1].errors[0]
+    assert out[0].failure is None and out[2].failure is None
+    # not finished: a failed document is marked so writers leave it out and --resume redoes it
+    assert out[1].entities == () and "prompt too long" in out[1].failure
+    assert out[1].to_dict()["failure"] == out[1].failure
+
+
+def test_prompts_that_succeeded_are_never_sent_again():
+    from deepke_llm.backends.base import BackendError
+
+    class PartlyFailing(RuleBackend):
+        def __init__(self):
+            super().__init__()
+            self.sent: list[str] = []
+
+        def generate(self, prompts, config):
+            inputs = [json.loads(p.user)["input"] for p in prompts]
+            self.sent.extend(inputs)
+            outputs = [None if "Poison" in x else rule_answer(p.user)
+                       for x, p in zip(inputs, prompts, strict=True)]
+            if None in outputs:
+                raise BackendError("1 request failed", outputs=outputs,
+                                   failures=["HTTP 500" if o is None else None for o in outputs])
+            return outputs
+
+    backend = PartlyFailing()
+    docs = [Document(str(i), f"Doc {i} Paris.") for i in range(6)] + [Document("p", "Poison.")]
+    out = Extractor(backend, "conll03", "ner", generation=GenerationConfig(batch_size=8)).extract(docs)
+    assert sorted(backend.sent) == sorted(d.text for d in docs), "each prompt sent exactly once"
+    assert [d.failure for d in out] == [None] * 6 + ["no output for schema chunk 'person'...: HTTP 500"]
 
 
 def test_few_shot_demonstrations_precede_the_prompt_in_every_template():

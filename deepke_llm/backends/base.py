@@ -54,11 +54,26 @@ class GenerationStats:
 
 
 class BackendError(RuntimeError):
-    """A backend could not answer a prompt (a server refusal, a request that kept failing).
+    """A backend could not answer some prompts (a server refusal, a request that kept failing).
 
-    The extractor catches it, retries the batch's prompts one by one, and records the prompts
-    that still fail in their document's ``errors`` instead of stopping the run.
+    ``outputs``, when the backend knows it, has one entry per prompt of the call: the output of
+    each prompt that succeeded and None for each that failed (``failures`` holds their one-line
+    reasons), so the caller keeps what succeeded and never sends it again. Without ``outputs``
+    the extractor halves the batch until the failing prompts are isolated. Documents whose
+    prompts still fail are not finished: they are left out of the output so that ``--resume``
+    redoes them.
     """
+
+    def __init__(self, message: str, outputs: Sequence[str | None] | None = None,
+                 failures: Sequence[str | None] | None = None) -> None:
+        super().__init__(message)
+        self.outputs = list(outputs) if outputs is not None else None
+        self.failures = list(failures) if failures is not None else None
+
+
+class BackendUnavailable(BackendError):
+    """The backend cannot answer anything now (a dead server): the run stops instead of
+    failing every remaining document one by one."""
 
 
 @runtime_checkable

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from deepke_llm.cli import fail
+from deepke_llm.commands.common import ExitCode, fail, refuse_same_output
 from deepke_llm.commands.model_options import backend_from_options, model_options, pop_model_options
 
 TASKS = ["ner", "re", "ee"]
@@ -65,9 +65,7 @@ def extract(task, schema_name, prompt_style, language, input_path, output, batch
       deepke-llm extract --task re --schema conll04 --base-url http://127.0.0.1:8000/v1 \\
           --api-model oneke --input docs.jsonl --output relations.jsonl --resume
     """
-    from deepke_llm.backends.base import GenerationConfig
-    from deepke_llm.batch import extract_file
-    from deepke_llm.extractor import Extractor
+    from deepke_llm.io import output_lock
 
     options = pop_model_options(kwargs)
     if not texts and not input_path:
@@ -79,6 +77,27 @@ def extract(task, schema_name, prompt_style, language, input_path, output, batch
 
         if not os.path.isfile(input_path):
             fail(f"input file {input_path} does not exist")
+    refuse_same_output(output, [input_path, few_shot_file])
+    # taken before the model loads: a busy or unwritable output fails in a second, not a minute
+    lock = output_lock(output) if output else None
+    try:
+        summary = _extract(task, schema_name, options, prompt_style, language, input_path, output,
+                           batch_size, max_new_tokens, split_num, few_shot, few_shot_file, resume,
+                           no_progress, keep_punctuation, texts)
+    finally:
+        if lock is not None:
+            lock.release()
+    click.echo(summary.line(), err=True)
+    _exit_for(summary, output)
+
+
+def _extract(task, schema_name, options, prompt_style, language, input_path, output, batch_size,
+             max_new_tokens, split_num, few_shot, few_shot_file, resume, no_progress,
+             keep_punctuation, texts):
+    from deepke_llm.backends.base import BackendUnavailable, GenerationConfig
+    from deepke_llm.batch import extract_file
+    from deepke_llm.extractor import Extractor
+
     schema = _schema_or_fail(schema_name)
     demonstrations = _demonstrations(few_shot, few_shot_file, task)
     try:
@@ -91,16 +110,29 @@ def extract(task, schema_name, prompt_style, language, input_path, output, batch
     except (ValueError, OSError) as exc:
         fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     try:
-        summary = extract_file(extractor, input_path=input_path, texts=texts, output=output,
-                               resume=resume, progress=not no_progress)
+        return extract_file(extractor, input_path=input_path, texts=texts, output=output,
+                            resume=resume, progress=not no_progress)
     except KeyboardInterrupt:
         if output:
             click.echo(f"interrupted: finished documents are in {output}.partial; "
                        "rerun with --resume to continue", err=True)
-        sys.exit(130)
-    click.echo(summary.line(), err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    except BackendUnavailable as exc:
+        click.echo(f"error: {str(exc).splitlines()[0]}", err=True)
+        where = f" in {output}.partial" if output else ""
+        fail(f"stopped: the backend is unavailable; finished documents are kept{where}"
+             + ("; rerun with --resume when it is back" if output else ""), ExitCode.BACKEND)
+
+
+def _exit_for(summary, output: str | None) -> None:
+    """Exit 3 when documents failed (the output stays .partial), 1 for input errors."""
+    if summary.failed:
+        where = f"; the output stays {output}.partial: rerun with --resume to redo them" \
+            if output else ""
+        fail(f"{summary.failed} documents failed in the backend and were not written{where}",
+             ExitCode.BACKEND)
     if summary.input_errors:
-        sys.exit(1)
+        sys.exit(ExitCode.INPUT)
 
 
 def _demonstrations(count: int, path: str | None, task: str) -> list:
@@ -146,12 +178,12 @@ def parse(task, schema_name, input_path, output, prompt_style, language, keep_pu
 
     if not os.path.isfile(input_path):
         fail(f"input file {input_path} does not exist")
+    refuse_same_output(output, [input_path])
     schema = _schema_or_fail(schema_name)
     summary = parse_file(input_path, task, schema, output=output, prompt_style=prompt_style,
                          language=language, trim_punctuation=not keep_punctuation)
     click.echo(summary.line(), err=True)
-    if summary.input_errors:
-        sys.exit(1)
+    _exit_for(summary, output)
 
 
 @click.command()

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from deepke_llm.cli import fail
+from deepke_llm.commands.common import fail, refuse_same_output
 
 
 @click.command(context_settings={"show_default": True})
@@ -47,6 +47,7 @@ def instruct(schema_name, input_path, output, tasks, split, split_num, neg_ratio
 
     if not os.path.isfile(input_path):
         fail(f"input file {input_path} does not exist")
+    refuse_same_output(output, [input_path, schema_name])
     try:
         schema = load_schema(schema_name)
     except SchemaError as exc:

@@ -73,8 +73,9 @@ def convert(format_: str, input_path: str, output: str, schema: str | None, spli
       deepke-llm convert --format conll03 --input eng.testb --schema conll03 \\
           --split test --output conll03-test.jsonl
     """
-    from deepke_llm.cli import fail
+    from deepke_llm.commands.common import fail, refuse_same_output
 
+    refuse_same_output(output, [input_path, schema])
     opts = {k: v for k, v in (("unit", unit), ("qualifiers", qualifiers), ("id_prefix", id_prefix))
             if v is not None}
     errors = _EchoedErrors()

@@ -1,0 +1,103 @@
+"""What every command shares: exit codes, one-line failures, and the group that turns errors a
+user can cause into one line and the right exit code instead of a traceback.
+
+Exit codes (every command, both console scripts):
+
+- 0 ok
+- 1 input errors: bad lines or files are reported (``file:line``) and the rest is written
+- 2 usage: bad options, an output that would overwrite an input, an output another run is writing
+- 3 backend failures: documents not done (left out, ``--resume`` redoes them) or a dead backend
+- 130 interrupted (Ctrl-C): finished work is kept for ``--resume``
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from collections.abc import Iterable
+from enum import IntEnum
+from typing import Any, NoReturn
+
+import click
+
+__all__ = ["DeepkeGroup", "ExitCode", "fail", "refuse_same_output"]
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    INPUT = 1
+    USAGE = 2
+    BACKEND = 3
+    INTERRUPTED = 130
+
+
+def fail(message: str, code: int = ExitCode.INPUT) -> NoReturn:
+    """Print ``error: message`` (one line) to stderr and exit with ``code``."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(int(code))
+
+
+def refuse_same_output(output: str | os.PathLike[str] | None,
+                       inputs: Iterable[str | os.PathLike[str] | None]) -> None:
+    """Exit 2 when ``output`` is one of ``inputs`` (also through links), before anything is
+    written."""
+    from deepke_llm.io import SameFileError, refuse_same_file
+
+    try:
+        refuse_same_file(output, inputs)
+    except SameFileError as exc:
+        fail(str(exc), ExitCode.USAGE)
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _os_error(exc: OSError) -> str:
+    where = exc.filename or ""
+    reason = exc.strerror or _one_line(exc)
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write or read {where}: {reason}; check its permissions or choose another path"
+    if exc.errno == errno.ENOSPC:
+        return f"no space left writing {where}; free some space and rerun (with --resume where offered)"
+    return f"{where}: {reason}" if where else reason
+
+
+class DeepkeGroup(click.Group):
+    """A click group whose ``main`` maps what users can cause to one line and an exit code.
+
+    Ctrl-C anywhere (also while torch imports) exits 130 instead of click's ``Aborted!`` with 1;
+    a file the system refuses (read-only folder, full disk) is one line naming it, exit 1; a
+    dead backend, exit 3; an output another run holds, exit 2. ``DEEPKE_DEBUG=1`` shows the
+    traceback instead.
+    """
+
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode or os.environ.get("DEEPKE_DEBUG"):
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        from deepke_llm.backends.base import BackendUnavailable
+        from deepke_llm.io import OutputBusy, SameFileError
+
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            click.echo("interrupted", err=True)
+            sys.exit(ExitCode.INTERRUPTED)
+        except (OutputBusy, SameFileError) as exc:
+            fail(str(exc), ExitCode.USAGE)
+        except BackendUnavailable as exc:
+            fail(f"{_one_line(exc)}; finished documents are kept: rerun with --resume when the "
+                 "backend is back", ExitCode.BACKEND)
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:  # output piped into `head`: not an error
+                sys.exit(ExitCode.OK)
+            fail(_os_error(exc))
+        except RecursionError:
+            fail("input nested too deeply to read (RecursionError)")
+        sys.exit(code if isinstance(code, int) else ExitCode.OK)

@@ -1,0 +1,284 @@
+"""Files, the one way: atomic writes, locked resumable JSON-lines output, progress, the error sink.
+
+- :func:`atomic_path` / :func:`write_jsonl_atomic`: write to a temp file in the target's folder,
+  fsync, rename; a crash never leaves a half-written file at the final path.
+- :class:`ResumableWriter`: lines go to ``OUT.partial`` as each document finishes (flushed, so an
+  interrupted run keeps its work) and the file becomes ``OUT`` only when the run completes. It
+  holds ``OUT.lock`` while it writes, so a second run on the same output refuses instead of
+  rewriting the first run's ``.partial``; the OS drops the lock when a process dies, so a killed
+  run never blocks the next one.
+- :func:`json_line`: no record can crash a writer (lone surrogates become U+FFFD).
+- :func:`refuse_same_file`: an output that is one of the inputs (also through links) is refused.
+- :class:`Problems`: the error sink every command reports bad input to.
+- :class:`ProgressBar`: tqdm on stderr with a total, or nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from deepke_llm.records import replace_surrogates
+
+__all__ = ["OutputBusy", "Problems", "ProgressBar", "ResumableWriter", "SameFileError",
+           "atomic_path", "count_lines", "json_line", "output_lock", "refuse_same_file",
+           "write_jsonl_atomic"]
+
+PathLike = str | os.PathLike[str]
+
+
+class SameFileError(ValueError):
+    """An output path names one of the run's inputs."""
+
+
+class OutputBusy(RuntimeError):
+    """Another running process is writing the same output."""
+
+
+def json_line(record: Any) -> str:
+    """One JSON line (no newline) for a dict or an object with ``to_dict``; never fails to encode.
+
+    A lone surrogate (from a broken ``\\ud800`` escape) cannot be written as UTF-8; it becomes
+    U+FFFD, which keeps every offset valid (one code point for one).
+    """
+    data = record.to_dict() if hasattr(record, "to_dict") else record
+    return replace_surrogates(json.dumps(data, ensure_ascii=False))
+
+
+def refuse_same_file(output: PathLike | None, inputs: Iterable[PathLike | None]) -> None:
+    """Raise :class:`SameFileError` when ``output`` is one of ``inputs`` (or its ``.partial``).
+
+    Compared by resolved path (symlinks followed) and, for existing files, by inode, so a hard
+    link or ``./x`` vs ``x`` is caught too.
+    """
+    if output is None:
+        return
+    out = Path(output)
+    targets = [out, out.with_name(out.name + ".partial")]
+    for item in inputs:
+        if item is None:
+            continue
+        source = Path(item)
+        for target in targets:
+            same = os.path.realpath(source) == os.path.realpath(target)
+            if not same and source.exists() and target.exists():
+                with contextlib.suppress(OSError):
+                    same = os.path.samefile(source, target)
+            if same:
+                raise SameFileError(f"output {output} is the input {item}: writing it would "
+                                    "destroy the input; choose another output path")
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; on success it replaces ``path``, on error it is removed.
+
+    The caller writes (and closes) the temp file; directories work too.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        if tmp.is_file():
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())  # the rename must never expose unwritten data
+        os.replace(tmp, target)
+    finally:
+        if tmp.is_dir() and not tmp.is_symlink():
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+
+
+def write_jsonl_atomic(path: PathLike, records: Iterable[Any]) -> int:
+    """Write all ``records`` (dicts or objects with ``to_dict``) to ``path`` via temp + rename."""
+    count = 0
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json_line(record) + "\n")
+            count += 1
+    return count
+
+
+def output_lock(path: PathLike) -> Any:
+    """Hold ``PATH.lock`` (non-blocking); :class:`OutputBusy` when another process holds it.
+
+    Returns the acquired ``filelock.FileLock`` (a per-path singleton, so taking it again in the
+    same process nests); release it with ``.release()``.
+    """
+    from filelock import FileLock, Timeout
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(target) + ".lock", timeout=0, is_singleton=True)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise OutputBusy(f"another run is writing {target} (it holds {target}.lock); wait for "
+                         "it to finish or choose another output path") from None
+    return lock
+
+
+def _complete_lines(path: Path) -> tuple[list[bytes], set[str]]:
+    """Whole, valid JSON lines of ``path`` and the ids they carry (a torn tail is dropped)."""
+    lines: list[bytes] = []
+    ids: set[str] = set()
+    with open(path, "rb") as handle:
+        for raw in handle:
+            if not raw.endswith(b"\n"):
+                break  # torn write at a crash
+            try:
+                data = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+                break
+            if isinstance(data, dict) and "id" in data:
+                if str(data["id"]) in ids:
+                    continue
+                ids.add(str(data["id"]))
+            lines.append(raw)
+    return lines, ids
+
+
+class ResumableWriter:
+    """Append JSON lines to ``path.partial`` under ``path.lock``; :meth:`finish` renames it to
+    ``path``. ``resume=True`` keeps what earlier runs wrote and lists their ids in ``done_ids``."""
+
+    def __init__(self, path: PathLike, resume: bool = False) -> None:
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.done_ids: set[str] = set()
+        self._lock = output_lock(self.path)
+        try:
+            kept: list[bytes] = []
+            if resume:
+                # a finished earlier run, then whatever a later interrupted run added
+                for source in (self.path, self.partial):
+                    if source.exists():
+                        lines, ids = _complete_lines(source)
+                        kept.extend(line for line, line_id in zip(lines, map(_line_id, lines),
+                                                                   strict=True)
+                                    if line_id not in self.done_ids)
+                        self.done_ids |= ids
+            with atomic_path(self.partial) as tmp, open(tmp, "wb") as handle:
+                handle.writelines(kept)
+            self._handle: IO[str] | None = open(self.partial, "a", encoding="utf-8")  # noqa: SIM115
+        except BaseException:
+            self._lock.release()
+            raise
+        self.written = 0
+
+    def write(self, record: dict[str, Any] | str) -> None:
+        """Append one record (a dict, or an already serialised JSON line) and flush it."""
+        line = replace_surrogates(record) if isinstance(record, str) else json_line(record)
+        if self._handle is None:
+            raise ValueError(f"writer for {self.path} is closed")
+        self._handle.write(line + "\n")
+        self._handle.flush()
+        self.written += 1
+
+    def finish(self) -> Path:
+        """Make the output final: fsync and rename ``path.partial`` -> ``path``."""
+        if self._handle is not None:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+            self._handle = None
+            os.replace(self.partial, self.path)
+            self._release()
+        return self.path
+
+    def close(self) -> None:
+        """Stop writing without finishing (the ``.partial`` file stays for ``--resume``)."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+            self._release()
+
+    def _release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> ResumableWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.finish()
+        else:
+            self.close()
+
+
+def _line_id(line: bytes) -> str | None:
+    try:
+        data = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        return None
+    return str(data["id"]) if isinstance(data, dict) and "id" in data else None
+
+
+def count_lines(path: PathLike) -> int:
+    """Non-blank lines of a file (what a JSON-lines reader will look at); cheap next to the work."""
+    with open(path, "rb") as handle:
+        return sum(1 for raw in handle if raw.strip())
+
+
+class Problems:
+    """The error sink: one-line messages are counted and the first ``show`` printed to stderr."""
+
+    def __init__(self, show: int = 50, prefix: str = "error: ") -> None:
+        self.show = show
+        self.prefix = prefix
+        self.count = 0
+        self.first: list[str] = []
+
+    def __call__(self, message: str) -> None:
+        self.count += 1
+        if self.count <= self.show:
+            self.first.append(message)
+            print(f"{self.prefix}{message}", file=sys.stderr, flush=True)
+        elif self.count == self.show + 1:
+            print(f"(more than {self.show} problems: the rest are counted, not shown)",
+                  file=sys.stderr, flush=True)
+
+    append = __call__  # so a Problems can stand where a list of messages was expected
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+
+class ProgressBar:
+    """A tqdm bar on stderr (documents, with a total when known), or a silent stand-in."""
+
+    def __init__(self, enabled: bool, total: int | None = None, desc: str = "",
+                 unit: str = "doc") -> None:
+        self._bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr,
+                             dynamic_ncols=True, mininterval=0.5)
+
+    def advance(self, n: int = 1) -> None:
+        """Count ``n`` more finished items."""
+        if self._bar is not None:
+            self._bar.update(n)
+
+    def status(self, text: str) -> None:
+        """Show what the current item is doing (e.g. the window reached in a long document)."""
+        if self._bar is not None:
+            self._bar.set_postfix_str(text, refresh=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
