@@ -92,9 +92,9 @@ def count_tokens(backend: Any, text: str) -> int:
     counter = getattr(backend, "count_tokens", None)
     if counter is not None:
         return int(counter(text))
-    from deepke_llm.cjk import is_wide
+    from deepke_llm.cjk import count_wide
 
-    cjk = sum(1 for ch in text if is_wide(ch))
+    cjk = count_wide(text)
     return cjk + (len(text) - cjk + 2) // 3
 
 
