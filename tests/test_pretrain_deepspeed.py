@@ -1,4 +1,6 @@
-"""A training step under the shipped DeepSpeed ZeRO-2 / ZeRO-3 configs, on CPU, in one process (gloo).
+"""A training step under the shipped DeepSpeed ZeRO-2 / ZeRO-3 configs, on CPU, in one process (gloo),
+as on a fresh machine: no C++ op is compiled, and a build lock left by a killed build can neither
+hang the run nor any later one.
 
 Each stage runs in its own Python process: DeepSpeed and accelerate keep process-wide distributed
 state that would leak into the other tests.
@@ -12,6 +14,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -22,10 +26,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 SCRIPT = r"""
 import json, sys
-import deepspeed.comm.torch as ds_torch
-# the shared-memory all-reduce kernel only speeds up multi-process CPU runs, and compiling it
-# takes ~50 s on a fresh machine: not needed for a one-process test
-ds_torch.build_shm_op = lambda: None
 from deepke_llm.training.pretrain import PretrainConfig, build_trainer
 config = PretrainConfig(**json.loads(sys.argv[1]))
 trainer = build_trainer(config)
@@ -45,6 +45,31 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def stale_lock(extensions: Path, op: str = "deepspeed_shm_comm") -> Path:
+    """The lock a build killed two hours ago left in a torch extensions dir."""
+    lock = extensions / op / "lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.touch()
+    os.utime(lock, (time.time() - 7200,) * 2)
+    return lock
+
+
+def fresh_machine_env(root: Path, world_size: int = 1) -> dict[str, str]:
+    """A one-process launch environment with an empty HOME and a torch extensions dir that holds
+    a stale shm-op build lock: before the fix, any run that reached the op build waited forever."""
+    (root / "home").mkdir(parents=True, exist_ok=True)
+    stale_lock(root / "torch_extensions")
+    return {**os.environ, "HOME": str(root / "home"),
+            "TORCH_EXTENSIONS_DIR": str(root / "torch_extensions"),
+            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0",
+            "WORLD_SIZE": str(world_size), "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": str(world_size),
+            "DS_ACCELERATOR": "cpu", "PYTHONPATH": str(REPO)}
+
+
+def built_ops(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "torch_extensions").rglob("*.so"))
 
 
 @pytest.fixture(scope="module")
@@ -71,14 +96,14 @@ def test_a_training_step_runs_under_the_shipped_zero_config(stage, tiny_corpus, 
     config = dict(model=str(model), data=tiny_corpus, output_dir=str(out), max_steps=2,
                   per_device_batch_size=2, learning_rate=1e-2, logging_steps=1, save_steps=100,
                   use_cpu=True, deepspeed=stage, resume="none")
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0",
-           "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1", "DS_ACCELERATOR": "cpu",
-           "PYTHONPATH": str(REPO)}
+    env = fresh_machine_env(tmp_path)
+    # the timeout only guards against a hang (the stale lock used to make this wait forever)
     proc = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(config)], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
     result = json.loads(lines[-1][len("RESULT "):])
+    assert built_ops(tmp_path) == []  # one process needs no C++ op: nothing compiled
 
     assert result["zero_stage"] == int(stage[-1])
     assert result["engine"] == "DeepSpeedEngine"
@@ -88,3 +113,80 @@ def test_a_training_step_runs_under_the_shipped_zero_config(stage, tiny_corpus, 
     # ZeRO-3 saves gathered (full-shape) weights, and the optimizer step changed them
     assert {k: v.shape for k, v in after.items()} == {k: v.shape for k, v in before.items()}
     assert any((after[k].float() - before[k].float()).abs().max() > 1e-4 for k in before)
+
+
+BUILD_SHM_OP = r"""
+import importlib
+from deepke_llm.training.deepspeed_setup import prepare_deepspeed
+prepare_deepspeed()
+importlib.import_module("deepspeed.comm.torch").build_shm_op()
+"""
+
+
+def test_a_stale_build_lock_is_a_one_line_error_not_an_endless_wait(tmp_path):
+    # several processes do build the shm op: the build must not wait on a dead build's lock
+    env = fresh_machine_env(tmp_path, world_size=2)
+    proc = subprocess.run([sys.executable, "-c", BUILD_SHM_OP], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=240)
+    lock = tmp_path / "torch_extensions" / "deepspeed_shm_comm" / "lock"
+    assert proc.returncode != 0
+    assert "StaleBuildLockError" in proc.stderr and f"delete {lock} and run again" in proc.stderr
+    assert lock.exists() and built_ops(tmp_path) == []  # reported, not removed behind anyone's back
+
+
+def test_a_build_lock_is_stale_only_when_old_and_unheld(tmp_path):
+    from torch.utils import cpp_extension
+
+    from deepke_llm.training.deepspeed_setup import (
+        StaleBuildLockError,
+        check_build_lock,
+        prepare_deepspeed,
+    )
+
+    prepare_deepspeed()
+    lock = stale_lock(tmp_path)
+    with pytest.raises(StaleBuildLockError, match="min old that no process holds"):
+        cpp_extension.FileBaton(str(lock)).wait()
+    # an old lock a live builder still holds open (torch keeps it open while compiling) is not
+    handle = os.open(lock, os.O_RDONLY)
+    try:
+        check_build_lock(lock)
+    finally:
+        os.close(handle)
+    # nor is a young one: the baton waits for it as torch's own does
+    young = tmp_path / "young" / "lock"
+    young.parent.mkdir()
+    young.touch()
+    check_build_lock(young)
+    baton = cpp_extension.FileBaton(str(young), wait_seconds=0.01)
+    timer = threading.Timer(0.2, young.unlink)
+    timer.start()
+    baton.wait()
+    timer.join()
+    assert not young.exists()
+
+
+@pytest.mark.parametrize("command", ["pretrain", "sft"])
+def test_the_training_commands_report_a_stale_lock_in_one_line(command, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from deepke_llm.cli import main
+    from deepke_llm.training import pretrain, sft
+    from deepke_llm.training.deepspeed_setup import StaleBuildLockError, check_build_lock
+
+    lock = stale_lock(tmp_path / "torch_extensions")
+
+    def start(*args, **kwargs):
+        check_build_lock(lock)  # what DeepSpeed's op build now runs into
+
+    monkeypatch.setattr(pretrain, "run_pretraining", start)
+    monkeypatch.setattr(sft, "run_sft", start)
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"model": "m", "data": "d", "train_file": "t", "deepspeed": "zero2"}))
+    args = (["pretrain", "run", "--config", str(config)] if command == "pretrain"
+            else ["train", "sft", "--model", "m", "--train-file", "t", "--deepspeed", "zero2",
+                  "--output-dir", str(tmp_path / "out")])
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert result.output.strip().count("\n") == 0 and f"delete {lock} and run again" in result.output
+    assert StaleBuildLockError.__name__ not in result.output

@@ -9,26 +9,21 @@ distributed state that would leak into other tests.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from test_pretrain_deepspeed import built_ops, fresh_machine_env
 from test_sft_data import iepile_file, iepile_lines, model_dir, write_jsonl  # noqa: F401
 
 pytest.importorskip("deepspeed")
 
-REPO = Path(__file__).resolve().parents[1]
 
 SCRIPT = r"""
 import json, sys
 import torch
 torch.set_num_threads(1)
-import deepspeed.comm.torch as ds_torch
-# the shared-memory all-reduce kernel only helps multi-process CPU runs and takes ~50 s to build
-ds_torch.build_shm_op = lambda: None
 from transformers import TrainerCallback
 from deepke_llm.training.sft import run_sft
 from deepke_llm.training.sft_config import SftConfig
@@ -42,12 +37,6 @@ class RecordZeroStage(TrainerCallback):
 result = run_sft(SftConfig(**json.loads(sys.argv[1])), callbacks=[RecordZeroStage()])
 print("RESULT " + json.dumps({"stages": stages, "loss": result.metrics["train_loss"]}))
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _losses(out: Path) -> list[float]:
@@ -78,15 +67,15 @@ def plain_losses(model_dir, iepile_file, tmp_path):  # noqa: F811
 
 
 def _run_under_deepspeed(stage: str, base: Path, train_file: Path, out: Path, **extra) -> dict:
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
-           "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1",
-           "DS_ACCELERATOR": "cpu", "PYTHONPATH": str(REPO)}
+    # a fresh HOME with a dead build's lock in the torch extensions dir: must neither hang nor build
+    env = fresh_machine_env(out.parent / f"{out.name}-env")
     config = json.dumps({**SETTINGS, "model": str(base), "train_file": str(train_file),
                          "output_dir": str(out), "deepspeed": stage, **extra})
     proc = subprocess.run([sys.executable, "-c", SCRIPT, config], env=env, cwd=out.parent,
                           capture_output=True, text=True, timeout=300)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    assert built_ops(out.parent / f"{out.name}-env") == []
     return json.loads(lines[-1][len("RESULT "):])
 
 

@@ -236,6 +236,10 @@ def build_trainer(config: PretrainConfig, callbacks: list | None = None):
             raise
         tokenizer = AutoTokenizer.from_pretrained(recorded)
     deepspeed = resolve_deepspeed_config(config.deepspeed)
+    if deepspeed:
+        from deepke_llm.training.deepspeed_setup import prepare_deepspeed
+
+        prepare_deepspeed()
     args = TrainingArguments(
         output_dir=config.output_dir, per_device_train_batch_size=config.per_device_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,

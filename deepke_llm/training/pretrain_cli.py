@@ -164,9 +164,11 @@ def run(config_path, output_dir, max_steps, resume, deepspeed) -> None:
         config = load_run_config(config_path, PretrainConfig, overrides)
     except (OSError, ValueError, TypeError) as exc:
         _fail(f"{config_path}: {exc}")
+    from deepke_llm.training.deepspeed_setup import StaleBuildLockError
+
     try:
         metrics = run_pretraining(config)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, StaleBuildLockError) as exc:
         _fail(str(exc))
     click.echo(f"done: {metrics['global_step']} steps, loss {metrics['first_loss']:.4f} -> "
                f"{metrics['last_loss']:.4f}; model in {config.output_dir}")

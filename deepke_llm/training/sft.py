@@ -216,6 +216,10 @@ def run_sft(config: SftConfig, callbacks: Sequence[Any] = (),
 
     # TrainingArguments come first: with ZeRO-3 they make from_pretrained load the weights
     # already partitioned across ranks instead of whole on every one.
+    if deepspeed:
+        from deepke_llm.training.deepspeed_setup import prepare_deepspeed
+
+        prepare_deepspeed()
     args = _training_args(config, precision, deepspeed, has_val=bool(val_rows))
     model = load_model(config, precision)
     out.mkdir(parents=True, exist_ok=True)

@@ -87,11 +87,12 @@ def sft(config_path: str | None, **options: Any) -> None:
         config.check_required()
     except (OSError, ValueError, TypeError) as exc:
         _fail(f"{config_path}: {exc}" if config_path else str(exc))
+    from deepke_llm.training.deepspeed_setup import StaleBuildLockError
     from deepke_llm.training.sft import run_sft
 
     try:
         result = run_sft(config)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, StaleBuildLockError) as exc:
         _fail(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
     metrics = result.metrics
     speed = metrics.get("train_tokens_per_second")
