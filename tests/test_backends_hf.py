@@ -162,3 +162,59 @@ def test_shared_prefix_cache_gives_the_same_outputs(tiny_llama_dir):
     inputs = cached._batch_inputs(rows)
     assert inputs["input_ids"].shape[1] == max(len(r) for r in rows)
     assert inputs["attention_mask"].sum().item() == sum(len(r) for r in rows)
+
+
+def test_local_models_never_probe_the_hub(tiny_llama_dir, monkeypatch):
+    from deepke_llm.backends import hf
+
+    def boom(endpoint):
+        raise AssertionError("a local model dir must load without any network probe")
+
+    monkeypatch.setattr(hf, "_hub_unreachable", boom)
+    assert hf._resolve_model_path(str(tiny_llama_dir), None) == str(tiny_llama_dir)
+
+
+def closed_endpoint() -> str:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"  # closed once the block ends
+
+
+def test_a_hub_lora_id_without_a_hub_fails_at_once_in_one_line(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    from deepke_llm.backends import hf
+
+    endpoint = closed_endpoint()
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(ValueError) as info:
+        hf._attach_lora(None, "some-org/some-adapter")
+    message = str(info.value)
+    assert message.startswith("--lora some-org/some-adapter is not a local directory")
+    assert f"hub {endpoint} is unreachable" in message and "\n" not in message
+
+
+def test_a_cached_hub_lora_loads_without_the_hub(tiny_llama_dir, monkeypatch, tmp_path):
+    from huggingface_hub import constants
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from deepke_llm.backends import hf
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "models--some-org--adapter"  # the hub cache layout huggingface_hub writes
+    lora = LoraConfig(r=4, target_modules=["q_proj"], task_type="CAUSAL_LM")
+    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), lora).save_pretrained(
+        repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(constants, "ENDPOINT", closed_endpoint())
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    tuned = hf._attach_lora(AutoModelForCausalLM.from_pretrained(tiny_llama_dir),
+                            "some-org/adapter")
+    assert isinstance(tuned, PeftModel)

@@ -4,11 +4,16 @@ Prompts are rendered with :func:`~deepke_llm.prompts.chat.render_prompt`, tokeni
 length and generated in left-padded batches of ``config.batch_size``; outputs come back in input
 order. Greedy decoding unless ``config.temperature > 0``. A ``.gguf`` file loads through
 transformers' GGUF reader (dequantized; needs the ``gguf`` package).
+
+A hub id (``org/name``) is resolved by transformers as usual while the hub answers. When it does
+not (no network, ``HF_HUB_OFFLINE=1``), a copy in the local Hugging Face cache loads offline and an
+id without one fails at once with one line, instead of minutes of download retries.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import threading
 import time
 from collections.abc import Sequence
 from functools import lru_cache
@@ -29,6 +34,8 @@ MIN_SHARED_PREFIX = 8
 DTYPE_NAMES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
                "half": "float16", "fp32": "float32", "float32": "float32", "float": "float32"}
 HOW_TO_PASS = "pass --model DIR (a Hugging Face model dir with config.json), a hub id, or a .gguf file"
+# The reachability probe: one request, no retries; a hub that has not answered by then is down.
+HUB_PROBE_TIMEOUT_S = 3.0
 
 
 class HFBackend:
@@ -47,7 +54,7 @@ class HFBackend:
         self.chat_template = chat_template
         self.stats = GenerationStats()
         model_path, gguf_file = _split_gguf(str(model), gguf_file)
-        _check_model_path(model_path, gguf_file)
+        model_path = _resolve_model_path(model_path, gguf_file, revision)
         quant = _quantization_config(load_in_8bit, load_in_4bit)
         torch_dtype = _resolve_dtype(dtype)
         if quant is not None and device_map is None:
@@ -236,14 +243,16 @@ def _looks_like_path(model: str) -> bool:
     return model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model
 
 
-def _check_model_path(model: str, gguf_file: str | None) -> None:
+def _resolve_model_path(model: str, gguf_file: str | None, revision: str | None = None) -> str:
+    """What to load for ``model``: itself, or a hub id's cached copy; ValueError (one line) when
+    it cannot load."""
     path = Path(model).expanduser()
     if gguf_file is not None:
         if (path.is_dir() or _looks_like_path(model)) and not (path / gguf_file).is_file():
             raise ValueError(f"GGUF file {path / gguf_file} does not exist: {HOW_TO_PASS}")
         if importlib.util.find_spec("gguf") is None:
             raise ValueError(f"loading {gguf_file} needs the 'gguf' package: pip install gguf")
-        return
+        return model if path.is_dir() else _resolve_hub_id(model, gguf_file, revision, "--model")
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ValueError(f"{path} is not a Hugging Face model directory (no config.json): "
@@ -252,6 +261,71 @@ def _check_model_path(model: str, gguf_file: str | None) -> None:
         raise ValueError(f"{path} is a file, not a model directory: {HOW_TO_PASS}")
     elif _looks_like_path(model):
         raise ValueError(f"model directory {path} does not exist: {HOW_TO_PASS}")
+    else:
+        return _resolve_hub_id(model, "config.json", revision, "--model")
+    return model
+
+
+def _resolve_hub_id(name: str, filename: str, revision: str | None, option: str) -> str:
+    """For ``name`` that is no local path: ``name`` itself while the hub answers (resolved online
+    as usual), else the dir of its copy in the local Hugging Face cache; ValueError (one line)
+    when there is neither, so a run without network never sits in download retries."""
+    from huggingface_hub import constants
+
+    cached = _cached_snapshot(name, filename, revision)
+    dir_hint = (f"pass {option} DIR (a downloaded copy, e.g. from `hf download "
+                f"{name} --local-dir DIR`)")
+    if constants.HF_HUB_OFFLINE:
+        if cached:
+            return cached
+        raise ValueError(f"{option} {name} is not a local directory and HF_HUB_OFFLINE is set, "
+                         f"but it is not in the Hugging Face cache {constants.HF_HUB_CACHE}: "
+                         f"{dir_hint}")
+    reason = _hub_unreachable(constants.ENDPOINT)
+    if reason is None:
+        return name
+    if cached:
+        return cached
+    raise ValueError(f"{option} {name} is not a local directory and the Hugging Face hub "
+                     f"{constants.ENDPOINT} is unreachable ({reason}): {dir_hint}, or retry "
+                     f"with network")
+
+
+def _cached_snapshot(name: str, filename: str, revision: str | None) -> str | None:
+    """The cached snapshot dir of hub repo ``name`` when it holds ``filename``, else None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(name, filename, revision=revision)
+    except ValueError:  # not a valid repo id (HFValidationError)
+        return None
+    # a dir, not local_files_only=True: peft asks the hub whether files exist even then
+    return str(Path(found).parent) if isinstance(found, str) else None
+
+
+def _hub_unreachable(endpoint: str) -> str | None:
+    """None when ``endpoint`` answers HTTP at all (any status), else why not, in a few words.
+
+    One request with short timeouts and no retries; run in a thread with a deadline, because a
+    DNS lookup without network is not bounded by socket timeouts.
+    """
+    import httpx
+
+    outcome: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            httpx.head(endpoint, timeout=HUB_PROBE_TIMEOUT_S, follow_redirects=False)
+            outcome.append(None)
+        except httpx.TimeoutException:
+            outcome.append(f"no answer within {HUB_PROBE_TIMEOUT_S:g} s")
+        except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
+            outcome.append(_one_line(exc))
+
+    thread = threading.Thread(target=probe, name="deepke-hub-probe", daemon=True)
+    thread.start()
+    thread.join(2 * HUB_PROBE_TIMEOUT_S)
+    return outcome[0] if outcome else f"no answer within {2 * HUB_PROBE_TIMEOUT_S:g} s"
 
 
 def _resolve_dtype(dtype: str) -> Any:
@@ -345,8 +419,9 @@ def _attach_lora(model: Any, lora: str) -> Any:
                          "DIR saved by peft (adapter_config.json + adapter weights)")
     if not path.exists() and _looks_like_path(lora):
         raise ValueError(f"LoRA adapter dir {path} does not exist: pass --lora DIR saved by peft")
+    source = lora if path.exists() else _resolve_hub_id(lora, "adapter_config.json", None, "--lora")
     try:
-        return PeftModel.from_pretrained(model, lora)
+        return PeftModel.from_pretrained(model, source)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ValueError(f"could not load LoRA adapter {lora} ({_one_line(exc)}): pass --lora DIR "
                          "trained for this base model") from exc
