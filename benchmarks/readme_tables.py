@@ -3,20 +3,42 @@
     python benchmarks/readme_tables.py          # rewrite the section in README.md
     python benchmarks/readme_tables.py --check  # exit 1 if README.md is out of date
 
-The section lies between ``<!-- results:start -->`` and ``<!-- results:end -->``.
+The section lies between ``<!-- results:start -->`` and ``<!-- results:end -->``. Only published
+results count: in a git checkout, the files git tracks (staged ones included), so a report that
+someone's own run left in benchmarks/results/ changes nothing. To publish a run:
+``deepke-llm evaluate ... --output-dir benchmarks/results``, ``git add`` its .json/.md/.png,
+then run this script.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 SKIP = {"perf", "kg2instruction", "default_model"}
+
+
+def _tracked() -> frozenset[Path] | None:
+    """Files under RESULTS that git tracks; None when ROOT is no git checkout (then all count)."""
+    try:
+        listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--", str(RESULTS)],
+                                capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return frozenset((ROOT / name).resolve() for name in listed.decode().split("\0") if name)
+
+
+def published(paths: Iterable[Path]) -> list[Path]:
+    """``paths`` that are published results (tracked by git), in sorted order."""
+    tracked = _tracked()
+    return sorted(p for p in paths if tracked is None or p.resolve() in tracked)
 
 
 def _pct(value: float | None) -> str:
@@ -26,7 +48,7 @@ def _pct(value: float | None) -> str:
 def benchmark_rows() -> list[str]:
     rows = []
     for directory in sorted(p for p in RESULTS.iterdir() if p.is_dir() and p.name not in SKIP):
-        for path in sorted(directory.glob("*.json")):
+        for path in published(directory.glob("*.json")):
             data = json.loads(path.read_text(encoding="utf-8"))
             if "scores" not in data:
                 continue
@@ -46,7 +68,7 @@ def benchmark_rows() -> list[str]:
 
 def curve_rows() -> list[str]:
     path = RESULTS / "default_model" / "curve.json"
-    if not path.exists():
+    if not published([path]) or not path.exists():
         return []
     data = json.loads(path.read_text(encoding="utf-8"))
     rows = []
@@ -60,7 +82,7 @@ def curve_rows() -> list[str]:
 
 
 def perf_rows() -> list[str]:
-    names = sorted(p.stem for p in (RESULTS / "perf").glob("*.md"))
+    names = [p.stem for p in published((RESULTS / "perf").glob("*.md"))]
     return [f"- [{name}](benchmarks/results/perf/{name}.md)" for name in names]
 
 

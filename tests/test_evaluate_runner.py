@@ -7,9 +7,11 @@ from __future__ import annotations
 import datetime
 import json
 import re
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import REPO
 from fake_server import rule_server
 
 from deepke_llm.cli import main
@@ -217,3 +219,21 @@ def test_definition_decides_whether_grounding_trims_punctuation(tmp_path, data_d
                          "--no-progress", "--limit", "2", "--bootstrap", "0")
             assert result.exit_code == 0, result.output
     assert seen == [False, True]
+
+
+def test_a_users_run_writes_to_runs_not_to_the_published_results(tmp_path, data_dir,
+                                                                   monkeypatch):
+    """The README's `deepke-llm evaluate conll04 --limit 15`, run inside a checkout, must leave
+    benchmarks/results (from which the README's table is generated) alone."""
+    monkeypatch.chdir(tmp_path)
+    published = REPO / "benchmarks" / "results"
+    before = {p: p.stat().st_mtime_ns for p in published.rglob("*")}
+    with rule_server() as (url, _):
+        result = run("evaluate", "conll04", "--limit", "15", "--base-url", url, "--api-model",
+                     "rule", "--data-dir", str(data_dir), "--no-progress", "--bootstrap", "0")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "runs" / "evaluate" / "conll04"
+    assert {p.name for p in out.iterdir()} >= {f"{STEM}.json", f"{STEM}.md", f"{STEM}.pred.jsonl"}
+    assert f"wrote {Path('runs/evaluate/conll04') / f'{STEM}.json'}" in result.output
+    assert not (tmp_path / "benchmarks").exists()
+    assert {p: p.stat().st_mtime_ns for p in published.rglob("*")} == before

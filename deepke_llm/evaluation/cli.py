@@ -11,6 +11,8 @@ import click
 from deepke_llm.cli import fail
 from deepke_llm.commands.model_options import backend_from_options, model_options, pop_model_options
 
+from .runner import DEFAULT_OUTPUT_DIR
+
 TASKS = ["ner", "re", "ee"]
 MODES = ["strict", "boundary", "string", "all"]
 
@@ -132,8 +134,9 @@ def _score_records(task: str, gold: str, pred: str, mode: str, schema_name: str 
 @click.option("--model-name", help="Name used in result file names [default: from --model/--api-model].")
 @click.option("--split", help="Dataset split [default: the benchmark's, usually test].")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N documents.")
-@click.option("--output-dir", default="benchmarks/results", type=click.Path(file_okay=False),
-              help="Results go to OUTPUT_DIR/BENCHMARK/.")
+@click.option("--output-dir", default=DEFAULT_OUTPUT_DIR, type=click.Path(file_okay=False),
+              help="Results go to OUTPUT_DIR/BENCHMARK/ (runs to publish in the README: "
+              "benchmarks/results).")
 @click.option("--data-dir", type=click.Path(file_okay=False),
               help="Root of dataset paths [default: $DEEPKE_DATA, else ../shared/data].")
 @click.option("--prompt-style", type=click.Choice(["iepile", "knowlm"]), default="iepile",
@@ -164,7 +167,9 @@ def evaluate(benchmark, model_name, split, limit, output_dir, data_dir, prompt_s
 
     Bundled: conll03, conll04, ace05 (+ ace05_re, ace05_ner), duee, duie, peoples_daily, msra,
     fewrel. Writes OUTPUT_DIR/BENCHMARK/MODEL-DATE.{json,md,png} plus the gold and predicted
-    records (.gold.jsonl, .pred.jsonl) that `deepke-llm score` re-scores.
+    records (.gold.jsonl, .pred.jsonl) that `deepke-llm score` re-scores. OUTPUT_DIR is
+    runs/evaluate unless given; the README's results table only shows runs committed under
+    benchmarks/results (publish with --output-dir benchmarks/results).
 
     \b
     Without --model or --base-url the default model (with its IE adapter) is evaluated;

@@ -1,6 +1,9 @@
 """Run a benchmark end to end: read gold, extract with a backend, score, write the reports.
 
-``run_benchmark(config, backend, model_name)`` writes into ``OUTPUT_DIR/<benchmark>/``:
+``run_benchmark(config, backend, model_name)`` writes into ``OUTPUT_DIR/<benchmark>/``
+(default ``runs/evaluate``, which the checkout's .gitignore ignores: a run of your own never
+touches the published results; a run to publish goes to ``benchmarks/results`` explicitly and is
+committed there, and only committed reports make the README's table):
 
 * ``<model>-<date>.json``: scores of every mode (the ``score --json`` shape under ``scores``),
   bootstrap 95% intervals of F1, prompt variance, warnings, run statistics and settings;
@@ -34,6 +37,9 @@ from .scoring import TaskScore, score_documents
 __all__ = ["EvaluationConfig", "EvaluationResult", "model_slug", "run_benchmark"]
 
 ERROR_SAMPLES = 20
+# Not benchmarks/results: the README's table is generated from there, so a user's own run
+# (e.g. the README's `evaluate conll04 --limit 15`) must not land there by default.
+DEFAULT_OUTPUT_DIR = "runs/evaluate"
 
 
 @dataclass
@@ -46,8 +52,8 @@ class EvaluationConfig:
     """Dataset split [default: the definition's default split, usually test]."""
     limit: int | None = None
     """Score only the first N documents of the split."""
-    output_dir: str = "benchmarks/results"
-    """Results go to OUTPUT_DIR/<benchmark>/."""
+    output_dir: str = DEFAULT_OUTPUT_DIR
+    """Results go to OUTPUT_DIR/<benchmark>/ (published runs: benchmarks/results)."""
     data_dir: str | None = None
     """Root of relative dataset paths [default: $DEEPKE_DATA, else ../shared/data]."""
     prompt_style: str = "iepile"
