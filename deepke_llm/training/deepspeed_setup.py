@@ -57,7 +57,7 @@ def _skip_shm_op_for_one_process() -> None:
         return
 
     @functools.wraps(original)
-    def build_shm_op():  # noqa: ANN202 (DeepSpeed's signature)
+    def build_shm_op() -> object:
         if _world_size() == 1:
             return None
         return original()
