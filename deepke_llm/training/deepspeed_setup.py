@@ -101,10 +101,11 @@ def check_build_lock(lock: Path, stale_after: float = STALE_LOCK_SECONDS) -> Non
 def _guard_extension_build_locks() -> None:
     from torch.utils import cpp_extension
 
-    if getattr(cpp_extension.FileBaton, "deepke_llm_guarded", False):
+    baton = getattr(cpp_extension, "FileBaton", None)  # a torch internal: leave a renamed one be
+    if baton is None or getattr(baton, "deepke_llm_guarded", False):
         return
 
-    class GuardedFileBaton(cpp_extension.FileBaton):
+    class GuardedFileBaton(baton):
         """torch's FileBaton whose wait() gives up on a stale lock instead of polling forever."""
 
         deepke_llm_guarded = True
