@@ -237,3 +237,25 @@ def test_a_users_run_writes_to_runs_not_to_the_published_results(tmp_path, data_
     assert f"wrote {Path('runs/evaluate/conll04') / f'{STEM}.json'}" in result.output
     assert not (tmp_path / "benchmarks").exists()
     assert {p: p.stat().st_mtime_ns for p in published.rglob("*")} == before
+
+
+def test_documents_the_backend_failed_are_not_scored_exit_3_and_resume_finishes(tmp_path,
+                                                                                   data_dir):
+    failing = {"on": True}
+
+    def fail(user: str) -> int | None:
+        # the third test sentence of CoNLL-2003 ("Nadim Ladki") keeps failing while "on"
+        return 500 if failing["on"] and "Nadim Ladki" in user else None
+
+    with rule_server(fail=fail) as (url, server):
+        first = evaluate(url, tmp_path, data_dir, "--limit", "5", "--bootstrap", "0")
+        assert first.exit_code == 3, first.output
+        assert "1 of 5 documents failed in the backend" in first.stderr
+        assert "nothing was scored" in first.stderr
+        assert not (tmp_path / "conll03" / f"{STEM}.json").exists()
+        failing["on"] = False
+        server.requests.clear()
+        again = evaluate(url, tmp_path, data_dir, "--limit", "5", "--bootstrap", "0", "--resume")
+        assert again.exit_code == 0, again.output
+        assert len(server.requests) == 1  # only the failed document is asked again
+    assert len((tmp_path / "conll03" / f"{STEM}.pred.jsonl").read_text().splitlines()) == 5

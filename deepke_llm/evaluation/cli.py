@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from deepke_llm.cli import fail
+from deepke_llm.commands.common import ExitCode, fail
 from deepke_llm.commands.model_options import backend_from_options, model_options, pop_model_options
 
 from .runner import DEFAULT_OUTPUT_DIR
@@ -186,7 +186,7 @@ def evaluate(benchmark, model_name, split, limit, output_dir, data_dir, prompt_s
     from deepke_llm.schema import SchemaError
 
     from .definitions import BenchmarkError, load_benchmark
-    from .runner import EvaluationConfig, run_benchmark
+    from .runner import BackendFailures, EvaluationConfig, run_benchmark
 
     try:
         definition = load_benchmark(benchmark)
@@ -211,6 +211,8 @@ def evaluate(benchmark, model_name, split, limit, output_dir, data_dir, prompt_s
         if few_shot and not model_name:
             name = f"{name}-{few_shot}shot"
         result = run_benchmark(config, backend, name)
+    except BackendFailures as exc:
+        fail(str(exc), ExitCode.BACKEND)
     except (BenchmarkError, SchemaError, ValueError, OSError) as exc:
         fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     except KeyboardInterrupt:

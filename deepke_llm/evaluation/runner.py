@@ -145,9 +145,18 @@ def _extract(extractor: Any, gold: list[Document], path: Path, resume: bool,
 
     # the model sees the text only; gold records and token offsets stay behind
     texts = (Document(id=d.id, text=d.text, language=d.language) for d in gold)
-    run_to_file(texts, extractor.extract_iter, str(path), resume=resume, progress=progress,
-                total=len(gold), desc="evaluate")
+    summary = run_to_file(texts, extractor.extract_iter, str(path), resume=resume,
+                          progress=progress, total=len(gold), desc="evaluate")
+    if summary.failed:
+        # scoring a run with missing documents would report a failure as low recall
+        raise BackendFailures(f"{summary.failed} of {len(gold)} documents failed in the backend; "
+                              f"the predictions stay in {path}.partial: rerun with --resume to "
+                              "redo them (nothing was scored)")
     return list(read_documents(str(path)))
+
+
+class BackendFailures(RuntimeError):
+    """Documents the backend could not answer: the run is not scored (exit 3)."""
 
 
 def _variance(scores: list[TaskScore]) -> dict[str, Any]:
