@@ -134,10 +134,7 @@ def build(kb_entities, kb_triples, relations, corpus, output, schema, instructio
                f"{report['triples']} triples in {report['documents_with_relations']} documents"
                f"; {errors} input problems" + (f" (see {stats_path})" if stats_path and errors
                                                else "") + f" -> {output}", err=True)
-    for message in report["input_errors"]["messages"][:5]:
-        click.echo(f"error: {message}", err=True)
-    if errors:
-        sys.exit(ExitCode.INPUT)
+    _exit_on_input_errors(report["input_errors"])
 
 
 @main.command("prepare-fewrel")
@@ -168,6 +165,7 @@ def prepare_fewrel(fewrel_json, relations, kb_entities, kb_triples, output_dir) 
     except InputError as exc:
         _fail(str(exc))
     click.echo(json.dumps({k: v for k, v in summary.items() if k != "input_errors"}), err=True)
+    _exit_on_input_errors(summary["input_errors"])
 
 
 main.add_command(prepare_fewrel, "fewrel-adapter")
@@ -213,6 +211,15 @@ def wikidata(dump, output_dir, language, properties, type_constraints, min_sitel
     click.echo(json.dumps({k: v for k, v in summary.items() if k != "input_errors"} |
                           {"input_problems": sum(summary["input_errors"]["counts"].values())}),
                err=True)
+    _exit_on_input_errors(summary["input_errors"])
+
+
+def _exit_on_input_errors(report: dict) -> None:
+    """Show the first input problems and exit 1 when there were any (the rest was written)."""
+    for message in report["messages"][:5]:
+        click.echo(f"error: {message}", err=True)
+    if sum(report["counts"].values()):
+        sys.exit(ExitCode.INPUT)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -37,7 +37,7 @@ def test_convert_reports_bad_records_and_limits(tmp_path):
                       '{"id": "b", "text": "乙。"}\n', encoding="utf-8")
     out = tmp_path / "docs.jsonl"
     result = _convert("--format", "duee", "--input", source, "--output", out)
-    assert result.exit_code == 0
+    assert result.exit_code == 1  # input errors: reported, the rest written
     assert f"{source}:2: not valid JSON" in result.output
     assert "convert: 2 documents, 0 entities, 0 relations, 1 events, 1 errors" in result.output
     result = _convert("--format", "duee", "--input", source, "--output", out, "--limit", 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator
 from itertools import chain, islice
 
@@ -73,7 +74,7 @@ def convert(format_: str, input_path: str, output: str, schema: str | None, spli
       deepke-llm convert --format conll03 --input eng.testb --schema conll03 \\
           --split test --output conll03-test.jsonl
     """
-    from deepke_llm.commands.common import fail, refuse_same_output
+    from deepke_llm.commands.common import ExitCode, fail, refuse_same_output
 
     refuse_same_output(output, [input_path, schema])
     opts = {k: v for k, v in (("unit", unit), ("qualifiers", qualifiers), ("id_prefix", id_prefix))
@@ -97,3 +98,5 @@ def convert(format_: str, input_path: str, output: str, schema: str | None, spli
     click.echo(f"convert: {counts.documents} documents, {counts.entities} entities, "
                f"{counts.relations} relations, {counts.events} events, {len(errors)} errors "
                f"-> {output}", err=True)
+    if errors:
+        sys.exit(ExitCode.INPUT)
