@@ -78,7 +78,8 @@ def refuse_same_file(output: PathLike | None, inputs: Iterable[PathLike | None])
 def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on success it replaces ``path``, on error it is removed.
 
-    The caller writes (and closes) the temp file; directories work too.
+    The caller writes (and closes) the temp file; directories work too, also over an existing
+    directory or file (see :func:`_replace`).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +89,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         if tmp.is_file():
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())  # the rename must never expose unwritten data
-        os.replace(tmp, target)
+        _replace(tmp, target)
     finally:
         if tmp.is_dir() and not tmp.is_symlink():
             import shutil
@@ -96,6 +97,32 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+
+
+def _replace(tmp: Path, target: Path) -> None:
+    """``os.replace(tmp, target)``, also for a directory ``tmp`` over an existing ``target``.
+
+    rename(2) cannot put a directory over a non-empty directory or over a file, which is what
+    overwriting an output directory needs (``weights ... --force``, a re-exported adapter). So
+    the old target is moved aside, the new one renamed in, and the old one deleted only then; a
+    failure in between puts the old one back.
+    """
+    if not tmp.is_dir() or not os.path.lexists(target):
+        os.replace(tmp, target)
+        return
+    import shutil
+
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        old.unlink()
 
 
 def write_jsonl_atomic(path: PathLike, records: Iterable[Any]) -> int:
