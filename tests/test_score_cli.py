@@ -39,7 +39,7 @@ def ner_files(tmp_path):
 def test_json_output_is_exactly_the_contract(tmp_path):
     gold, pred = ner_files(tmp_path)
     result = run("--task", "ner", "--gold", gold, "--pred", pred, "--json")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the unreadable line: scored without it
     data = json.loads(result.stdout)
     assert list(data) == ["ner"] and list(data["ner"]) == ["strict", "boundary", "string"]
     for mode in data["ner"].values():
@@ -61,7 +61,7 @@ def test_json_output_is_exactly_the_contract(tmp_path):
 def test_human_tables_show_percentages_with_two_decimals(tmp_path):
     gold, pred = ner_files(tmp_path)
     result = run("--task", "ner", "--gold", gold, "--pred", pred, "--mode", "strict")
-    assert result.exit_code == 0
+    assert result.exit_code == 1  # one unreadable prediction line
     rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if line}
     assert rows["strict"] == ["50.00", "25.00", "33.33", "1", "1", "3"]
     assert "boundary" not in rows

@@ -95,6 +95,8 @@ def score(task, gold, pred, file_format, input_path, mode, match, schema_name, a
         click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
     else:
         _print_tables(result, result.extra.get("iepile"))
+    if result.diagnostics.counts.get("unreadable_line"):
+        sys.exit(ExitCode.INPUT)  # lines that are not records: scored without them, exit 1
 
 
 def _score_records(task: str, gold: str, pred: str, mode: str, schema_name: str | None):
