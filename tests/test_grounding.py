@@ -108,3 +108,8 @@ def test_trimming_can_be_turned_off_for_corpora_whose_gold_keeps_the_period():
     relations, _ = ground_relations(text, [Relation("located in", Entity("location", "plant"),
                                                     Entity("location", "Galveston."))])
     assert relations[0].tail.text == "Galveston"
+
+
+def test_a_mention_of_only_spaces_and_a_period_is_kept_not_a_crash():
+    # the old trimming looked for the word before the period and raised IndexError
+    assert find_mention("A . B", " .") == [(1, 3)]
