@@ -113,3 +113,22 @@ def test_trimming_can_be_turned_off_for_corpora_whose_gold_keeps_the_period():
 def test_a_mention_of_only_spaces_and_a_period_is_kept_not_a_crash():
     # the old trimming looked for the word before the period and raised IndexError
     assert find_mention("A . B", " .") == [(1, 3)]
+
+
+def test_fuzzy_matching_keeps_only_the_latest_text_folded_in_memory():
+    """The fold cache held up to 64 whole texts (gigabytes in ``parse``); one text is enough,
+    grounding asks about one window at a time."""
+    import gc
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        for k in range(4):
+            text = f"{k} " + "Robert Allenby ( Australia ) beat Japan . " * 10_000  # ~420 KB
+            assert len(find_mention(text, "robert  allenby")) == 10_000
+            del text
+        gc.collect()
+        retained, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert retained < 4_000_000, retained  # one folded text is ~2 MB; four held were ~50 MB
