@@ -13,7 +13,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,8 @@ from deepke_llm.schema import Schema, load_schema
 from deepke_llm.tasks import get_task
 from deepke_llm.tasks.base import unique
 
-__all__ = ["RunSummary", "extract_file", "parse_file", "read_text_inputs", "run_to_file"]
+__all__ = ["ExtractConfig", "RunSummary", "extract_file", "parse_file", "read_text_inputs",
+           "run_extract", "run_to_file"]
 
 ErrorSink = Callable[[str], None]
 # failed documents named one by one on stderr; the rest are counted
@@ -54,6 +55,80 @@ class RunSummary:
             parts.append(f"skipped (already done): {self.skipped}")
         parts.append(f"tokens/s: {rate:.1f}")
         return ", ".join(parts)
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class ExtractConfig:
+    """Everything ``deepke-llm extract`` runs besides the model (each field is the option of the
+    same name: ``max_new_tokens`` -> ``--max-new-tokens``)."""
+
+    task: str = field(metadata=_help("What to extract: ner, re or ee."))
+    schema: str | Schema = field(metadata=_help("Bundled schema name (see `deepke-llm schemas`) or path "
+                                       "to a schema JSON file."))
+    prompt_style: str = field(default="iepile", metadata=_help(
+        "iepile: OneKE/IEPile JSON; knowlm: ZhiXi free text."))
+    language: str | None = field(default=None, metadata=_help(
+        "Prompt language [default: the document's, else the schema's]."))
+    batch_size: int = field(default=8, metadata=_help(
+        "Prompts per forward pass / concurrent requests."))
+    max_new_tokens: int = field(default=512, metadata=_help("Generation limit per prompt."))
+    split_num: int | None = field(default=None, metadata=_help(
+        "Schema types per prompt [default: NER 6, RE/EE 4]."))
+    few_shot: int = field(default=0, metadata=_help(
+        "Show N gold examples from --few-shot-file before each prompt."))
+    few_shot_file: str | None = field(default=None, metadata=_help(
+        "Records JSONL to take the first N documents with records from."))
+    keep_punctuation: bool = field(default=False, metadata=_help(
+        "Keep punctuation a model copies at a mention's end."))
+    input: str | None = field(default=None, metadata=_help('JSONL file of {"id", "text"} lines.'))
+    output: str | None = field(default=None, metadata=_help("Records JSONL [default: stdout]."))
+    resume: bool = field(default=False, metadata=_help("Skip ids already in --output."))
+    progress: bool = field(default=True, metadata=_help("Show a progress bar on stderr."))
+
+    def __post_init__(self) -> None:
+        from deepke_llm.prompts.styles import get_style
+
+        get_task(self.task)
+        get_style(self.prompt_style)
+        if self.language not in (None, "en", "zh"):
+            raise ValueError(f"unknown language '{self.language}': use en or zh")
+        if self.batch_size < 1 or self.max_new_tokens < 1 or self.few_shot < 0 or \
+                (self.split_num is not None and self.split_num < 1):
+            raise ValueError("batch_size, max_new_tokens and split_num must be >= 1, few_shot >= 0")
+        if self.resume and not self.output:
+            raise ValueError("resume needs an output file")
+        if self.few_shot and not self.few_shot_file:
+            raise ValueError("few_shot needs a few_shot_file of gold records")
+
+
+def run_extract(config: ExtractConfig, backend: Any, texts: Iterable[str] = (),
+                on_error: ErrorSink | None = None) -> RunSummary:
+    """Build the Extractor ``config`` describes on ``backend`` and run it over ``config.input``
+    and ``texts`` into ``config.output`` (stdout without one)."""
+    from deepke_llm.backends.base import GenerationConfig
+    from deepke_llm.extractor import pick_demonstrations
+    from deepke_llm.records import read_documents
+
+    demonstrations: list[Document] = []
+    if config.few_shot:
+        demonstrations = pick_demonstrations(read_documents(str(config.few_shot_file)),
+                                             config.task, config.few_shot)
+        if len(demonstrations) < config.few_shot:
+            raise RecordError(f"{config.few_shot_file} has only {len(demonstrations)} documents "
+                              f"with {config.task} records; --few-shot {config.few_shot} needs "
+                              "that many")
+    generation = GenerationConfig(max_new_tokens=config.max_new_tokens,
+                                  batch_size=config.batch_size)
+    extractor = Extractor(backend, config.schema, config.task, language=config.language,
+                          prompt_style=config.prompt_style, generation=generation,
+                          split_num=config.split_num, demonstrations=demonstrations,
+                          trim_punctuation=not config.keep_punctuation)
+    return extract_file(extractor, input_path=config.input, texts=texts, output=config.output,
+                        resume=config.resume, progress=config.progress, on_error=on_error)
 
 
 def read_text_inputs(path: str, on_error: ErrorSink) -> Iterator[Document]:

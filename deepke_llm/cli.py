@@ -20,16 +20,16 @@ __all__ = ["COMMANDS", "fail", "main"]
 # command name -> "module:attribute" of a click command or group
 COMMANDS: dict[str, str] = {
     "extract": "deepke_llm.commands.extract:extract",
-    "parse": "deepke_llm.commands.extract:parse",
-    "schemas": "deepke_llm.commands.extract:schemas",
-    "score": "deepke_llm.evaluation.cli:score",
-    "evaluate": "deepke_llm.evaluation.cli:evaluate",
-    "convert": "deepke_llm.datasets.cli:convert",
+    "parse": "deepke_llm.commands.parse:parse",
+    "schemas": "deepke_llm.commands.schemas:schemas",
+    "score": "deepke_llm.commands.score:score",
+    "evaluate": "deepke_llm.commands.evaluate:evaluate",
+    "convert": "deepke_llm.commands.convert:convert",
     "instruct": "deepke_llm.commands.instruct:instruct",
     "pretrain": "deepke_llm.training.pretrain_cli:pretrain",
     "train": "deepke_llm.training.sft_cli:train",
     "weights": "deepke_llm.training.weights_cli:weights",
-    "kg2instruction": "kg2instruction.cli:main",
+    "kg2instruction": "deepke_llm.commands.kg2instruction:main",
 }
 
 HELP = {

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from kg2instruction.build import build
-from kg2instruction.cli import main
+from deepke_llm.commands.kg2instruction import main
 from kg2instruction.pipeline import BuildConfig, DocumentPipeline
 
 DATA = Path(__file__).parent / "data" / "kg2instruction" / "en"

@@ -219,7 +219,11 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path):
         [sys.executable, "-m", "deepke_llm.cli", "extract", "--task", "ner", "--schema",
          "conll03", "--model", str(tmp_path / "missing-model"), "Alice came."],
         cwd=REPO, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)  # the command is importing torch/transformers by now
+    maps = Path(f"/proc/{process.pid}/maps")
+    deadline = time.monotonic() + 60
+    # interrupt while the command loads torch (its libraries are being mapped), not before
+    while time.monotonic() < deadline and "libtorch" not in maps.read_text():
+        time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
@@ -247,7 +251,7 @@ def test_progress_shows_a_total_and_moves_per_document(tmp_path):
                      {3: "{not json"})
     with rule_server() as (url, _):
         result = run("extract", "--task", "ner", "--schema", "conll03", "--api-model", "m",
-                     "--base-url", url, "--batch-size", "2", "--input", str(inp),
+                     "--base-url", url, "--batch-size", "2", "--progress", "--input", str(inp),
                      "--output", str(tmp_path / "out.jsonl"))
     assert result.exit_code == 1
     counts = [int(x.split("/")[0].split()[-1]) for x in result.stderr.replace("\r", "\n").split("\n")

@@ -21,7 +21,8 @@ from typing import Any, NoReturn
 
 import click
 
-__all__ = ["DeepkeGroup", "ExitCode", "fail", "refuse_same_output"]
+__all__ = ["DeepkeGroup", "ExitCode", "exit_for", "fail", "load_schema_or_fail",
+           "refuse_same_output"]
 
 
 class ExitCode(IntEnum):
@@ -48,6 +49,28 @@ def refuse_same_output(output: str | os.PathLike[str] | None,
         refuse_same_file(output, inputs)
     except SameFileError as exc:
         fail(str(exc), ExitCode.USAGE)
+
+
+def load_schema_or_fail(name: str) -> Any:
+    """The schema ``name`` (bundled name or path), or a one-line input error."""
+    from deepke_llm.schema import SchemaError, load_schema
+
+    try:
+        return load_schema(name)
+    except SchemaError as exc:
+        fail(str(exc))
+
+
+def exit_for(summary: Any, output: str | None) -> None:
+    """The exit code of a file run: 3 when documents failed (the output stays ``.partial``),
+    1 for input errors, else 0."""
+    if summary.failed:
+        where = f"; the output stays {output}.partial: rerun with --resume to redo them" \
+            if output else ""
+        fail(f"{summary.failed} documents failed in the backend and were not written{where}",
+             ExitCode.BACKEND)
+    if summary.input_errors:
+        sys.exit(ExitCode.INPUT)
 
 
 def _one_line(exc: BaseException) -> str:

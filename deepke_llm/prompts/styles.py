@@ -81,6 +81,11 @@ def register_style(name: str) -> Callable[[type], type]:
     return decorate
 
 
+def style_names() -> list[str]:
+    """Names of the registered prompt styles (CLI choices come from here)."""
+    return sorted(_STYLES)
+
+
 def get_style(name: str) -> PromptStyle:
     try:
         return _STYLES[name]

@@ -1,6 +1,11 @@
 """Tasks: per task the prompt pieces, the parsers and the gold-label forms, side by side."""
 
-from deepke_llm.tasks import ee, ner, re  # noqa: F401 - registration
-from deepke_llm.tasks.base import Task, get_task
+from deepke_llm.tasks import ner, re, ee  # noqa: F401, I001 - registration, in this order
+from deepke_llm.tasks.base import _TASKS, Task, get_task
 
-__all__ = ["Task", "get_task"]
+__all__ = ["Task", "get_task", "task_names"]
+
+
+def task_names() -> list[str]:
+    """Names of the registered tasks (CLI choices come from here)."""
+    return list(_TASKS)

@@ -55,12 +55,12 @@ def instruction_lines(data_dir: Path, spec, split: str, seed: int, neg_ratio: fl
 def fewrel_lines(data_dir: Path, work: Path, seed: int) -> list[dict]:
     """FewRel sentences linked to the FewRel KB by kg2instruction (distant supervision)."""
     inputs = work / "fewrel_inputs"
-    subprocess.run([sys.executable, "-m", "kg2instruction.cli", "prepare-fewrel",
+    subprocess.run([sys.executable, "-m", "kg2instruction", "prepare-fewrel",
                     "--fewrel", str(data_dir / "fewrel/fewrel_val_wiki_8rel.json"),
                     "--relations", str(data_dir / "fewrel/relations.json"),
                     "--output-dir", str(inputs)], check=True)
     docs = work / "fewrel.docs.jsonl"
-    subprocess.run([sys.executable, "-m", "kg2instruction.cli", "build",
+    subprocess.run([sys.executable, "-m", "kg2instruction", "build",
                     "--kb-entities", str(inputs / "kb_entities.jsonl"),
                     "--kb-triples", str(inputs / "kb_triples.tsv"),
                     "--relations", str(inputs / "relations.json"),

@@ -8,24 +8,12 @@ from itertools import chain, islice
 
 import click
 
-from deepke_llm.jsonl import write_jsonl_atomic
+from deepke_llm.commands.common import ExitCode, fail, refuse_same_output
+from deepke_llm.commands.options import output_option
+from deepke_llm.datasets import READERS, DatasetError, read_dataset
+from deepke_llm.io import Problems, write_jsonl_atomic
 from deepke_llm.records import Document
 from deepke_llm.schema import SchemaError
-
-from . import READERS, DatasetError, read_dataset
-
-MAX_SHOWN_ERRORS = 50
-
-
-class _EchoedErrors(list):
-    """Collects record problems and prints the first ones to stderr as they happen."""
-
-    def append(self, message: str) -> None:
-        super().append(message)
-        if len(self) <= MAX_SHOWN_ERRORS:
-            click.echo(message, err=True)
-        elif len(self) == MAX_SHOWN_ERRORS + 1:
-            click.echo("(more problems are counted in the summary but not shown)", err=True)
 
 
 class _Counts:
@@ -47,9 +35,8 @@ class _Counts:
 @click.option("--format", "format_", required=True, type=click.Choice(sorted(READERS)),
               help="Input format: conll03 (CoNLL-2003 columns), spert (CoNLL04), oneie "
                    "(OneIE/TextEE ACE05), duee, duie, bio (character BIO), fewrel.")
-@click.option("--input", "input_path", required=True, metavar="PATH", help="Dataset file.")
-@click.option("--output", required=True, metavar="DOCS.jsonl",
-              help="Records file to write (replaced atomically).")
+@click.option("-i", "--input", "input_path", required=True, metavar="PATH", help="Dataset file.")
+@output_option(required=True, help="Records file to write (DOCS.jsonl, replaced atomically).")
 @click.option("--schema", default=None, metavar="NAME|PATH",
               help="Map dataset labels to this schema's type names (default: keep raw labels).")
 @click.option("--split", default=None, help="Split name for ids: {schema}-{split}-{n}.")
@@ -74,12 +61,10 @@ def convert(format_: str, input_path: str, output: str, schema: str | None, spli
       deepke-llm convert --format conll03 --input eng.testb --schema conll03 \\
           --split test --output conll03-test.jsonl
     """
-    from deepke_llm.commands.common import ExitCode, fail, refuse_same_output
-
     refuse_same_output(output, [input_path, schema])
     opts = {k: v for k, v in (("unit", unit), ("qualifiers", qualifiers), ("id_prefix", id_prefix))
             if v is not None}
-    errors = _EchoedErrors()
+    errors = Problems()
     counts = _Counts()
     try:
         documents = read_dataset(format_, input_path, schema, split, errors=errors, **opts)

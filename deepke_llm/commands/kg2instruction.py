@@ -1,5 +1,6 @@
-"""``kg2instruction`` command line (also ``deepke-llm kg2instruction``): build, prepare-fewrel,
-wikidata. Each command parses options and calls one library function; input errors exit 1."""
+"""``deepke-llm kg2instruction`` (also the ``kg2instruction`` console script and
+``python -m kg2instruction``): build, prepare-fewrel, wikidata. Each command parses options and
+calls one function of the :mod:`kg2instruction` package; input errors exit 1."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import sys
 
 import click
 
-from deepke_llm.commands.common import DeepkeGroup, ExitCode, refuse_same_output
-from deepke_llm.commands.common import fail as _fail
+from deepke_llm.commands.common import DeepkeGroup, ExitCode, fail, refuse_same_output
+from deepke_llm.commands.options import output_option, progress_option, show_progress
 
 
 def _shard(value: str) -> tuple[int, int]:
@@ -46,8 +47,8 @@ def main() -> None:
                    "tail_types?} or id -> [name, description].")
 @click.option("--corpus", required=True, type=click.Path(dir_okay=False),
               help="Corpus: JSON lines {id, text} or plain text, one document per line.")
-@click.option("--output", required=True, type=click.Path(dir_okay=False),
-              help="Output documents (JSON lines, deepke-llm records with kb_id/kb_relation).")
+@output_option(required=True,
+               help="Output documents (JSON lines, deepke-llm records with kb_id/kb_relation).")
 @click.option("--schema", default=None,
               help="Schema name or file restricting and naming relation types (default: the "
                    "relation inventory).")
@@ -56,12 +57,12 @@ def main() -> None:
 @click.option("--stats", "stats_path", default=None, type=click.Path(dir_okay=False),
               help="Write the stats JSON here (also printed as a summary).")
 @click.option("--language", type=click.Choice(["en", "zh"]), default="en", show_default=True)
-@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
 @click.option("--shard", default="0/1", show_default=True,
               help="Process shard i of n (0-based): documents dealt round-robin.")
 @click.option("--rules", default=None, type=click.Path(dir_okay=False),
               help="User rules JSON: {drop: [...], conflicts: [[r1, r2]], symmetric: [...]}.")
-@click.option("--max-distance", type=int, default=300, show_default=True,
+@click.option("--max-distance", type=click.IntRange(min=0), default=300, show_default=True,
               help="Drop triples whose mentions are more characters apart (0: no limit).")
 @click.option("--splitter", type=click.Choice(["rules", "spacy", "none"]), default="rules",
               show_default=True, help="Sentence splitter (spacy: spacy.blank + sentencizer).")
@@ -78,11 +79,10 @@ def main() -> None:
               help="Link a mention whose candidates tie to the first of them (noted in the "
                    "document's errors) and keep its triples; by default it stays unlinked.")
 @click.option("--skip-empty", is_flag=True, help="Do not write documents without relations.")
-@click.option("--split-num", type=int, default=None, help="Instructions: relation types per prompt.")
-@click.option("--neg-ratio", type=float, default=None, help="Instructions: negative schema ratio.")
+@click.option("--split-num", type=click.IntRange(min=1), default=None, help="Instructions: relation types per prompt.")
+@click.option("--neg-ratio", type=click.FloatRange(0, 1), default=None, help="Instructions: negative schema ratio.")
 @click.option("--seed", type=int, default=None, help="Instructions: sampling seed.")
-@click.option("--progress/--no-progress", default=None,
-              help="Show progress on stderr (default: when stderr is a terminal).")
+@progress_option()
 @click.option("--resume", is_flag=True,
               help="Continue an interrupted run: keep OUTPUT.partial, skip the documents done.")
 def build(kb_entities, kb_triples, relations, corpus, output, schema, instructions, stats_path,
@@ -117,17 +117,17 @@ def build(kb_entities, kb_triples, relations, corpus, output, schema, instructio
                              ner_mode=ner_mode,
                              keep_empty=not skip_empty, workers=workers, shard=_shard(shard))
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     options = {k: v for k, v in (("split_num", split_num), ("neg_ratio", neg_ratio),
                                  ("seed", seed)) if v is not None}
     try:
         report = run_build(kb_entities, kb_triples, relations, corpus, output,
                            instructions=instructions, stats_path=stats_path, schema=schema,
                            rules=rules, config=config, instruction_options=options,
-                           progress=sys.stderr.isatty() if progress is None else progress,
+                           progress=show_progress(progress),
                            resume=resume)
     except (InputError, SchemaError, InstructionsUnavailable, ImportError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     errors = sum(report["input_errors"]["counts"].values())
     click.echo(f"{report['documents']} documents, {report['sentences']} sentences, "
                f"{report['mentions']} mentions ({report['ambiguous_mentions']} ambiguous), "
@@ -146,8 +146,8 @@ def build(kb_entities, kb_triples, relations, corpus, output, schema, instructio
               help="Optional KB entities to start from (completed from the sentences).")
 @click.option("--kb-triples", default=None, type=click.Path(dir_okay=False),
               help="Optional KB triples to start from (completed from the sentences).")
-@click.option("--output-dir", required=True, type=click.Path(file_okay=False))
-def prepare_fewrel(fewrel_json, relations, kb_entities, kb_triples, output_dir) -> None:
+@output_option("--output-dir", required=True, file=False, help="Folder for the inputs + gold.")
+def prepare_fewrel(fewrel_json, relations, kb_entities, kb_triples, output) -> None:
     """Turn FewRel into KG2Instruction inputs plus gold documents (gold.jsonl).
 
     \b
@@ -161,9 +161,9 @@ def prepare_fewrel(fewrel_json, relations, kb_entities, kb_triples, output_dir) 
     from kg2instruction.inputs import InputError
 
     try:
-        summary = run(fewrel_json, output_dir, relations, kb_entities, kb_triples)
+        summary = run(fewrel_json, output, relations, kb_entities, kb_triples)
     except InputError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(json.dumps({k: v for k, v in summary.items() if k != "input_errors"}), err=True)
     _exit_on_input_errors(summary["input_errors"])
 
@@ -174,18 +174,19 @@ main.add_command(prepare_fewrel, "fewrel-adapter")
 @main.command()
 @click.option("--dump", required=True, type=click.Path(dir_okay=False),
               help="Wikidata JSON dump (.json, .json.gz or .json.bz2), read line by line.")
-@click.option("--output-dir", required=True, type=click.Path(file_okay=False))
+@output_option("--output-dir", required=True, file=False,
+               help="Folder for kb_entities.jsonl, kb_triples.tsv, relations.json.")
 @click.option("--language", type=click.Choice(["en", "zh"]), default="en", show_default=True,
               help="Language of entity labels, aliases and descriptions.")
 @click.option("--properties", default=None,
               help="Comma-separated property ids to keep (default: all item-valued).")
 @click.option("--type-constraints", is_flag=True,
               help="Copy property type constraints into relation head/tail types.")
-@click.option("--min-sitelinks", type=int, default=0, show_default=True,
+@click.option("--min-sitelinks", type=click.IntRange(min=0), default=0, show_default=True,
               help="Leave out items with fewer Wikipedia/Wikimedia sitelinks.")
 @click.option("--only-linked", is_flag=True,
               help="Keep only items that a kept triple names (as head or tail).")
-def wikidata(dump, output_dir, language, properties, type_constraints, min_sitelinks,
+def wikidata(dump, output, language, properties, type_constraints, min_sitelinks,
              only_linked) -> None:
     """Turn a Wikidata JSON dump into KB entities, triples and a relation inventory.
 
@@ -201,13 +202,11 @@ def wikidata(dump, output_dir, language, properties, type_constraints, min_sitel
     from kg2instruction.wikidata import convert_wikidata
 
     wanted = {p.strip() for p in properties.split(",") if p.strip()} if properties else None
-    if min_sitelinks < 0:
-        raise click.BadParameter("must be 0 or more", param_hint="--min-sitelinks")
     try:
-        summary = convert_wikidata(dump, output_dir, language, wanted, type_constraints,
+        summary = convert_wikidata(dump, output, language, wanted, type_constraints,
                                    min_sitelinks, only_linked)
     except (InputError, OSError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(json.dumps({k: v for k, v in summary.items() if k != "input_errors"} |
                           {"input_problems": sum(summary["input_errors"]["counts"].values())}),
                err=True)

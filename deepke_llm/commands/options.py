@@ -1,12 +1,70 @@
-"""The model options `extract` and `evaluate` share, and the one function that turns them into a
-backend (so the two commands cannot drift apart)."""
+"""Options every command spells the same way, with choices from the registries.
+
+- the model options ``extract`` and ``evaluate`` share, and the one function that turns them
+  into a backend (so the two commands cannot drift apart);
+- ``--task`` / ``--prompt-style`` (choices from the task and style registries), ``--language``,
+  ``-o/--output``, ``--progress/--no-progress``, ``--resume``, ``--keep-punctuation``.
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
+
+Decorator = Callable[[Callable], Callable]
+
+
+def task_option(help: str = "What to extract.", **kwargs: Any) -> Decorator:
+    """``--task`` with the registered task names as choices."""
+    from deepke_llm.tasks import task_names
+
+    return click.option("--task", type=click.Choice(task_names()), help=help, **kwargs)
+
+
+def prompt_style_option(help: str = "iepile: OneKE/IEPile JSON; knowlm: ZhiXi free text."
+                        ) -> Decorator:
+    """``--prompt-style`` with the registered styles as choices."""
+    from deepke_llm.prompts.styles import style_names
+
+    return click.option("--prompt-style", type=click.Choice(style_names()), default="iepile",
+                        show_default=True, help=help)
+
+
+def language_option(help: str) -> Decorator:
+    return click.option("--language", type=click.Choice(["en", "zh"]), help=help)
+
+
+def output_option(*extra_names: str, required: bool = False, file: bool = True,
+                  help: str = "Records JSONL [default: stdout].") -> Decorator:
+    """``-o/--output`` (a file, or a folder with ``file=False``); ``extra_names`` keep the
+    spellings older versions used (``--output-dir``) working."""
+    kind = click.Path(dir_okay=False) if file else click.Path(file_okay=False)
+    return click.option("-o", "--output", *extra_names, "output", required=required, type=kind,
+                        help=help)
+
+
+def progress_option() -> Decorator:
+    """``--progress/--no-progress``; shown by default when stderr is a terminal."""
+    return click.option("--progress/--no-progress", default=None,
+                        help="Show a progress bar on stderr [default: when stderr is a terminal].")
+
+
+def show_progress(flag: bool | None) -> bool:
+    """The value of ``--progress/--no-progress`` with its default applied."""
+    return sys.stderr.isatty() if flag is None else flag
+
+
+def resume_option(help: str = "Skip ids already in --output (or its .partial).") -> Decorator:
+    return click.option("--resume", is_flag=True, help=help)
+
+
+def keep_punctuation_option() -> Decorator:
+    return click.option("--keep-punctuation", is_flag=True,
+                        help="Keep punctuation a model copies at a mention's end ('Syria.'); by "
+                             "default a clause/sentence-final mark is left out of the span.")
 
 MODEL_OPTIONS = [
     click.option("--model", help="Local model dir, GGUF file or hub id (transformers backend); "
