@@ -7,7 +7,8 @@ transformers (``gguf_file=``), and write a plain Hugging Face checkpoint (config
 tokenizer) under the cache dir. A model loaded from GGUF refuses ``save_pretrained``, so the files
 are written here. Later runs load that checkpoint directly. Nothing touches the network.
 
-Cache dir: ``$DEEPKE_CACHE``, else ``$XDG_CACHE_HOME/deepke-llm``, else ``~/.cache/deepke-llm``.
+Cache dir: ``$DEEPKE_CACHE``, else the platform's user cache dir (platformdirs): on Linux
+``$XDG_CACHE_HOME/deepke-llm``, else ``~/.cache/deepke-llm``.
 Several processes may start at once (parallel jobs on a fresh machine): the build holds a file
 lock in the cache dir, works in per-process temp names and renames the finished checkpoint into
 place, so one process builds and the others wait and then load its result. The lock is an OS
@@ -54,11 +55,14 @@ def _say(message: str) -> None:
 
 
 def cache_dir() -> Path:
-    """Where converted models live (created on demand)."""
+    """Where converted models live (created on demand): ``$DEEPKE_CACHE``, else the user cache
+    dir (``$XDG_CACHE_HOME/deepke-llm`` or ``~/.cache/deepke-llm`` on Linux)."""
     if os.environ.get("DEEPKE_CACHE"):
         return Path(os.environ["DEEPKE_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "deepke-llm"
+    from platformdirs import user_cache_dir
+
+    # appauthor=False: no vendor folder on Windows (%LOCALAPPDATA%\deepke-llm\Cache)
+    return Path(user_cache_dir("deepke-llm", appauthor=False))
 
 
 def chunk_paths() -> list[Path]:

