@@ -26,9 +26,9 @@ COMMANDS: dict[str, str] = {
     "evaluate": "deepke_llm.commands.evaluate:evaluate",
     "convert": "deepke_llm.commands.convert:convert",
     "instruct": "deepke_llm.commands.instruct:instruct",
-    "pretrain": "deepke_llm.training.pretrain_cli:pretrain",
-    "train": "deepke_llm.training.sft_cli:train",
-    "weights": "deepke_llm.training.weights_cli:weights",
+    "pretrain": "deepke_llm.commands.pretrain:pretrain",
+    "train": "deepke_llm.commands.train:train",
+    "weights": "deepke_llm.commands.weights:weights",
     "kg2instruction": "deepke_llm.commands.kg2instruction:main",
 }
 

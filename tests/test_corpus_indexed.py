@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deepke_llm.training.indexed_dataset import (
+from deepke_llm.training.pretrain.indexed_dataset import (
     IndexedDataset,
     IndexedDatasetWriter,
     merge_datasets,

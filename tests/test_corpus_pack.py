@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deepke_llm.training.corpus import StreamPacker, greedy_pack
+from deepke_llm.training.pretrain.corpus import StreamPacker, greedy_pack
 
 
 def test_greedy_packing_fills_samples_in_order_and_splits_only_long_sentences():

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from deepke_llm.cli import main
 from deepke_llm.sentences import sentence_spans
-from deepke_llm.training.corpus_prepare import PrepareOptions, prepare_corpus
-from deepke_llm.training.indexed_dataset import IndexedDataset, merge_datasets, token_dtype
+from deepke_llm.training.pretrain.indexed_dataset import IndexedDataset, merge_datasets, token_dtype
+from deepke_llm.training.pretrain.prepare import PrepareOptions, prepare_corpus
 
 NEWS = [
     "Japan began the defence of their Asian Cup title. They won 2-1 against Syria!",
@@ -195,13 +195,30 @@ def test_cli_prepare_inspect_merge(sources, tiny_tokenizer_dir, tmp_path):
     runner = CliRunner()
     out = str(tmp_path / "cli")
     result = runner.invoke(main, ["pretrain", "prepare", "-i", sources[0], "-i", sources[1], "-t",
-                                  str(tiny_tokenizer_dir), "-o", out, "--max-len", "32", "--min-len", "1"])
+                                  str(tiny_tokenizer_dir), "-o", out, "--max-len", "32", "--min-len", "1",
+                                  "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert "news: 5 documents (1 duplicates, 2 bad)" in result.output
+    # the summary goes to stderr: totals, then a line per source
+    assert result.stdout == "" and result.stderr.startswith("pretrain prepare: ")
+    assert f"-> {out}\n" in result.stderr
+    assert "news: 5 documents (1 duplicates, 2 bad)" in result.stderr
     result = runner.invoke(main, ["pretrain", "inspect", out, "--show", "1"])
     assert result.exit_code == 0 and "web:" in result.output and "--- sample 0" in result.output
     result = runner.invoke(main, ["pretrain", "merge", out, out, "-o", str(tmp_path / "twice")])
     assert result.exit_code == 0 and IndexedDataset(tmp_path / "twice").num_sources == 2
+    assert result.stderr.startswith("pretrain merge: ")
+    # an output whose files would overwrite an input is refused (exit 2), before any work
+    corpus_json = tmp_path / "corpus.json"  # JSON lines, named as PREFIX.json would be
+    corpus_json.write_text(json.dumps({"text": NEWS[0]}) + "\n", encoding="utf-8")
+    clash = runner.invoke(main, ["pretrain", "prepare", "-i", str(corpus_json), "-t",
+                                 str(tiny_tokenizer_dir), "-o", str(tmp_path / "corpus")])
+    assert clash.exit_code == 2 and "is the input" in clash.output
+    assert corpus_json.read_text(encoding="utf-8").startswith('{"text"')
+    clash = runner.invoke(main, ["pretrain", "merge", out, "-o", out])
+    assert clash.exit_code == 2 and "is the input" in clash.output
+    bad_range = runner.invoke(main, ["pretrain", "prepare", "-i", sources[0], "-t",
+                                     str(tiny_tokenizer_dir), "-o", out, "--workers", "0"])
+    assert bad_range.exit_code == 2 and "x>=1" in bad_range.output
     missing = runner.invoke(main, ["pretrain", "prepare", "-i", str(tmp_path / "nope.jsonl"), "-t",
                                    str(tiny_tokenizer_dir), "-o", out])
     assert missing.exit_code == 1 and "nope.jsonl: input file not found" in missing.output

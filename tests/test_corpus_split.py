@@ -8,8 +8,8 @@ import bz2
 import gzip
 import json
 
-from deepke_llm.training.corpus import BadLine, SourceSpec, iter_raw_records
-from deepke_llm.training.corpus_prepare import PrepareOptions, prepare_corpus
+from deepke_llm.training.pretrain.corpus import BadLine, SourceSpec, iter_raw_records
+from deepke_llm.training.pretrain.prepare import PrepareOptions, prepare_corpus
 
 
 def test_source_spec_names_and_formats(tmp_path):

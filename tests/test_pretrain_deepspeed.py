@@ -11,22 +11,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
-import time
-from pathlib import Path
 
 import pytest
+from training_helpers import built_ops, fresh_machine_env, stale_lock
 
 pytest.importorskip("deepspeed")
 
-REPO = Path(__file__).resolve().parents[1]
-
 SCRIPT = r"""
 import json, sys
-from deepke_llm.training.pretrain import PretrainConfig, build_trainer
+from deepke_llm.training.pretrain.config import PretrainConfig
+from deepke_llm.training.pretrain.run import build_trainer
 config = PretrainConfig(**json.loads(sys.argv[1]))
 trainer = build_trainer(config)
 result = trainer.train()
@@ -41,40 +38,9 @@ print("RESULT " + json.dumps({
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stale_lock(extensions: Path, op: str = "deepspeed_shm_comm") -> Path:
-    """The lock a build killed two hours ago left in a torch extensions dir."""
-    lock = extensions / op / "lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    lock.touch()
-    os.utime(lock, (time.time() - 7200,) * 2)
-    return lock
-
-
-def fresh_machine_env(root: Path, world_size: int = 1) -> dict[str, str]:
-    """A one-process launch environment with an empty HOME and a torch extensions dir that holds
-    a stale shm-op build lock: before the fix, any run that reached the op build waited forever."""
-    (root / "home").mkdir(parents=True, exist_ok=True)
-    stale_lock(root / "torch_extensions")
-    return {**os.environ, "HOME": str(root / "home"),
-            "TORCH_EXTENSIONS_DIR": str(root / "torch_extensions"),
-            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0",
-            "WORLD_SIZE": str(world_size), "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": str(world_size),
-            "DS_ACCELERATOR": "cpu", "PYTHONPATH": str(REPO)}
-
-
-def built_ops(root: Path) -> list[str]:
-    return sorted(p.name for p in (root / "torch_extensions").rglob("*.so"))
-
-
 @pytest.fixture(scope="module")
 def tiny_corpus(tmp_path_factory, tiny_tokenizer_dir) -> str:
-    from deepke_llm.training.corpus_prepare import PrepareOptions, prepare_corpus
+    from deepke_llm.training.pretrain.prepare import PrepareOptions, prepare_corpus
 
     root = tmp_path_factory.mktemp("ds-corpus")
     source = root / "docs.txt"
@@ -171,16 +137,17 @@ def test_the_training_commands_report_a_stale_lock_in_one_line(command, tmp_path
     from click.testing import CliRunner
 
     from deepke_llm.cli import main
-    from deepke_llm.training import pretrain, sft
     from deepke_llm.training.deepspeed_setup import StaleBuildLockError, check_build_lock
+    from deepke_llm.training.pretrain import run as pretrain_run
+    from deepke_llm.training.sft import run as sft_run
 
     lock = stale_lock(tmp_path / "torch_extensions")
 
     def start(*args, **kwargs):
         check_build_lock(lock)  # what DeepSpeed's op build now runs into
 
-    monkeypatch.setattr(pretrain, "run_pretraining", start)
-    monkeypatch.setattr(sft, "run_sft", start)
+    monkeypatch.setattr(pretrain_run, "run_pretraining", start)
+    monkeypatch.setattr(sft_run, "run_sft", start)
     config = tmp_path / "run.json"
     config.write_text(json.dumps({"model": "m", "data": "d", "train_file": "t", "deepspeed": "zero2"}))
     args = (["pretrain", "run", "--config", str(config)] if command == "pretrain"

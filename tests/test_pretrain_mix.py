@@ -10,14 +10,10 @@ import numpy as np
 import pytest
 
 from deepke_llm.training.common import load_run_config, resolve_deepspeed_config, save_run_config
-from deepke_llm.training.indexed_dataset import IndexedDataset, IndexedDatasetWriter
-from deepke_llm.training.pretrain import (
-    MixtureSampler,
-    PretrainConfig,
-    collate_packed,
-    mixing_weights,
-    source_quotas,
-)
+from deepke_llm.training.pretrain.config import PretrainConfig
+from deepke_llm.training.pretrain.indexed_dataset import IndexedDataset, IndexedDatasetWriter
+from deepke_llm.training.pretrain.mixing import MixtureSampler, mixing_weights, source_quotas
+from deepke_llm.training.pretrain.run import collate_packed
 
 
 def test_quotas_follow_weights_and_sum_to_the_total():
@@ -185,3 +181,12 @@ def test_cli_run_reports_config_and_data_errors_in_one_line(tmp_path):
     result = runner.invoke(main, ["--local_rank=1", "pretrain", "run", "--config", str(config), "--deepspeed", "zero3"])
     assert result.exit_code == 1 and "nope.bin: indexed dataset file missing" in result.output
     assert not (tmp_path / "o" / "pretrain_config.json").exists()
+    # -o/--output override output_dir (as --output-dir does); an output that is the model exits 2
+    model = tmp_path / "model"
+    model.mkdir()
+    config.write_text(json.dumps({"model": str(model), "data": str(tmp_path / "nope")}))
+    for flag in ("-o", "--output", "--output-dir"):
+        result = runner.invoke(main, ["pretrain", "run", "--config", str(config), flag, str(model)])
+        assert result.exit_code == 2 and "is the input" in result.output
+    result = runner.invoke(main, ["pretrain", "run", "--config", str(config), "--max-steps", "-2"])
+    assert result.exit_code == 2 and "x>=-1" in result.output

@@ -16,8 +16,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from deepke_llm.training.corpus_prepare import PrepareOptions, prepare_corpus  # noqa: E402
-from deepke_llm.training.pretrain import PretrainConfig, run_pretraining  # noqa: E402
+from deepke_llm.training.pretrain.config import PretrainConfig  # noqa: E402
+from deepke_llm.training.pretrain.prepare import PrepareOptions, prepare_corpus  # noqa: E402
+from deepke_llm.training.pretrain.run import run_pretraining  # noqa: E402
 
 NAMES = ["Japan", "Syria", "Oracle", "Thomas Edison", "John Smith", "Acme Corp", "Australia"]
 VERBS = ["beat", "met", "hired", "visited", "praised"]
@@ -50,13 +51,6 @@ def corpus(tmp_path_factory, tiny_tokenizer_dir) -> str:
     return prefix
 
 
-@pytest.fixture()
-def model_dir(tmp_path, tiny_llama_dir) -> str:
-    target = tmp_path / "model"
-    shutil.copytree(tiny_llama_dir, target)
-    return str(target)
-
-
 def _config(model: str, data: str, out: Path, **overrides) -> PretrainConfig:
     fields = dict(model=model, data=data, output_dir=str(out), per_device_batch_size=4,
                   learning_rate=1e-3, lr_scheduler="cosine", warmup_steps=2, logging_steps=1,
@@ -66,8 +60,8 @@ def _config(model: str, data: str, out: Path, **overrides) -> PretrainConfig:
 
 
 @pytest.mark.slow
-def test_loss_falls_over_a_few_dozen_steps(model_dir, corpus, tmp_path):
-    metrics = run_pretraining(_config(model_dir, corpus, tmp_path / "run", max_steps=30,
+def test_loss_falls_over_a_few_dozen_steps(tiny_llama_copy, corpus, tmp_path):
+    metrics = run_pretraining(_config(str(tiny_llama_copy), corpus, tmp_path / "run", max_steps=30,
                                       logging_steps=5, per_device_batch_size=8))
     assert metrics["global_step"] == 30
     losses = metrics["losses"]
@@ -119,11 +113,11 @@ def _torchrun_pretrain(config: dict, path: Path, extra: list[str] = ()) -> None:
 
 
 @pytest.mark.slow
-def test_two_process_run_resumes_exactly_on_every_rank(model_dir, corpus, tmp_path):
+def test_two_process_run_resumes_exactly_on_every_rank(tiny_llama_copy, corpus, tmp_path):
     """Two ranks (gloo): each resumes on exactly its own next batches, across a data epoch bound."""
     full_dir, split_dir = tmp_path / "full", tmp_path / "split"
     # global batch 2 x 2 ranks = 4, 12 samples per data epoch: epochs end after steps 3 and 6
-    config = dict(model=model_dir, data=corpus, output_dir=str(full_dir), max_steps=8,
+    config = dict(model=str(tiny_llama_copy), data=corpus, output_dir=str(full_dir), max_steps=8,
                   samples_per_epoch=12, per_device_batch_size=2, logging_steps=1, save_steps=4,
                   learning_rate=1e-3, use_cpu=True, resume="auto", log_sample_ids=True, seed=7,
                   mix={"news": 1.0, "web": 3.0})
@@ -143,7 +137,7 @@ def test_two_process_run_resumes_exactly_on_every_rank(model_dir, corpus, tmp_pa
     # 0-2, 12 samples) holds news and web 1:3
     for (_, ids0), (_, ids1) in zip(logs[0], logs[1], strict=True):
         assert not set(ids0) & set(ids1)
-    from deepke_llm.training.indexed_dataset import IndexedDataset
+    from deepke_llm.training.pretrain.indexed_dataset import IndexedDataset
 
     sources = IndexedDataset(corpus).source_ids
     epoch0 = [i for rank in (0, 1) for _, ids in logs[rank][:3] for i in ids]

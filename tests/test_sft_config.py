@@ -14,10 +14,11 @@ import pytest
 from click.testing import CliRunner
 
 from deepke_llm.cli import main
-from deepke_llm.training import sft as sft_module
 from deepke_llm.training.common import resolve_deepspeed_config, save_run_config
-from deepke_llm.training.sft import SftResult, default_target_modules
-from deepke_llm.training.sft_config import CONFIG_FILENAME, SftConfig, load_sft_config
+from deepke_llm.training.sft import run as sft_run
+from deepke_llm.training.sft.config import CONFIG_FILENAME, SftConfig, load_sft_config
+from deepke_llm.training.sft.model import default_target_modules
+from deepke_llm.training.sft.run import SftResult
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "training" / "sft").glob("*.yaml"))
@@ -40,15 +41,15 @@ def test_saved_config_round_trips_with_the_package_version(tmp_path):
 def test_run_config_temp_file_is_per_process(tmp_path, monkeypatch):
     # two processes saving at once (e.g. ranks of a launch) never share a temp file
     renamed = []
-    original = Path.replace
+    original = os.replace
 
-    def spy(self, target):
-        renamed.append(self.name)
-        return original(self, target)
+    def spy(source, target):
+        renamed.append(Path(source).name)
+        return original(source, target)
 
-    monkeypatch.setattr(Path, "replace", spy)
+    monkeypatch.setattr(os, "replace", spy)
     save_run_config(SftConfig(model="m"), tmp_path, CONFIG_FILENAME)
-    assert renamed == [f"{CONFIG_FILENAME}.{os.getpid()}.tmp"]
+    assert renamed == [f".{CONFIG_FILENAME}.tmp-{os.getpid()}"]
     assert [p.name for p in tmp_path.iterdir()] == [CONFIG_FILENAME]
 
 
@@ -60,10 +61,10 @@ def test_packing_is_refused_where_transformers_cannot_separate_packed_examples(t
     config = SftConfig(model="m", train_file=str(train), output_dir=str(tmp_path / "o"), packing=True)
     monkeypatch.delattr(masking_utils, "find_packed_sequence_indices")
     with pytest.raises(ValueError, match=r"^packing: transformers .* cannot keep packed examples apart") as info:
-        sft_module.run_sft(config)
+        sft_run.run_sft(config)
     assert "\n" not in str(info.value) and not (tmp_path / "o").exists()
     # flash_attention_2 separates them by the position ids itself
-    sft_module.check_packing_support("flash_attention_2")
+    sft_run.check_packing_support("flash_attention_2")
 
 
 def test_tokens_seen_argument_matches_the_installed_transformers():
@@ -77,9 +78,9 @@ def test_tokens_seen_argument_matches_the_installed_transformers():
         include_num_input_tokens_seen: bool = False
 
     config = SftConfig(warmup=0.1)
-    assert sft_module._renamed_args(config, dataclasses.fields(Transformers446Args)) == {
+    assert sft_run._renamed_args(config, dataclasses.fields(Transformers446Args)) == {
         "warmup_ratio": 0.1, "include_num_input_tokens_seen": True}
-    args = sft_module._renamed_args(config)
+    args = sft_run._renamed_args(config)
     assert args["include_num_input_tokens_seen"] == "non_padding"  # transformers 5 takes strings
     assert TrainingArguments(output_dir="x", use_cpu=True, **args).include_num_input_tokens_seen == "non_padding"
 
@@ -128,7 +129,7 @@ def test_cli_flags_override_the_recipe(tmp_path, monkeypatch):
         return SftResult(config.output_dir, {"train_loss": 1.25, "train_tokens_per_second": 99.0},
                          {"examples": 3, "dropped_too_long": 1})
 
-    monkeypatch.setattr(sft_module, "run_sft", fake_run)
+    monkeypatch.setattr(sft_run, "run_sft", fake_run)
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("model: base\ntrain_file: t.jsonl\noutput_dir: out\nlora_r: 4\n"
                       "packing: true\n", encoding="utf-8")
@@ -144,7 +145,28 @@ def test_cli_flags_override_the_recipe(tmp_path, monkeypatch):
     (config,) = seen
     assert (config.model, config.lora_r, config.packing) == ("base", 16, False)
     assert config.target_modules == ["q_proj", "v_proj"] and config.val_size == 0.1
-    assert "done: 3 examples (1 dropped as longer than --max-len), train loss 1.2500" in result.output
+    assert result.stderr.startswith("train sft: 3 examples (1 dropped as longer than --max-len), "
+                                     "train loss 1.2500, 99 tokens/s -> out")
+
+
+def test_output_flags_and_numeric_ranges(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(sft_run, "run_sft", lambda config: seen.append(config) or SftResult(
+        config.output_dir, {}, {"examples": 1, "dropped_too_long": 0}))
+    train = tmp_path / "t.jsonl"
+    train.write_text("")
+    base = ["train", "sft", "--model", "m", "--train-file", str(train)]
+    # -o and --output are the shared output flag; --output-dir, the old spelling, still works
+    for flag in ("-o", "--output", "--output-dir"):
+        assert CliRunner().invoke(main, [*base, flag, str(tmp_path / flag)]).exit_code == 0
+    assert [c.output_dir for c in seen] == [str(tmp_path / f) for f in ("-o", "--output",
+                                                                        "--output-dir")]
+    # a number below the field's minimum is a usage error, named by click
+    result = CliRunner().invoke(main, [*base, "-o", str(tmp_path / "o"), "--lora-r", "0"])
+    assert result.exit_code == 2 and "--lora-r" in result.output and "x>=1" in result.output
+    # an output that is one of the inputs is refused before anything runs
+    result = CliRunner().invoke(main, [*base, "-o", str(train)])
+    assert result.exit_code == 2 and "is the input" in result.output and len(seen) == 3
 
 
 @pytest.mark.parametrize(("args", "message"), [

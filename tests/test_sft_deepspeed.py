@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_pretrain_deepspeed import built_ops, fresh_machine_env
-from test_sft_data import iepile_file, iepile_lines, model_dir, write_jsonl  # noqa: F401
+from training_helpers import built_ops, fresh_machine_env
 
 pytest.importorskip("deepspeed")
 
@@ -25,8 +24,8 @@ import json, sys
 import torch
 torch.set_num_threads(1)
 from transformers import TrainerCallback
-from deepke_llm.training.sft import run_sft
-from deepke_llm.training.sft_config import SftConfig
+from deepke_llm.training.sft.run import run_sft
+from deepke_llm.training.sft.config import SftConfig
 
 stages = []
 
@@ -49,20 +48,13 @@ SETTINGS = dict(max_steps=3, batch_size=2, logging_steps=1, save_steps=0, learni
 
 
 @pytest.fixture()
-def plain_losses(model_dir, iepile_file, tmp_path):  # noqa: F811
-    import torch
+def plain_losses(one_torch_thread, tiny_llama_copy, iepile_file, tmp_path):
+    from deepke_llm.training.sft.config import SftConfig
+    from deepke_llm.training.sft.run import run_sft
 
-    from deepke_llm.training.sft import run_sft
-    from deepke_llm.training.sft_config import SftConfig
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        plain = tmp_path / "plain"
-        run_sft(SftConfig(model=str(model_dir), train_file=str(iepile_file), output_dir=str(plain),
-                          **SETTINGS))
-    finally:
-        torch.set_num_threads(threads)
+    plain = tmp_path / "plain"
+    run_sft(SftConfig(model=str(tiny_llama_copy), train_file=str(iepile_file),
+                      output_dir=str(plain), **SETTINGS))
     return _losses(plain)
 
 
@@ -80,30 +72,32 @@ def _run_under_deepspeed(stage: str, base: Path, train_file: Path, out: Path, **
 
 
 @pytest.mark.slow
-def test_lora_sft_under_zero2_matches_the_plain_run(model_dir, iepile_file, tmp_path, plain_losses):  # noqa: F811
+def test_lora_sft_under_zero2_matches_the_plain_run(tiny_llama_copy, iepile_file, tmp_path,
+                                                    plain_losses):
     zero2 = tmp_path / "zero2"
-    assert _run_under_deepspeed("zero2", model_dir, iepile_file, zero2)["stages"] == [2]
+    assert _run_under_deepspeed("zero2", tiny_llama_copy, iepile_file, zero2)["stages"] == [2]
     assert (zero2 / "adapter_model.safetensors").is_file()
     assert _losses(zero2) == pytest.approx(plain_losses, rel=1e-4)
 
 
 @pytest.mark.slow
-def test_lora_sft_under_zero3_matches_the_plain_run_and_merges(model_dir, iepile_file, tmp_path,  # noqa: F811
-                                                               plain_losses):
+def test_lora_sft_under_zero3_matches_the_plain_run_and_merges(tiny_llama_copy, iepile_file,
+                                                               tmp_path, plain_losses):
     import torch
     from safetensors.torch import load_file
 
-    from deepke_llm.training.weights_lora import merge_lora
+    from deepke_llm.training.weights.lora import merge_lora
 
     zero3 = tmp_path / "zero3"
-    assert _run_under_deepspeed("zero3", model_dir, iepile_file, zero3, merge=True)["stages"] == [3]
+    result = _run_under_deepspeed("zero3", tiny_llama_copy, iepile_file, zero3, merge=True)
+    assert result["stages"] == [3]
     assert (zero3 / "adapter_model.safetensors").is_file()
     assert _losses(zero3) == pytest.approx(plain_losses, rel=1e-4)
     # the merged model is the full base + adapter (not the rank's empty ZeRO-3 partitions)
-    reference = merge_lora(model_dir, zero3, tmp_path / "reference")
+    reference = merge_lora(tiny_llama_copy, zero3, tmp_path / "reference")
     got = load_file(str(zero3 / "merged" / "model.safetensors"))
     want = load_file(str(reference.out / "model.safetensors"))
-    base = load_file(str(model_dir / "model.safetensors"))
+    base = load_file(str(tiny_llama_copy / "model.safetensors"))
     assert {k: v.shape for k, v in got.items()} == {k: v.shape for k, v in base.items()}
     assert all(torch.equal(got[k], want[k]) for k in want)
     assert any(not torch.equal(got[k], base[k]) for k in base)

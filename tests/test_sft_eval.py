@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from deepke_llm.prompts.chat import Prompt
-from deepke_llm.training.sft_data import SftRecord
-from deepke_llm.training.sft_eval import _iepile_f1, label_from_output
+from deepke_llm.training.sft.data import SftRecord
+from deepke_llm.training.sft.evaluation import _iepile_f1, label_from_output
 
 NER = '{"person": ["Robert Allenby", "Miguel Martin"], "location": ["Australia"]}'
 RE = '{"place of death": [{"subject": "Thomas Edison", "object": "West Orange"}], "founded": []}'

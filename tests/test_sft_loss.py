@@ -1,37 +1,29 @@
-"""The response-only LM-head loss equals full-logits cross-entropy (peft, packing, softcapping),
-and how much faster it is with a big vocabulary."""
+"""The response-only LM-head loss equals full-logits cross-entropy (peft, packing, softcapping).
+
+How much faster it is with a big vocabulary is measured by benchmarks/perf/sft_loss_throughput.py."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from test_sft_data import iepile_file, iepile_lines, tokenizer, write_jsonl  # noqa: F401
 
-from deepke_llm.training import sft_loss
-from deepke_llm.training.sft_data import (
+from deepke_llm.training.sft import loss as sft_loss
+from deepke_llm.training.sft.data import (
     SftCollator,
     pack_examples,
     read_sft_records,
     tokenize_records,
 )
-from deepke_llm.training.sft_loss import full_logits_loss, response_only_loss, unwrap_causal_lm
+from deepke_llm.training.sft.loss import full_logits_loss, response_only_loss, unwrap_causal_lm
 
 torch = pytest.importorskip("torch")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The test machine's cores are shared: one intra-op thread is several times faster here.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture()
-def examples(tokenizer, iepile_file):  # noqa: F811
-    return tokenize_records(read_sft_records(iepile_file), tokenizer, "plain", 4096)
+def examples(tiny_tokenizer, iepile_file):
+    return tokenize_records(read_sft_records(iepile_file), tiny_tokenizer, "plain", 4096)
 
 
 @pytest.fixture()
@@ -78,15 +70,16 @@ def test_fallback_without_logits_slicing_gathers_hidden_states(lora_model, examp
     keep[:, :-1] = labels[:, 1:] != -100
     with torch.no_grad():
         logits = sft_loss._gathered_logits(lora_model, unwrap_causal_lm(lora_model), batch, keep)
-        loss = torch.nn.functional.cross_entropy(logits.float(), labels[:, 1:][labels[:, 1:] != -100])
+        targets = labels[:, 1:][labels[:, 1:] != -100]
+        loss = torch.nn.functional.cross_entropy(logits.float(), targets)
         assert logits.shape[0] == int(keep.sum()) < labels.numel() // 4
         assert torch.allclose(loss, lora_model(**batch).loss, atol=1e-5)
 
 
-def test_final_logit_softcapping_is_applied(tokenizer, examples):  # noqa: F811
+def test_final_logit_softcapping_is_applied(tiny_tokenizer, examples):
     from transformers import Gemma2Config, Gemma2ForCausalLM
 
-    config = Gemma2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+    config = Gemma2Config(vocab_size=len(tiny_tokenizer), hidden_size=64, intermediate_size=128,
                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                           head_dim=16, final_logit_softcapping=2.0, pad_token_id=0)
     torch.manual_seed(0)
@@ -119,34 +112,3 @@ def test_packed_rows_give_the_unpacked_loss(lora_model, examples):
         # without the position ids restarting, examples would attend to each other
         leaky = {"input_ids": packed["input_ids"], "labels": packed["labels"]}
         assert not torch.allclose(response_only_loss(lora_model, leaky), reference, atol=1e-3)
-
-
-@pytest.mark.slow
-def test_response_only_head_throughput_with_a_big_vocabulary(tmp_path, capsys):
-    """Reports tokens/s of a training step with and without the response-only head."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    vocab, batch_size, prompt_len, response_len = 262_144, 1, 192, 64
-    config = LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    ids = torch.randint(3, vocab, (batch_size, prompt_len + response_len))
-    labels = ids.clone()
-    labels[:, :prompt_len] = -100
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
-    rates, losses = {}, {}
-    for name, loss_fn in (("full logits", full_logits_loss), ("response only", response_only_loss)):
-        start, steps = time.perf_counter(), 2
-        for _ in range(steps):
-            model.zero_grad()
-            loss = loss_fn(model, batch)
-            loss.backward()
-        rates[name] = steps * ids.numel() / (time.perf_counter() - start)
-        losses[name] = loss.detach()
-    assert torch.allclose(losses["full logits"], losses["response only"], atol=1e-4)
-    with capsys.disabled():
-        print(f"\n[sft head benchmark] vocab {vocab}, {batch_size}x{prompt_len}+{response_len} "
-              f"tokens, CPU: full logits {rates['full logits']:.0f} tok/s, response-only head "
-              f"{rates['response only']:.0f} tok/s "
-              f"({rates['response only'] / rates['full logits']:.1f}x)")

@@ -7,21 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
-from test_sft_data import iepile_file, iepile_lines, model_dir, write_jsonl  # noqa: F401
+from training_helpers import iepile_lines, write_jsonl
 
-from deepke_llm.training.sft import LOG_FILENAME, SUMMARY_FILENAME, run_sft
-from deepke_llm.training.sft_config import SftConfig
+from deepke_llm.training.sft.config import SftConfig
+from deepke_llm.training.sft.run import LOG_FILENAME, SUMMARY_FILENAME, run_sft
 
 torch = pytest.importorskip("torch")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The test machine's cores are shared: one intra-op thread is several times faster here.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def lora_config(base: Path, train_file: Path, out: Path, **overrides) -> SftConfig:
@@ -40,13 +34,13 @@ def _adapter_weights(out: Path) -> dict[str, object]:
 
 
 @pytest.mark.slow
-def test_lora_sft_reproduces_the_training_outputs(model_dir, iepile_file, tmp_path):  # noqa: F811
+def test_lora_sft_reproduces_the_training_outputs(tiny_llama_copy, iepile_file, tmp_path):
     from deepke_llm.backends.base import GenerationConfig
     from deepke_llm.backends.hf import HFBackend
-    from deepke_llm.training.sft_data import encode_response, read_sft_records
+    from deepke_llm.training.sft.data import encode_response, read_sft_records
 
     out = tmp_path / "run"
-    result = run_sft(lora_config(model_dir, iepile_file, out))
+    result = run_sft(lora_config(tiny_llama_copy, iepile_file, out))
 
     for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer_config.json",
                  "sft_config.json", LOG_FILENAME, SUMMARY_FILENAME):
@@ -61,7 +55,7 @@ def test_lora_sft_reproduces_the_training_outputs(model_dir, iepile_file, tmp_pa
 
     # the extractor's backend, loading the saved adapter, generates exactly the outputs
     records = read_sft_records(iepile_file)
-    backend = HFBackend(str(model_dir), lora=str(out), chat_template="auto")
+    backend = HFBackend(str(tiny_llama_copy), lora=str(out), chat_template="auto")
     generated = backend.generate_ids([r.prompt for r in records], GenerationConfig(max_new_tokens=80))
     for ids, record in zip(generated, records, strict=True):
         assert ids == encode_response(backend.tokenizer, record.output)
@@ -85,16 +79,17 @@ class StopAtStep:
 
 
 @pytest.mark.slow
-def test_resume_after_interruption_reproduces_the_uninterrupted_adapter(model_dir, iepile_file,  # noqa: F811
+def test_resume_after_interruption_reproduces_the_uninterrupted_adapter(tiny_llama_copy,
+                                                                        iepile_file,
                                                                         tmp_path):
     settings = dict(max_steps=6, save_steps=3, batch_size=2, lora_r=8, lora_alpha=16,
                     lora_dropout=0.1, learning_rate=3e-3, lr_scheduler="cosine", warmup=1,
                     logging_steps=1)
     straight = tmp_path / "straight"
-    run_sft(lora_config(model_dir, iepile_file, straight, **settings))
+    run_sft(lora_config(tiny_llama_copy, iepile_file, straight, **settings))
 
     resumed = tmp_path / "resumed"
-    config = lora_config(model_dir, iepile_file, resumed, resume="auto", **settings)
+    config = lora_config(tiny_llama_copy, iepile_file, resumed, resume="auto", **settings)
     first = run_sft(config, callbacks=[StopAtStep(3)])
     assert first.resumed_from is None and (resumed / "checkpoint-3").is_dir()
     second = run_sft(config)
@@ -111,21 +106,21 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_adapter(model_di
 
 
 @pytest.mark.slow
-def test_full_finetuning_with_packing_updates_all_weights(model_dir, iepile_file, tmp_path):  # noqa: F811
+def test_full_finetuning_with_packing_updates_all_weights(tiny_llama_copy, iepile_file, tmp_path):
     from safetensors.torch import load_file
 
     out = tmp_path / "full"
-    result = run_sft(lora_config(model_dir, iepile_file, out, method="full", packing=True,
+    result = run_sft(lora_config(tiny_llama_copy, iepile_file, out, method="full", packing=True,
                                  learning_rate=1e-3, max_steps=4, logging_steps=1, batch_size=2))
     assert not (out / "adapter_config.json").exists()
-    before, after = load_file(str(model_dir / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    before, after = load_file(str(tiny_llama_copy / "model.safetensors")), load_file(str(out / "model.safetensors"))
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert len(changed) == len(before)
     assert result.data["rows"] < result.data["examples"]  # several examples per packed row
 
 
 @pytest.mark.slow
-def test_validation_split_logs_eval_loss_and_eval_fn_metrics(model_dir, iepile_file, tmp_path):  # noqa: F811
+def test_validation_split_logs_eval_loss_and_eval_fn_metrics(tiny_llama_copy, iepile_file, tmp_path):
     calls = []
 
     def extraction_eval(model, tokenizer, records):
@@ -142,7 +137,7 @@ def test_validation_split_logs_eval_loss_and_eval_fn_metrics(model_dir, iepile_f
                                     for m in model.modules()))
 
     out = tmp_path / "eval"
-    result = run_sft(lora_config(model_dir, iepile_file, out, max_steps=4, val_size=1,
+    result = run_sft(lora_config(tiny_llama_copy, iepile_file, out, max_steps=4, val_size=1,
                                  eval_steps=2, gradient_checkpointing=True),
                      callbacks=[RecordCheckpointing()], eval_fn=extraction_eval)
     assert checkpointed == [True]
@@ -156,72 +151,73 @@ def test_validation_split_logs_eval_loss_and_eval_fn_metrics(model_dir, iepile_f
 
 
 @pytest.mark.slow
-def test_builtin_generation_eval_and_merge(model_dir, iepile_file, tmp_path, monkeypatch):  # noqa: F811
+def test_builtin_generation_eval_and_merge(tiny_llama_copy, iepile_file, tmp_path, monkeypatch):
     from peft.tuners.tuners_utils import BaseTuner
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
     from deepke_llm.backends.hf import HFBackend
-    from deepke_llm.training.weights_lora import merge_lora
+    from deepke_llm.training.weights.lora import merge_lora
 
     def in_memory_merge(self, *args, **kwargs):
-        raise AssertionError("--merge must stream from the base checkpoint (weights_lora.merge_lora)")
+        raise AssertionError("--merge must stream from the base checkpoint (weights.lora.merge_lora)")
 
     # merge_and_unload merges the in-memory (ZeRO-3 partitioned, or quantized) model: not used
     monkeypatch.setattr(BaseTuner, "merge_and_unload", in_memory_merge)
     out = tmp_path / "merge"
     val = write_jsonl(tmp_path / "val.jsonl", iepile_lines()[:1])
-    result = run_sft(lora_config(model_dir, iepile_file, out, max_steps=2, val_file=str(val),
+    result = run_sft(lora_config(tiny_llama_copy, iepile_file, out, max_steps=2, val_file=str(val),
                                  eval_fn="builtin", eval_max_new_tokens=4, merge=True))
     # 4 new tokens cannot spell the output; the NER line is scored by the IEPile evaluator
     assert result.metrics["eval_exact_match"] == 0.0 and result.metrics["eval_ner_f1"] == 0.0
 
     merged = AutoModelForCausalLM.from_pretrained(str(out / "merged"))
-    with_adapter = HFBackend(str(model_dir), lora=str(out), merge_lora=False).model
-    base = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    with_adapter = HFBackend(str(tiny_llama_copy), lora=str(out), merge_lora=False).model
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_llama_copy))
     ids = torch.tensor([[1, 270, 295, 271, 285, 272, 30, 31]])
     with torch.no_grad():
         expected = with_adapter(input_ids=ids).logits
         assert torch.allclose(merged(input_ids=ids).logits, expected, atol=1e-5)
         assert not torch.allclose(base(input_ids=ids).logits, expected, atol=1e-3)
-    reference = merge_lora(model_dir, out, tmp_path / "reference")
+    reference = merge_lora(tiny_llama_copy, out, tmp_path / "reference")
     got, want = load_file(str(out / "merged" / "model.safetensors")), load_file(str(reference.out / "model.safetensors"))
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
     assert (out / "merged" / "tokenizer_config.json").is_file()
 
 
 @pytest.mark.slow
-def test_only_the_main_process_writes_run_files(model_dir, iepile_file, tmp_path, monkeypatch):  # noqa: F811
-    from deepke_llm.training.sft_trainer import SftTrainer
+def test_only_the_main_process_writes_run_files(tiny_llama_copy, iepile_file, tmp_path, monkeypatch):
+    from deepke_llm.training.sft.trainer import SftTrainer
 
     monkeypatch.setattr(SftTrainer, "is_world_process_zero", lambda self: False)  # as on rank 1
     out = tmp_path / "rank1"
-    run_sft(lora_config(model_dir, iepile_file, out, max_steps=1, merge=True))
+    run_sft(lora_config(tiny_llama_copy, iepile_file, out, max_steps=1, merge=True))
     for name in ("sft_config.json", SUMMARY_FILENAME, "merged"):
         assert not (out / name).exists(), name
 
 
-def test_qlora_without_cuda_fails_with_one_line(model_dir, iepile_file, tmp_path):  # noqa: F811
+def test_qlora_without_cuda_fails_with_one_line(tiny_llama_copy, iepile_file, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     with pytest.raises(ValueError, match=r"^method: qlora needs a CUDA GPU and bitsandbytes"):
-        run_sft(lora_config(model_dir, iepile_file, tmp_path / "q", method="qlora"))
+        run_sft(lora_config(tiny_llama_copy, iepile_file, tmp_path / "q", method="qlora"))
 
 
 @pytest.mark.slow
-def test_cli_trains_and_writes_the_run_config(model_dir, iepile_file, tmp_path):  # noqa: F811
+def test_cli_trains_and_writes_the_run_config(tiny_llama_copy, iepile_file, tmp_path):
     from click.testing import CliRunner
 
     from deepke_llm.cli import main
 
     out = tmp_path / "cli"
     result = CliRunner().invoke(main, [
-        "train", "sft", "--model", str(model_dir), "--train-file", str(iepile_file),
-        "--output-dir", str(out), "--max-steps", "2", "--lora-r", "4", "--max-len", "150",
+        "train", "sft", "--model", str(tiny_llama_copy), "--train-file", str(iepile_file),
+        "-o", str(out), "--max-steps", "2", "--lora-r", "4", "--max-len", "150",
         "--chat-template", "oneke", "--save-steps", "0"])
     assert result.exit_code == 0, result.output
-    done = result.output.strip().splitlines()[-1]
-    assert done.startswith("done: ") and "longer than --max-len" in done and str(out) in done
+    summary_line = result.stderr.strip().splitlines()[-1]  # the summary goes to stderr
+    assert summary_line.startswith("train sft: ") and "longer than --max-len" in summary_line
+    assert summary_line.endswith(f" -> {out}")
     saved = json.loads((out / "sft_config.json").read_text())
     assert (saved["lora_r"], saved["chat_template"], saved["max_len"]) == (4, "oneke", 150)
     summary = json.loads((out / "sft_summary.json").read_text())
@@ -231,19 +227,19 @@ def test_cli_trains_and_writes_the_run_config(model_dir, iepile_file, tmp_path):
 
 
 @pytest.mark.slow
-def test_continued_training_starts_from_the_given_adapter(model_dir, iepile_file, tmp_path):  # noqa: F811
+def test_continued_training_starts_from_the_given_adapter(tiny_llama_copy, iepile_file, tmp_path):
     first = tmp_path / "first"
-    run_sft(lora_config(model_dir, iepile_file, first, max_steps=3))
+    run_sft(lora_config(tiny_llama_copy, iepile_file, first, max_steps=3))
     start = _adapter_weights(first)
     assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in start.items())
     # a negligible learning rate: the continued run saves (almost) the adapter it started from,
     # not a fresh one (whose B matrices are zero), with the first adapter's rank
     second = tmp_path / "second"
-    run_sft(lora_config(model_dir, iepile_file, second, max_steps=1, learning_rate=1e-12,
+    run_sft(lora_config(tiny_llama_copy, iepile_file, second, max_steps=1, learning_rate=1e-12,
                         init_adapter=str(first), lora_r=4))
     again = _adapter_weights(second)
     assert again.keys() == start.keys()
     assert all(torch.allclose(again[k], start[k], atol=1e-6) for k in start)
     with pytest.raises(ValueError, match="init_adapter"):
-        run_sft(lora_config(model_dir, iepile_file, tmp_path / "x", method="full",
+        run_sft(lora_config(tiny_llama_copy, iepile_file, tmp_path / "x", method="full",
                             init_adapter=str(first)))

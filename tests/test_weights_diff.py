@@ -3,34 +3,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
-from test_weights_helpers import assert_bit_identical, load_dir, perturb, save_model
+from weights_helpers import assert_bit_identical, load_dir, make_pair, perturb, save_model
 
 from deepke_llm.cli import main
-from deepke_llm.training.weights import MANIFEST, PATCH_FILE, diff_weights
-from deepke_llm.training.weights_io import WeightsError
-from deepke_llm.training.weights_recover import recover_weights
+from deepke_llm.training.weights.diff import MANIFEST, PATCH_FILE, diff_weights
+from deepke_llm.training.weights.io import WeightsError
+from deepke_llm.training.weights.recover import recover_weights
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
-
-
-@pytest.fixture(scope="module")
-def tiny_state(tiny_llama_dir: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(tiny_llama_dir / "model.safetensors"))
-
-
-def make_pair(root: Path, state: dict[str, torch.Tensor], side: Path, dtype: torch.dtype,
-              shards: int = 1, layout: str = "safetensors") -> tuple[Path, Path, dict]:
-    raw = {n: t.to(dtype) for n, t in state.items()}
-    tuned = perturb(raw)
-    save_model(raw, root / "raw", side, shards=shards, layout=layout)
-    save_model(tuned, root / "tuned", side, shards=shards, layout=layout)
-    return root / "raw", root / "tuned", tuned
 
 
 def run_cli(*args: str) -> tuple[int, str]:
@@ -39,8 +24,8 @@ def run_cli(*args: str) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).removeprefix("torch."))
-def test_recover_is_bit_identical_per_dtype(tmp_path, tiny_state, tiny_llama_dir, dtype):
-    raw, tuned, tuned_state = make_pair(tmp_path, tiny_state, tiny_llama_dir, dtype)
+def test_recover_is_bit_identical_per_dtype(tmp_path, tiny_llama_state, tiny_llama_dir, dtype):
+    raw, tuned, tuned_state = make_pair(tmp_path, tiny_llama_state, tiny_llama_dir, dtype)
     diff_weights(raw, tuned, tmp_path / "diff", max_shard_size="100KB")
     recover_weights(raw, tmp_path / "diff", tmp_path / "out", max_shard_size="150KB")
     assert_bit_identical(load_dir(tmp_path / "out"), tuned_state)
@@ -55,8 +40,8 @@ def test_recover_is_bit_identical_per_dtype(tmp_path, tiny_state, tiny_llama_dir
     assert {str(t.dtype).removeprefix("torch.") for t in payload.values()} == {delta}
 
 
-def test_values_outside_the_exact_range_are_patched_and_recovered(tmp_path, tiny_state, tiny_llama_dir):
-    raw_state = {n: t.to(torch.bfloat16) for n, t in tiny_state.items()}
+def test_values_outside_the_exact_range_are_patched_and_recovered(tmp_path, tiny_llama_state, tiny_llama_dir):
+    raw_state = {n: t.to(torch.bfloat16) for n, t in tiny_llama_state.items()}
     tuned_state = perturb(raw_state)
     name = "model.layers.0.mlp.up_proj.weight"
     raw_w, tuned_w = raw_state[name], tuned_state[name]
@@ -95,8 +80,8 @@ def test_fp32_delta_is_exact_within_the_documented_magnitude_gap(dtype, bits, ga
     assert not ((big.float() + (tiny.float() - big.float())).to(dtype)).equal(tiny)
 
 
-def test_xor_method_is_exact_and_as_small_as_the_model(tmp_path, tiny_state, tiny_llama_dir):
-    raw, tuned, tuned_state = make_pair(tmp_path, tiny_state, tiny_llama_dir, torch.bfloat16)
+def test_xor_method_is_exact_and_as_small_as_the_model(tmp_path, tiny_llama_state, tiny_llama_dir):
+    raw, tuned, tuned_state = make_pair(tmp_path, tiny_llama_state, tiny_llama_dir, torch.bfloat16)
     result = diff_weights(raw, tuned, tmp_path / "diff", method="xor")
     assert result.counts["xor"] == len(tuned_state)
     model_bytes = sum(t.nbytes for t in tuned_state.values())
@@ -105,8 +90,8 @@ def test_xor_method_is_exact_and_as_small_as_the_model(tmp_path, tiny_state, tin
     assert_bit_identical(load_dir(tmp_path / "out"), tuned_state)
 
 
-def test_resized_vocab_and_untied_head(tmp_path, tiny_state, tiny_llama_dir):
-    raw_state = {n: t.to(torch.bfloat16) for n, t in tiny_state.items()}
+def test_resized_vocab_and_untied_head(tmp_path, tiny_llama_state, tiny_llama_dir):
+    raw_state = {n: t.to(torch.bfloat16) for n, t in tiny_llama_state.items()}
     tuned_state = perturb(raw_state)
     del raw_state["lm_head.weight"]  # a tied raw model stores no lm_head
     vocab, hidden = raw_state["model.embed_tokens.weight"].shape
@@ -126,16 +111,16 @@ def test_resized_vocab_and_untied_head(tmp_path, tiny_state, tiny_llama_dir):
 
 
 @pytest.mark.parametrize("layout", ["safetensors", "bin"])
-def test_multi_shard_inputs_in_both_layouts(tmp_path, tiny_state, tiny_llama_dir, layout):
-    raw, tuned, tuned_state = make_pair(tmp_path, tiny_state, tiny_llama_dir, torch.float16,
+def test_multi_shard_inputs_in_both_layouts(tmp_path, tiny_llama_state, tiny_llama_dir, layout):
+    raw, tuned, tuned_state = make_pair(tmp_path, tiny_llama_state, tiny_llama_dir, torch.float16,
                                         shards=3, layout=layout)
     diff_weights(raw, tuned, tmp_path / "diff")
     recover_weights(raw, tmp_path / "diff", tmp_path / "out")
     assert_bit_identical(load_dir(tmp_path / "out"), tuned_state)
 
 
-def test_diff_without_manifest_recovers_like_the_seed(tmp_path, tiny_state, tiny_llama_dir):
-    raw_state = tiny_state
+def test_diff_without_manifest_recovers_like_the_seed(tmp_path, tiny_llama_state, tiny_llama_dir):
+    raw_state = tiny_llama_state
     tuned_state = perturb(raw_state)
     # the seed's weight_diff output: an HF dir of (tuned - raw) in fp32 as pytorch_model-*.bin
     save_model({n: tuned_state[n] - raw_state[n] for n in raw_state}, tmp_path / "diff",
@@ -147,13 +132,6 @@ def test_diff_without_manifest_recovers_like_the_seed(tmp_path, tiny_state, tiny
     got = load_dir(tmp_path / "out")
     for name, tensor in tuned_state.items():
         torch.testing.assert_close(got[name], tensor, rtol=0, atol=1e-6)
-
-
-@pytest.fixture()
-def diff_setup(tmp_path, tiny_state, tiny_llama_dir):
-    raw, tuned, _ = make_pair(tmp_path, tiny_state, tiny_llama_dir, torch.bfloat16)
-    diff_weights(raw, tuned, tmp_path / "diff", max_shard_size="100KB")
-    return tmp_path, raw
 
 
 def test_corrupt_diff_shard_fails_in_one_line_and_writes_nothing(diff_setup):
@@ -189,17 +167,17 @@ def test_changed_side_file_fails_in_one_line_and_writes_nothing(diff_setup, name
     assert code == 1 and f"diff side file {name} is missing" in output
 
 
-def test_wrong_raw_model_fails_and_writes_nothing(diff_setup, tiny_state, tiny_llama_dir):
+def test_wrong_raw_model_fails_and_writes_nothing(diff_setup, tiny_llama_state, tiny_llama_dir):
     root, _ = diff_setup
     # same names, shapes and dtypes, different values: caught by the per-tensor raw sha256
-    other = save_model(perturb({n: t.to(torch.bfloat16) for n, t in tiny_state.items()}, seed=7),
+    other = save_model(perturb({n: t.to(torch.bfloat16) for n, t in tiny_llama_state.items()}, seed=7),
                        root / "other", tiny_llama_dir)
     with pytest.raises(WeightsError, match="--raw is not the model this diff was made against"):
         recover_weights(other, root / "diff", root / "out")
     assert not any(p.name.startswith("out") for p in root.iterdir())
     # a structurally different raw model is refused before any work
-    wrong_shape = {n: t.to(torch.bfloat16) for n, t in tiny_state.items()}
-    up = list(tiny_state["model.layers.0.mlp.up_proj.weight"].shape)
+    wrong_shape = {n: t.to(torch.bfloat16) for n, t in tiny_llama_state.items()}
+    up = list(tiny_llama_state["model.layers.0.mlp.up_proj.weight"].shape)
     wrong_shape["model.layers.0.mlp.up_proj.weight"] = torch.zeros(3, 5, dtype=torch.bfloat16)
     save_model(wrong_shape, root / "shape", tiny_llama_dir)
     code, output = run_cli("recover", "--raw", str(root / "shape"), "--diff", str(root / "diff"),
@@ -220,10 +198,19 @@ def test_refuses_to_overwrite_without_force(diff_setup):
     assert (out / "keep.txt").read_text() == "mine"
     code, output = run_cli(*args, "--force")
     assert code == 0, output
+    # one summary line on stderr, the output directory on stdout
+    result = CliRunner().invoke(main, ["weights", *args, "--force"])
+    assert result.stdout == f"{out}\n"
+    assert result.stderr.startswith("weights recover: ") and result.stderr.endswith(
+        f"; every tensor matches the manifest sha256 -> {out}\n")
     assert not (out / "keep.txt").exists() and (out / "config.json").is_file()
     assert sorted(p.name for p in root.iterdir() if p.name.startswith("out")) == ["out"]
+    # an output that is an input is a usage error (exit 2); one holding an input, an input error
     code, output = run_cli("diff", "--raw", str(raw), "--tuned", str(root / "tuned"),
-                           "--out", str(raw))
+                           "--output", str(raw))
+    assert code == 2 and f"output {raw} is the input {raw}" in output
+    code, output = run_cli("diff", "--raw", str(raw), "--tuned", str(root / "tuned"),
+                           "-o", str(root), "--force")
     assert code == 1 and "would overwrite the input" in output
 
 
@@ -231,6 +218,7 @@ def test_every_command_documents_an_example_and_usage_errors_exit_2():
     for command in ("diff", "recover", "merge-lora"):
         code, output = run_cli(command, "--help")
         assert code == 0 and "Example:" in output and "deepke-llm weights " + command in output
+        assert "-o, --output, --out PATH" in output
     code, _ = run_cli("recover", "--diff", "d", "--out", "o")
     assert code == 2  # missing --raw
     code, output = run_cli("recover", "--raw", "nowhere", "--diff", "nowhere", "--out", "o")

@@ -1,4 +1,5 @@
-"""The streaming shard writer produces files safetensors itself reads back; readers find HF layouts."""
+"""The streaming shard writer produces files safetensors itself reads back; readers find HF layouts;
+output directories appear whole or not at all."""
 
 from __future__ import annotations
 
@@ -7,17 +8,10 @@ import json
 import pytest
 import torch
 from safetensors import safe_open
-from test_weights_helpers import assert_bit_identical, save_model
+from weights_helpers import assert_bit_identical, save_model
 
-from deepke_llm.training.weights_io import (
-    CheckpointReader,
-    PlannedTensor,
-    ShardWriter,
-    WeightsError,
-    atomic_output_dir,
-    parse_size,
-    sha256_file,
-)
+from deepke_llm.training.weights.io import CheckpointReader, WeightsError, parse_size, sha256_file
+from deepke_llm.training.weights.shards import PlannedTensor, ShardWriter, atomic_output_dir
 
 
 def mixed_tensors() -> dict[str, torch.Tensor]:
@@ -112,3 +106,20 @@ def test_atomic_output_dir_leaves_nothing_on_error(tmp_path):
     with atomic_output_dir(out, force=False) as tmp:
         (tmp / "done").write_text("ok")
     assert (out / "done").read_text() == "ok" and sorted(tmp_path.iterdir()) == [out]
+
+
+def test_atomic_output_dir_replaces_an_existing_output_only_with_force(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old").write_text("previous run")
+    with pytest.raises(WeightsError, match="already exists; pass --force"), \
+            atomic_output_dir(out, force=False):
+        pass
+    # the old output survives a failed run, even with --force
+    with pytest.raises(RuntimeError), atomic_output_dir(out, force=True) as tmp:
+        (tmp / "new").write_text("half")
+        raise RuntimeError("boom")
+    assert [p.name for p in out.iterdir()] == ["old"] and sorted(tmp_path.iterdir()) == [out]
+    with atomic_output_dir(out, force=True) as tmp:
+        (tmp / "new").write_text("done")
+    assert [p.name for p in out.iterdir()] == ["new"] and sorted(tmp_path.iterdir()) == [out]

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from test_weights_helpers import assert_bit_identical, load_dir
+from weights_helpers import assert_bit_identical, load_dir
 
 from deepke_llm.cli import main
-from deepke_llm.training.weights_io import WeightsError
-from deepke_llm.training.weights_lora import merge_lora, pattern_value
+from deepke_llm.training.weights.io import WeightsError
+from deepke_llm.training.weights.lora import merge_lora, pattern_value
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 
@@ -117,11 +117,12 @@ def test_end_to_end_merge_diff_recover_is_bit_identical(tmp_path, adapter_dir, b
         result = runner.invoke(main, ["weights", *args])
         assert result.exit_code == 0, result.output
 
-    cli("merge-lora", "--base", str(base), "--lora", str(adapter_dir), "--out", str(tmp_path / "merged"),
+    cli("merge-lora", "--base", str(base), "--lora", str(adapter_dir), "-o", str(tmp_path / "merged"),
         "--max-shard-size", "150KB")
-    cli("diff", "--raw", str(base), "--tuned", str(tmp_path / "merged"), "--out", str(tmp_path / "diff"),
-        "--max-shard-size", "100KB")
-    cli("recover", "--raw", str(base), "--diff", str(tmp_path / "diff"), "--out", str(tmp_path / "recovered"))
+    cli("diff", "--raw", str(base), "--tuned", str(tmp_path / "merged"), "--output",
+        str(tmp_path / "diff"), "--max-shard-size", "100KB")
+    cli("recover", "--raw", str(base), "--diff", str(tmp_path / "diff"), "--out",
+        str(tmp_path / "recovered"))
     merged = load_dir(tmp_path / "merged")
     assert len(list((tmp_path / "merged").glob("*.safetensors"))) > 1
     assert_bit_identical(load_dir(tmp_path / "recovered"), merged)

@@ -13,13 +13,12 @@ import pytest
 import torch
 from click.testing import CliRunner, Result
 from safetensors.torch import load_file, save_file
-from test_weights_diff import diff_setup, make_pair, tiny_state  # noqa: F401
-from test_weights_helpers import assert_bit_identical, load_dir, perturb, save_model
+from weights_helpers import assert_bit_identical, load_dir, perturb, save_model
 
 from deepke_llm.cli import main
-from deepke_llm.training.weights import MANIFEST, PATCH_FILE, PATCH_INDEX, diff_weights
-from deepke_llm.training.weights_io import CheckpointReader, WeightsError, sha256_file
-from deepke_llm.training.weights_recover import recover_weights
+from deepke_llm.training.weights.diff import MANIFEST, PATCH_FILE, PATCH_INDEX, diff_weights
+from deepke_llm.training.weights.io import CheckpointReader, WeightsError, sha256_file
+from deepke_llm.training.weights.recover import recover_weights
 
 
 def cli(*args: str) -> Result:
@@ -51,7 +50,7 @@ def nothing_written(root: Path) -> bool:
 
 # ---- finding 8: no manifest, no recovery ------------------------------------------------------
 
-def test_a_deleted_manifest_is_refused_not_recovered_unchecked(diff_setup):  # noqa: F811
+def test_a_deleted_manifest_is_refused_not_recovered_unchecked(diff_setup):
     root, raw = diff_setup
     (root / "diff" / MANIFEST).unlink()
     shard = sorted((root / "diff").glob("diff-*.safetensors"))[0]
@@ -64,11 +63,11 @@ def test_a_deleted_manifest_is_refused_not_recovered_unchecked(diff_setup):  # n
         assert nothing_written(root)
 
 
-def test_a_seed_diff_needs_allow_unverified(tmp_path, tiny_state, tiny_llama_dir):  # noqa: F811
-    tuned_state = perturb(tiny_state)
-    save_model({n: tuned_state[n] - tiny_state[n] for n in tiny_state}, tmp_path / "diff",
+def test_a_seed_diff_needs_allow_unverified(tmp_path, tiny_llama_state, tiny_llama_dir):
+    tuned_state = perturb(tiny_llama_state)
+    save_model({n: tuned_state[n] - tiny_llama_state[n] for n in tiny_llama_state}, tmp_path / "diff",
                tiny_llama_dir, layout="bin")
-    save_model(tiny_state, tmp_path / "raw", tiny_llama_dir)
+    save_model(tiny_llama_state, tmp_path / "raw", tiny_llama_dir)
     result = recover_cli(tmp_path / "raw", tmp_path / "diff", tmp_path / "out")
     assert_one_line_input_error(result, f"no {MANIFEST}", "--allow-unverified")
     assert nothing_written(tmp_path)
@@ -110,7 +109,7 @@ MALFORMED: dict[str, tuple[Callable[[dict], object], str]] = {
 
 
 @pytest.mark.parametrize("case", MALFORMED, ids=list(MALFORMED))
-def test_a_malformed_manifest_fails_in_one_line_naming_the_field(diff_setup, case):  # noqa: F811
+def test_a_malformed_manifest_fails_in_one_line_naming_the_field(diff_setup, case):
     root, raw = diff_setup
     change, field = MALFORMED[case]
     edit_manifest(root / "diff", change)
@@ -121,14 +120,14 @@ def test_a_malformed_manifest_fails_in_one_line_naming_the_field(diff_setup, cas
 
 @pytest.mark.parametrize("text", ["[" * 100_000, "[1, 2]", '{"format": "deepke-llm-weight-diff"'],
                          ids=["deep nesting", "a list", "truncated"])
-def test_a_manifest_that_is_not_a_json_object_fails_in_one_line(diff_setup, text):  # noqa: F811
+def test_a_manifest_that_is_not_a_json_object_fails_in_one_line(diff_setup, text):
     root, raw = diff_setup
     (root / "diff" / MANIFEST).write_text(text)
     assert_one_line_input_error(recover_cli(raw, root / "diff", root / "out"), MANIFEST)
     assert nothing_written(root)
 
 
-def test_shards_that_contradict_the_manifest_fail_in_one_line(diff_setup):  # noqa: F811
+def test_shards_that_contradict_the_manifest_fail_in_one_line(diff_setup):
     root, raw = diff_setup
     manifest = json.loads((root / "diff" / MANIFEST).read_text())
     name = next(e["name"] for e in manifest["tensors"] if e["encoding"] == "delta")
@@ -140,8 +139,8 @@ def test_shards_that_contradict_the_manifest_fail_in_one_line(diff_setup):  # no
     assert nothing_written(root)
 
 
-def test_a_patch_outside_its_tensor_fails_in_one_line(tmp_path, tiny_state, tiny_llama_dir):  # noqa: F811
-    raw_state = {n: t.to(torch.bfloat16) for n, t in tiny_state.items()}
+def test_a_patch_outside_its_tensor_fails_in_one_line(tmp_path, tiny_llama_state, tiny_llama_dir):
+    raw_state = {n: t.to(torch.bfloat16) for n, t in tiny_llama_state.items()}
     tuned_state = perturb(raw_state)
     name = "model.layers.0.mlp.up_proj.weight"
     raw_state[name][0, 0], tuned_state[name][0, 0] = 1.0, 2.0**-30  # needs a patch
@@ -163,7 +162,7 @@ def test_a_patch_outside_its_tensor_fails_in_one_line(tmp_path, tiny_state, tiny
 # ---- finding 8: every name the manifest mentions stays inside the diff ------------------------
 
 @pytest.mark.parametrize("where", ["outside", "absolute"])
-def test_manifest_file_names_cannot_leave_the_diff_directory(diff_setup, where):  # noqa: F811
+def test_manifest_file_names_cannot_leave_the_diff_directory(diff_setup, where):
     root, raw = diff_setup
     diff = root / "diff"
     shard = sorted(diff.glob("diff-*.safetensors"))[0]
@@ -185,7 +184,7 @@ def test_manifest_file_names_cannot_leave_the_diff_directory(diff_setup, where):
     assert nothing_written(root)
 
 
-def test_a_symlink_out_of_the_diff_directory_is_refused(diff_setup):  # noqa: F811
+def test_a_symlink_out_of_the_diff_directory_is_refused(diff_setup):
     root, raw = diff_setup
     diff = root / "diff"
     side = diff / "config.json"
@@ -197,7 +196,7 @@ def test_a_symlink_out_of_the_diff_directory_is_refused(diff_setup):  # noqa: F8
     assert nothing_written(root)
 
 
-def test_a_hub_cache_snapshot_of_symlinks_into_blobs_recovers(diff_setup, tiny_state,  # noqa: F811
+def test_a_hub_cache_snapshot_of_symlinks_into_blobs_recovers(diff_setup, tiny_llama_state,
                                                                tiny_llama_dir):
     root, raw = diff_setup
     repo = root / "hub" / "models--org--tuned-diff"

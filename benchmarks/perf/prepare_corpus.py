@@ -162,7 +162,7 @@ def _child(kind: str, corpus: str, tokenizer_dir: str, out: str, workers: int, m
     # the clock so the numbers are the steady-state rates of a large corpus
     from transformers import AutoTokenizer
 
-    from deepke_llm.training.corpus_prepare import PrepareOptions, prepare_corpus
+    from deepke_llm.training.pretrain.prepare import PrepareOptions, prepare_corpus
 
     # every run on one core per process: the Rust tokenizer's thread pool would otherwise add
     # CPU time (threads waiting for work) that a per-core comparison should not count

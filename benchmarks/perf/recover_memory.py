@@ -41,11 +41,11 @@ if job in ("ours_recover", "ours_diff"):  # exactly what `deepke-llm weights ...
     from deepke_llm.cli import main
     command = (["recover", "--raw", args["raw"], "--diff", args["diff"]] if job == "ours_recover"
                else ["diff", "--raw", args["raw"], "--tuned", args["tuned"]])
-    main(["weights", *command, "--out", args["out"], "--max-shard-size", args["shard"]],
+    main(["weights", *command, "--output", args["out"], "--max-shard-size", args["shard"]],
          standalone_mode=False)
 elif job == "import_baseline":  # the interpreter with torch + safetensors loaded, doing nothing
     import torch, safetensors.torch
-    from deepke_llm.training import weights_recover  # imports weights, weights_io
+    from deepke_llm.training.weights import recover  # imports diff, io, shards, manifest
 elif job == "naive_recover":
     import glob, os, torch
     from safetensors.torch import load_file, save_file

@@ -2,6 +2,11 @@
 
 Kept small on purpose: each recipe stays readable top to bottom and only the plumbing that would
 otherwise be copied lives here.
+
+Every training config is a dataclass whose fields are declared with :func:`config_field`: the
+field's help text (and, for numbers, its allowed range) sits in its metadata, where the
+command line (``--help``, ``click.IntRange``), the saved run config and validation
+(:func:`check_ranges`) all read it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import warnings
 from pathlib import Path
 from typing import Any, TypeVar
 
+from deepke_llm.io import atomic_path
+
 logger = logging.getLogger(__name__)
 
 C = TypeVar("C")
@@ -23,13 +30,30 @@ C = TypeVar("C")
 DEEPSPEED_PRESETS = ("zero2", "zero3", "zero3_offload")
 
 
-def config_field(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:
-    """A dataclass field carrying its help text (shown by ``--help`` and in saved configs)."""
+def config_field(default: Any = dataclasses.MISSING, help: str = "", minimum: float | None = None,
+                 **kwargs: Any) -> Any:
+    """A dataclass field carrying its help text and, for a number, the least value it allows.
+
+    ``--help`` shows the help; :func:`check_ranges` enforces ``minimum`` and the command line
+    turns it into a ``click.IntRange``/``FloatRange``.
+    """
     if isinstance(default, list | dict):
         value = default
         kwargs["default_factory"] = lambda: type(value)(value)
         default = dataclasses.MISSING
-    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+    metadata: dict[str, Any] = {"help": help}
+    if minimum is not None:
+        metadata["minimum"] = minimum
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+def check_ranges(config: Any) -> None:
+    """Raise ``ValueError`` naming the first field below the ``minimum`` its metadata gives."""
+    for field in dataclasses.fields(config):
+        minimum = field.metadata.get("minimum")
+        value = getattr(config, field.name)
+        if minimum is not None and value < minimum:
+            raise ValueError(f"{field.name}: must be >= {minimum}, got {value}")
 
 
 def resolve_deepspeed_config(name_or_path: str | None) -> str | None:
@@ -104,26 +128,17 @@ def save_run_config(config: Any, out_dir: str | os.PathLike, filename: str) -> P
     """Write a config dataclass as JSON next to the outputs, stamped with the package version."""
     from deepke_llm import __version__
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     payload = {"deepke_llm_version": __version__, **dataclasses.asdict(config)}
-    target = out / filename
-    # per-process temp name: two processes saving at once never write into the same temp file
-    tmp = target.with_suffix(f"{target.suffix}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(target)
+    return write_json(Path(out_dir) / filename, payload)
+
+
+def write_json(path: str | os.PathLike, payload: Any) -> Path:
+    """Write ``payload`` as indented JSON through a temp file and a rename.
+
+    The temp name carries the process id, so two processes saving at once (ranks of a launch)
+    never write into the same temp file.
+    """
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return target
-
-
-def describe_config(cls: type) -> str:
-    """One line per field: name, default and help (for ``--help`` epilogues and docs)."""
-    lines = []
-    for f in dataclasses.fields(cls):
-        if f.default is not dataclasses.MISSING:
-            default = repr(f.default)
-        elif f.default_factory is not dataclasses.MISSING:
-            default = repr(f.default_factory())
-        else:
-            default = "required"
-        lines.append(f"{f.name} ({default}): {f.metadata.get('help', '')}")
-    return "\n".join(lines)

@@ -31,8 +31,9 @@ from typing import Any
 import numpy as np
 
 from deepke_llm.sentences import sentence_spans
-from deepke_llm.training.corpus import BadLine, SourceSpec, StreamPacker, iter_raw_records
-from deepke_llm.training.indexed_dataset import IndexedDatasetWriter, token_dtype
+from deepke_llm.training.common import check_ranges, config_field
+from deepke_llm.training.pretrain.corpus import BadLine, SourceSpec, StreamPacker, iter_raw_records
+from deepke_llm.training.pretrain.indexed_dataset import IndexedDatasetWriter, token_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -235,29 +236,31 @@ def run_in_order(chunks: Iterator[Chunk], workers: int, init_args: tuple) -> Ite
 
 @dataclass
 class PrepareOptions:
-    """Knobs of :func:`prepare_corpus` (see ``deepke-llm pretrain prepare --help``)."""
+    """Knobs of :func:`prepare_corpus` (``deepke-llm pretrain prepare`` options of the same name)."""
 
-    max_len: int = 1024
-    min_len: int = 16
-    text_field: str = "text"
-    text_mode: str = "paragraph"
-    workers: int = 1
-    dedup: bool = True
-    add_bos: bool = True
-    add_eos: bool = True
-    vocab_size: int | None = None
-    chunk_docs: int = 512
-    chunk_chars: int = 1 << 20
+    max_len: int = config_field(1024, minimum=1, help="Max tokens per packed sample.")
+    min_len: int = config_field(16, minimum=0, help="Drop samples shorter than this.")
+    text_field: str = config_field("text", help="JSON field holding the text.")
+    text_mode: str = config_field("paragraph", help="Plain text: documents are blank-line "
+                                  "separated paragraphs, or lines.")
+    workers: int = config_field(1, minimum=1, help="Worker processes (output is identical for "
+                                "any N).")
+    dedup: bool = config_field(True, help="Drop exact-duplicate documents (memory ~100 bytes per "
+                               "distinct document).")
+    add_bos: bool = config_field(True, help="BOS token before each document.")
+    add_eos: bool = config_field(True, help="EOS token after each document.")
+    vocab_size: int | None = config_field(None, help="Vocabulary size deciding the token dtype "
+                                          "(default: the tokenizer's).")
+    chunk_docs: int = config_field(512, help="Records per worker call (at most).")
+    chunk_chars: int = config_field(1 << 20, help="Characters per worker call (at "
+                                    "most, past one record).")
 
     def __post_init__(self) -> None:
-        if self.max_len < 1:
-            raise ValueError(f"max_len must be >= 1, got {self.max_len}")
-        if not 0 <= self.min_len <= self.max_len:
+        check_ranges(self)
+        if self.min_len > self.max_len:
             raise ValueError(f"min_len must be between 0 and max_len ({self.max_len}), got {self.min_len}")
         if self.text_mode not in ("paragraph", "line"):
             raise ValueError(f"text_mode must be 'paragraph' or 'line', got {self.text_mode!r}")
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
 
 
 def prepare_corpus(sources: list[str | SourceSpec], tokenizer_name: str, out_prefix: str,

@@ -1,7 +1,7 @@
 """The transformers pieces of SFT: the Trainer with the response-only loss, and the callbacks that
 write the JSON-lines training log, run the extraction eval hook and measure throughput.
 
-Imports transformers at module level, so :mod:`deepke_llm.training.sft` imports this module only
+Imports transformers at module level, so :mod:`deepke_llm.training.sft.run` imports this module only
 inside :func:`~deepke_llm.training.sft.run_sft`.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 from transformers import Trainer, TrainerCallback
 
-from deepke_llm.training.sft_loss import causal_lm_loss
+from deepke_llm.training.sft.loss import causal_lm_loss
 
 __all__ = ["EvalFnCallback", "JsonlLogCallback", "SftTrainer", "ThroughputCallback"]
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from deepke_llm.training.sft_data import SftRecord, encode_prompt, render_record
+from deepke_llm.training.sft.data import SftRecord, encode_prompt, render_record
 
 __all__ = ["generate_outputs", "generation_eval", "label_from_output"]
 

@@ -7,10 +7,15 @@ line flags override it. The resolved config is saved next to the outputs with th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-from deepke_llm.training.common import config_field, config_from_dict, load_run_config
+from deepke_llm.training.common import (
+    check_ranges,
+    config_field,
+    config_from_dict,
+    load_run_config,
+)
 
 __all__ = ["CONFIG_FILENAME", "METHODS", "PRECISIONS", "SftConfig", "load_sft_config"]
 
@@ -41,9 +46,9 @@ class SftConfig:
                                "or full (all weights trained).")
     init_adapter: str = config_field("", help="Continue training this LoRA adapter dir instead "
                                      "of starting a new one (its rank and target modules apply).")
-    lora_r: int = config_field(8, help="LoRA rank.")
-    lora_alpha: int = config_field(16, help="LoRA alpha (scaling = alpha / r).")
-    lora_dropout: float = config_field(0.05, help="Dropout on the LoRA input.")
+    lora_r: int = config_field(8, minimum=1, help="LoRA rank.")
+    lora_alpha: int = config_field(16, minimum=1, help="LoRA alpha (scaling = alpha / r).")
+    lora_dropout: float = config_field(0.05, minimum=0, help="Dropout on the LoRA input.")
     target_modules: list[str] = config_field([], help="Modules that get LoRA adapters; empty picks "
                                              "the model family's projections (llama, mistral, "
                                              "qwen2, gemma, baichuan, chatglm), 'all-linear' "
@@ -51,8 +56,8 @@ class SftConfig:
     modules_to_save: list[str] = config_field([], help="Modules trained in full and saved with the "
                                               "adapter (e.g. embed_tokens, lm_head after adding "
                                               "tokens).")
-    max_len: int = config_field(1024, help="Longest prompt + response in tokens; longer examples "
-                                "are dropped (and counted), never truncated.")
+    max_len: int = config_field(1024, minimum=1, help="Longest prompt + response in tokens; "
+                                "longer examples are dropped (and counted), never truncated.")
     train_on_inputs: bool = config_field(False, help="Also train on the prompt tokens (default: "
                                          "loss on the response only).")
     response_only_head: bool = config_field(True, help="Project only the positions that predict "
@@ -63,33 +68,39 @@ class SftConfig:
                                  "restart per example).")
     gradient_checkpointing: bool = config_field(False, help="Recompute activations in the "
                                                 "backward pass to save memory.")
-    epochs: float = config_field(3.0, help="Passes over the training data.")
+    epochs: float = config_field(3.0, minimum=0, help="Passes over the training data.")
     max_steps: int = config_field(-1, help="Stop after this many optimizer steps (-1: use epochs).")
-    learning_rate: float = config_field(2e-4, help="Peak learning rate.")
+    learning_rate: float = config_field(2e-4, minimum=0, help="Peak learning rate.")
     lr_scheduler: str = config_field("cosine", help="Learning-rate schedule (transformers "
                                      "scheduler name: cosine, linear, constant, ...).")
-    warmup: float = config_field(0.03, help="Warmup: a fraction of the steps if < 1, else steps.")
-    weight_decay: float = config_field(0.0, help="AdamW weight decay.")
+    warmup: float = config_field(0.03, minimum=0, help="Warmup: a fraction of the steps if < 1, "
+                                 "else steps.")
+    weight_decay: float = config_field(0.0, minimum=0, help="AdamW weight decay.")
     max_grad_norm: float = config_field(1.0, help="Gradient clipping norm.")
-    batch_size: int = config_field(4, help="Examples (or packed rows) per device per step.")
-    grad_accum: int = config_field(1, help="Gradient accumulation steps.")
+    batch_size: int = config_field(4, minimum=1, help="Examples (or packed rows) per device per "
+                                   "step.")
+    grad_accum: int = config_field(1, minimum=1, help="Gradient accumulation steps.")
     precision: str = config_field("auto", help="auto (bf16 on GPUs that support it, else fp16 "
                                   "on GPU, fp32 on CPU), bf16, fp16 or fp32.")
     deepspeed: str = config_field("", help="DeepSpeed config: zero2, zero3, zero3_offload "
                                   "(training/configs/ds_*.json) or a JSON path; empty: no "
                                   "DeepSpeed.")
     val_file: str = config_field("", help="Validation data (same layout as train_file).")
-    val_size: float = config_field(0.0, help="Hold out this many training lines for validation "
-                                   "(a fraction if < 1); ignored when val_file is given.")
-    eval_steps: int = config_field(0, help="Evaluate every N steps (0: once per epoch).")
+    val_size: float = config_field(0.0, minimum=0, help="Hold out this many training lines for "
+                                   "validation (a fraction if < 1); ignored when val_file is "
+                                   "given.")
+    eval_steps: int = config_field(0, minimum=0, help="Evaluate every N steps (0: once per epoch).")
     eval_fn: str = config_field("", help="'module:function' called as fn(model, tokenizer, "
                                 "records) -> metrics at each evaluation, e.g. extraction F1; "
                                 "'builtin' generates greedily and scores the outputs.")
-    eval_max_records: int = config_field(200, help="Validation lines eval_fn generates for.")
-    eval_max_new_tokens: int = config_field(512, help="Generation budget per record in eval_fn.")
-    logging_steps: int = config_field(10, help="Log loss every N steps.")
-    save_steps: int = config_field(500, help="Checkpoint every N steps (0: only at the end).")
-    save_total_limit: int = config_field(2, help="Checkpoints kept (oldest deleted).")
+    eval_max_records: int = config_field(200, minimum=1, help="Validation lines eval_fn "
+                                         "generates for.")
+    eval_max_new_tokens: int = config_field(512, minimum=1, help="Generation budget per record "
+                                            "in eval_fn.")
+    logging_steps: int = config_field(10, minimum=1, help="Log loss every N steps.")
+    save_steps: int = config_field(500, minimum=0, help="Checkpoint every N steps (0: only at "
+                                   "the end).")
+    save_total_limit: int = config_field(2, minimum=0, help="Checkpoints kept (oldest deleted).")
     resume: str = config_field("", help="auto (latest checkpoint in output_dir, if any), a "
                                "checkpoint dir, or empty to start fresh.")
     merge: bool = config_field(False, help="Also save the base model with the adapter merged in "
@@ -110,11 +121,8 @@ class SftConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}: '{getattr(self, name)}' is not one of "
                                  f"{', '.join(allowed)}")
-        positive = ("lora_r", "lora_alpha", "max_len", "batch_size", "grad_accum",
-                    "logging_steps", "eval_max_records", "eval_max_new_tokens")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        # the lower bounds are in each field's metadata (shared with the command line); what a
+        # single bound cannot say is checked here
         if not 0 <= self.lora_dropout < 1:
             raise ValueError(f"lora_dropout: must be in [0, 1), got {self.lora_dropout}")
         if self.learning_rate <= 0:
@@ -122,10 +130,7 @@ class SftConfig:
         if self.val_size < 0 or (self.val_size >= 1 and self.val_size != int(self.val_size)):
             raise ValueError(f"val_size: a fraction in [0, 1) or a whole number of lines, "
                              f"got {self.val_size}")
-        for name in ("epochs", "warmup", "weight_decay", "eval_steps", "save_steps",
-                     "save_total_limit"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        check_ranges(self)
         if self.max_steps < 1 and self.epochs <= 0:
             raise ValueError("epochs: must be > 0 unless max_steps is set")
         if self.merge and self.method == "full":
@@ -157,8 +162,3 @@ def load_sft_config(path: str | None = None, overrides: dict[str, Any] | None = 
         return load_run_config(path, SftConfig, overrides)
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     return config_from_dict(given, SftConfig, source="command line")
-
-
-def field_help() -> dict[str, str]:
-    """Field name -> help text, for the CLI."""
-    return {f.name: f.metadata.get("help", "") for f in fields(SftConfig)}

@@ -20,7 +20,7 @@ import logging
 import sys
 from typing import Any
 
-from deepke_llm.training.sft_data import IGNORE_INDEX
+from deepke_llm.training.sft.data import IGNORE_INDEX
 
 __all__ = ["causal_lm_loss", "full_logits_loss", "response_only_loss",
            "unwrap_causal_lm"]

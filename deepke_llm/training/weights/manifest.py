@@ -16,8 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from deepke_llm.training.weights import FORMAT, FORMAT_VERSION, MANIFEST, METHODS
-from deepke_llm.training.weights_io import WeightsError, is_plain_name, stored_dtype_names
+from deepke_llm.training.weights.diff import FORMAT, FORMAT_VERSION, MANIFEST, METHODS
+from deepke_llm.training.weights.io import WeightsError, is_plain_name, stored_dtype_names
 
 ENCODINGS = ("delta", "xor", "whole")
 FETCH_AGAIN = "the manifest is malformed or was edited; fetch the diff again"

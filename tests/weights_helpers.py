@@ -63,3 +63,14 @@ def perturb(state: dict[str, torch.Tensor], seed: int = 0, scale: float = 0.01) 
     generator = torch.Generator().manual_seed(seed)
     return {name: (t.float() + scale * torch.randn(t.shape, generator=generator)).to(t.dtype)
             for name, t in state.items()}
+
+
+def make_pair(root: Path, state: dict[str, torch.Tensor], side: Path, dtype: torch.dtype,
+              shards: int = 1, layout: str = "safetensors") -> tuple[Path, Path, dict]:
+    """``root/raw`` (``state`` in ``dtype``) and ``root/tuned`` (a perturbed copy) model dirs with
+    ``side``'s config and tokenizer; returns both paths and the tuned tensors."""
+    raw = {n: t.to(dtype) for n, t in state.items()}
+    tuned = perturb(raw)
+    save_model(raw, root / "raw", side, shards=shards, layout=layout)
+    save_model(tuned, root / "tuned", side, shards=shards, layout=layout)
+    return root / "raw", root / "tuned", tuned

@@ -1,4 +1,6 @@
-"""``deepke-llm weights diff|recover|merge-lora``: thin click wrappers over the weights library."""
+"""``deepke-llm weights diff|recover|merge-lora``: thin click wrappers over
+:mod:`deepke_llm.training.weights`. Each prints a one-line summary (and any warning) on stderr and
+the output directory on stdout."""
 
 from __future__ import annotations
 
@@ -8,33 +10,36 @@ from typing import Any
 
 import click
 
-from deepke_llm.training.weights_io import DEFAULT_MAX_SHARD_SIZE
+from deepke_llm.commands.common import fail, refuse_same_output
+from deepke_llm.training.weights.shards import DEFAULT_MAX_SHARD_SIZE
 
 PATH = click.Path(path_type=Path)
+# --out: the spelling before every command's output flag became -o/--output
+output_option = click.option("-o", "--output", "--out", "output", required=True, type=PATH,
+                             help="Output directory (written beside it, renamed when complete).")
 max_shard_size_option = click.option(
     "--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE, show_default=True,
     help="Largest output shard, in transformers' max_shard_size units: 2GB, 500MB, 1GiB (a bigger "
          "tensor gets a shard of its own).")
-force_option = click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+force_option = click.option("--force", is_flag=True, help="Overwrite --output if it exists.")
 
 
-def _run(command: str, function: Callable[..., Any], **kwargs: Any) -> None:
-    """Call a library function; report input errors on one line and exit 1."""
+def _run(command: str, function: Callable[..., Any], output: Path, inputs: list[Path],
+         **kwargs: Any) -> None:
+    """Call a library function; input errors are one line and exit 1, an output that is an
+    input exits 2."""
     from safetensors import SafetensorError
 
-    from deepke_llm.cli import fail
-    from deepke_llm.training.weights_io import WeightsError, return_freed_memory_promptly
+    from deepke_llm.training.weights.io import WeightsError, return_freed_memory_promptly
 
-    def log(message: str) -> None:
-        click.echo(message, err=True)
-
+    refuse_same_output(output, inputs)
     return_freed_memory_promptly()
     try:
-        result = function(log=log, **kwargs)
+        result = function(out=output, **kwargs)
     except (WeightsError, SafetensorError, OSError) as exc:
         fail(f"{command}: {exc}")
-    else:
-        click.echo(str(result.out))
+    click.echo(f"weights {command}: {result.summary()}", err=True)
+    click.echo(str(result.out))
 
 
 @click.group(name="weights")
@@ -42,44 +47,45 @@ def weights() -> None:
     """Weight diff, recovery and LoRA merging, streamed shard by shard.
 
     Memory stays at a few blocks of rows whatever the model size (merge-lora: one adapted
-    tensor); outputs are written to OUT.tmp-PID and renamed when complete, so a failed run
-    leaves nothing behind.
+    tensor); outputs are written to a temporary directory beside --output and renamed when
+    complete, so a failed run leaves nothing behind.
 
     \b
     Example:
-      deepke-llm weights diff --raw llama-13b --tuned my-13b --out my-13b-diff
-      deepke-llm weights recover --raw llama-13b --diff my-13b-diff --out my-13b
+      deepke-llm weights diff --raw llama-13b --tuned my-13b -o my-13b-diff
+      deepke-llm weights recover --raw llama-13b --diff my-13b-diff -o my-13b
     """
 
 
 @weights.command()
 @click.option("--raw", required=True, type=PATH, help="The base model the tuned one started from.")
 @click.option("--tuned", required=True, type=PATH, help="The fine-tuned model.")
-@click.option("--out", required=True, type=PATH, help="Directory for the diff shards + manifest.")
+@output_option
 @click.option("--method", type=click.Choice(["delta", "xor"]), default="delta", show_default=True,
               help="delta: tuned-raw in a wider dtype (2x size, an arithmetic delta); "
                    "xor: XOR of bit patterns (1x size). Both recover bit-identically.")
 @max_shard_size_option
 @force_option
-def diff(raw: Path, tuned: Path, out: Path, method: str, max_shard_size: str, force: bool) -> None:
+def diff(raw: Path, tuned: Path, output: Path, method: str, max_shard_size: str,
+         force: bool) -> None:
     """Write DIFF = TUNED - RAW with a manifest (shapes, dtypes, sha256 of files and tensors).
 
     Config, generation config and tokenizer files of --tuned are copied into the diff.
 
     \b
     Example:
-      deepke-llm weights diff --raw llama-13b-hf --tuned zhixi-13b --out zhixi-13b-diff
+      deepke-llm weights diff --raw llama-13b-hf --tuned zhixi-13b -o zhixi-13b-diff
     """
-    from deepke_llm.training.weights import diff_weights
+    from deepke_llm.training.weights.diff import diff_weights
 
-    _run("diff", diff_weights, raw=raw, tuned=tuned, out=out, method=method,
+    _run("diff", diff_weights, output, [raw, tuned], raw=raw, tuned=tuned, method=method,
          max_shard_size=max_shard_size, force=force)
 
 
 @weights.command()
 @click.option("--raw", required=True, type=PATH, help="The base model the diff was made against.")
 @click.option("--diff", "diff_dir", required=True, type=PATH, help="The diff directory.")
-@click.option("--out", required=True, type=PATH, help="Directory for the recovered model.")
+@output_option
 @click.option("--allow-unverified", is_flag=True,
               help="Recover a diff that has no diff_manifest.json (the seed's weight_diff "
                    "layout) without any integrity check; without this flag such a diff is refused.")
@@ -88,7 +94,7 @@ def diff(raw: Path, tuned: Path, out: Path, method: str, max_shard_size: str, fo
                    "default float32.")
 @max_shard_size_option
 @force_option
-def recover(raw: Path, diff_dir: Path, out: Path, allow_unverified: bool, dtype: str | None,
+def recover(raw: Path, diff_dir: Path, output: Path, allow_unverified: bool, dtype: str | None,
             max_shard_size: str, force: bool) -> None:
     """Rebuild the tuned model as RAW + DIFF, bit-identical, checked against the manifest.
 
@@ -97,29 +103,30 @@ def recover(raw: Path, diff_dir: Path, out: Path, allow_unverified: bool, dtype:
 
     \b
     Example:
-      deepke-llm weights recover --raw llama-13b-hf --diff zhixi-13b-diff --out zhixi-13b
+      deepke-llm weights recover --raw llama-13b-hf --diff zhixi-13b-diff -o zhixi-13b
     """
-    from deepke_llm.training.weights_recover import recover_weights
+    from deepke_llm.training.weights.recover import recover_weights
 
-    _run("recover", recover_weights, raw=raw, diff=diff_dir, out=out, dtype=dtype,
-         allow_unverified=allow_unverified, max_shard_size=max_shard_size, force=force)
+    _run("recover", recover_weights, output, [raw, diff_dir], raw=raw, diff=diff_dir, dtype=dtype,
+         allow_unverified=allow_unverified, max_shard_size=max_shard_size, force=force,
+         log=lambda message: click.echo(f"weights recover: {message}", err=True))
 
 
 @weights.command(name="merge-lora")
 @click.option("--base", required=True, type=PATH, help="The base model the adapter was trained on.")
 @click.option("--lora", required=True, type=PATH,
               help="PEFT adapter directory (adapter_config.json + adapter_model.safetensors).")
-@click.option("--out", required=True, type=PATH, help="Directory for the merged model.")
+@output_option
 @max_shard_size_option
 @force_option
-def merge_lora(base: Path, lora: Path, out: Path, max_shard_size: str, force: bool) -> None:
+def merge_lora(base: Path, lora: Path, output: Path, max_shard_size: str, force: bool) -> None:
     """Merge a LoRA adapter into its base model: W + scale * B @ A, as peft's merge_and_unload.
 
     \b
     Example:
-      deepke-llm weights merge-lora --base llama-13b-hf --lora runs/sft/adapter --out merged-13b
+      deepke-llm weights merge-lora --base llama-13b-hf --lora runs/sft/adapter -o merged-13b
     """
-    from deepke_llm.training.weights_lora import merge_lora as merge
+    from deepke_llm.training.weights.lora import merge_lora as merge
 
-    _run("merge-lora", merge, base=base, lora=lora, out=out, max_shard_size=max_shard_size,
-         force=force)
+    _run("merge-lora", merge, output, [base, lora], base=base, lora=lora,
+         max_shard_size=max_shard_size, force=force)

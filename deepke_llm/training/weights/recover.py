@@ -1,6 +1,7 @@
 """``recover_weights``: rebuild a tuned model as ``raw + diff``, verified against the manifest.
 
-The diff format and why recovery is bit-exact are described in :mod:`deepke_llm.training.weights`.
+The diff format and why recovery is bit-exact are described in
+:mod:`deepke_llm.training.weights.diff`.
 Every check that can fail on the inputs (manifest, diff file sizes and sha256, side-file sha256,
 raw tensor names/shapes/dtypes) runs before anything is written; the output is built in a temp
 directory and renamed, so a mismatch found later (a recovered tensor's sha256) leaves nothing.
@@ -9,43 +10,46 @@ directory and renamed, so a mismatch found later (a recovered tensor's sha256) l
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepke_llm.training.weights import (
+from deepke_llm.training.weights.diff import (
     EXTRA_ROWS,
     MANIFEST,
     PATCH_FILE,
     PATCH_INDEX,
     PATCH_VALUE,
-    Log,
     TensorHasher,
-    WeightsResult,
     payload_dtype,
     widen_operand,
 )
-from deepke_llm.training.weights_io import (
-    DEFAULT_MAX_SHARD_SIZE,
+from deepke_llm.training.weights.io import (
     CheckpointReader,
-    PlannedTensor,
-    ShardWriter,
     WeightsError,
-    atomic_output_dir,
     bits_view,
     block_rows,
-    check_output_dir,
-    copy_side_files,
     dtype_from_name,
     dtype_name,
     parse_size,
     sha256_file,
 )
-from deepke_llm.training.weights_manifest import load_manifest
+from deepke_llm.training.weights.manifest import load_manifest
+from deepke_llm.training.weights.shards import (
+    DEFAULT_MAX_SHARD_SIZE,
+    PlannedTensor,
+    ShardWriter,
+    WeightsResult,
+    atomic_output_dir,
+    check_output_dir,
+    copy_side_files,
+)
 
 if TYPE_CHECKING:
     import torch
+
+Log = Callable[[str], None]
 
 
 def verify_diff_files(diff: Path, manifest: dict[str, Any]) -> None:
@@ -168,10 +172,8 @@ def recover_weights(raw: str | os.PathLike, diff: str | os.PathLike, out: str | 
         writer.write_index()
         copy_side_files(diff_path, tmp, only=side_files.__contains__)
     counts = {k: sum(e["encoding"] == k for e in entries) for k in ("delta", "xor", "whole")}
-    result = WeightsResult(out_path, len(entries), writer.file_names, writer.total_size, counts)
-    if log:
-        log(f"recover: {result.summary()}; every tensor matches the manifest sha256")
-    return result
+    return WeightsResult(out_path, len(entries), writer.file_names, writer.total_size, counts,
+                         verified="every tensor matches the manifest sha256")
 
 
 def _refuse_missing_manifest(diff: Path, allow_unverified: bool) -> None:
@@ -277,7 +279,7 @@ def _recover_unverified(raw: Path, diff: Path, out: Path, shard_limit: int, forc
     warning = (f"{diff} has no {MANIFEST} (made by the seed's weight_diff script?): recovering "
                f"raw + diff in float32 without any integrity check")
     if log:
-        log(f"recover: warning: {warning}")
+        log(f"warning: {warning}")
     raw_reader = CheckpointReader(raw, "--raw")
     diff_reader = CheckpointReader(diff, "--diff")
     for name, meta in diff_reader.meta.items():

@@ -1,7 +1,7 @@
 """Pretraining corpus pieces: source readers and greedy packing.
 
 The ``prepare`` pipeline that drives them (workers, dedup, indexed output) is in
-:mod:`deepke_llm.training.corpus_prepare`.
+:mod:`deepke_llm.training.pretrain.prepare`.
 
 Sentence splitting is :mod:`deepke_llm.sentences` (one splitter for the whole package).
 """

@@ -1,14 +1,15 @@
-"""Streaming checkpoint I/O for the weights tools: read tensors a few rows at a time, write shards.
+"""Streaming checkpoint input for the weights tools: read tensors a few rows at a time.
 
-Why not ``safetensors.torch.load_file``/``save_file``: both hold whole shards in memory, and a
-tensor returned by ``safe_open`` is a view of the memory-mapped file, so every page it touches stays
-resident (and counted in RSS) until the tensor *and* the mapping are gone. Here every read opens
-the file, slices a bounded block of rows and closes it again, and shards are written tensor by
-tensor behind a header planned up front, so peak memory is a few blocks whatever the model size.
+Why not ``safetensors.torch.load_file``: it holds whole shards in memory, and a tensor returned by
+``safe_open`` is a view of the memory-mapped file, so every page it touches stays resident (and
+counted in RSS) until the tensor *and* the mapping are gone. Here every read opens the file,
+slices a bounded block of rows and closes it again, so peak memory is a few blocks whatever the
+model size. The output side (shards written tensor by tensor) is :mod:`.shards`.
 
 Readers understand Hugging Face layouts: ``model.safetensors``, sharded safetensors with
 ``model.safetensors.index.json``, and the older ``pytorch_model*.bin`` shards (with or without
 ``pytorch_model.bin.index.json``), loaded with ``torch.load(..., mmap=True, weights_only=True)``.
+Also here: the dtype and size vocabulary every weights module shares, and :class:`WeightsError`.
 """
 
 from __future__ import annotations
@@ -18,25 +19,19 @@ import functools
 import hashlib
 import json
 import os
-import shutil
-import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
 
 # elements per block read from disk; 4M fp32 elements = 16 MB per working buffer
 BLOCK_ELEMENTS = 4 * 2**20
-DEFAULT_MAX_SHARD_SIZE = "2GB"
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 BIN_INDEX = "pytorch_model.bin.index.json"
-# files that are never copied along with config/tokenizer: weights, indexes, our own manifests
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".gguf")
-SKIPPED_SIDE_FILES = ("diff_manifest.json", "adapter_config.json", "merge_info.json")
 
 
 class WeightsError(ValueError):
@@ -310,114 +305,6 @@ class CheckpointReader:
         self._bin_cache = None
 
 
-@dataclass(frozen=True)
-class PlannedTensor:
-    """One tensor of an output shard, known before any of its data is computed."""
-
-    name: str
-    dtype: torch.dtype
-    shape: tuple[int, ...]
-
-    @property
-    def nbytes(self) -> int:
-        numel = 1
-        for size in self.shape:
-            numel *= size
-        return numel * self.dtype.itemsize
-
-
-def plan_shards(tensors: list[PlannedTensor], max_shard_size: int) -> list[list[PlannedTensor]]:
-    """Greedy split into shards of at most ``max_shard_size`` bytes (a bigger tensor gets its own).
-
-    Within a shard, tensors are ordered by element size (largest first) as safetensors itself
-    does, so every tensor starts at an offset aligned to its dtype.
-    """
-    shards: list[list[PlannedTensor]] = []
-    size = 0
-    for tensor in tensors:
-        if not shards or (size + tensor.nbytes > max_shard_size and shards[-1]):
-            shards.append([])
-            size = 0
-        shards[-1].append(tensor)
-        size += tensor.nbytes
-    return [sorted(shard, key=lambda t: -t.dtype.itemsize) for shard in shards]
-
-
-class ShardWriter:
-    """Write planned safetensors shards one tensor at a time (hashing files when asked).
-
-    Hand-written because safetensors' own writers need every tensor of a shard in memory at once;
-    the format (u64 header length, JSON header, raw little-endian data) is small and stable, and
-    tests read our shards back with ``safe_open``.
-    """
-
-    def __init__(self, out_dir: Path, tensors: list[PlannedTensor], max_shard_size: int,
-                 prefix: str, single_name: str | None = None, hash_files: bool = False) -> None:
-        self.out_dir = out_dir
-        self.hash_files = hash_files
-        self.shards = plan_shards(tensors, max_shard_size)
-        count = len(self.shards)
-        if count == 1 and single_name:
-            self.file_names = [single_name]
-        else:
-            self.file_names = [f"{prefix}-{i + 1:05d}-of-{count:05d}.safetensors"
-                               for i in range(count)]
-        self.files: dict[str, dict[str, Any]] = {}
-        self.weight_map: dict[str, str] = {}
-        self.total_size = sum(t.nbytes for t in tensors)
-
-    def order(self) -> Iterator[PlannedTensor]:
-        """Tensors in the order they must be written."""
-        for shard in self.shards:
-            yield from shard
-
-    def write_all(self, produce: Callable[[PlannedTensor], Iterable[torch.Tensor]]) -> None:
-        """Write every planned tensor from the blocks ``produce(tensor)`` yields, shard by shard."""
-        for file_name, shard in zip(self.file_names, self.shards, strict=True):
-            path = self.out_dir / file_name
-            digest = hashlib.sha256() if self.hash_files else None
-            with open(path, "wb") as handle:
-                header = self._header(shard)
-                handle.write(header)
-                if digest:
-                    digest.update(header)
-                for tensor in shard:
-                    written = 0
-                    for block in produce(tensor):
-                        if block.dtype != tensor.dtype:
-                            raise AssertionError(f"{tensor.name}: block dtype {block.dtype}")
-                        data = tensor_bytes(block)
-                        handle.write(data)
-                        if digest:
-                            digest.update(data)
-                        written += len(data)
-                    if written != tensor.nbytes:
-                        raise AssertionError(f"{tensor.name}: wrote {written} of {tensor.nbytes} bytes")
-                    self.weight_map[tensor.name] = file_name
-            self.files[file_name] = {"size": path.stat().st_size}
-            if digest:
-                self.files[file_name]["sha256"] = digest.hexdigest()
-
-    @staticmethod
-    def _header(shard: list[PlannedTensor]) -> bytes:
-        header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
-        offset = 0
-        for tensor in shard:
-            header[tensor.name] = {"dtype": dtype_code(tensor.dtype), "shape": list(tensor.shape),
-                                   "data_offsets": [offset, offset + tensor.nbytes]}
-            offset += tensor.nbytes
-        blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
-        blob += b" " * (-len(blob) % 8)  # keeps the data section 8-byte aligned, as safetensors does
-        return struct.pack("<Q", len(blob)) + blob
-
-    def write_index(self) -> None:
-        """Write ``model.safetensors.index.json`` when the model spans several shards."""
-        if len(self.file_names) > 1:
-            index = {"metadata": {"total_size": self.total_size}, "weight_map": self.weight_map}
-            (self.out_dir / SAFETENSORS_INDEX).write_text(json.dumps(index, indent=2) + "\n",
-                                                         encoding="utf-8")
-
-
 def return_freed_memory_promptly() -> None:
     """Pin glibc's mmap threshold at 1 MiB so freed block buffers go back to the OS at once.
 
@@ -430,55 +317,3 @@ def return_freed_memory_promptly() -> None:
     m_mmap_threshold = -3
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").mallopt(m_mmap_threshold, 1 << 20)
-
-
-def copy_side_files(source: Path, dest: Path, only: Callable[[str], bool] | None = None) -> list[str]:
-    """Copy config, generation config, tokenizer and other non-weight top-level files."""
-    copied = []
-    if not source.is_dir():
-        return copied
-    for path in sorted(source.iterdir()):
-        name = path.name
-        if (not path.is_file() or name.startswith(".") or name.endswith(WEIGHT_SUFFIXES)
-                or name.endswith(".index.json") or name in SKIPPED_SIDE_FILES
-                or (only is not None and not only(name))):
-            continue
-        shutil.copy2(path, dest / name)
-        copied.append(name)
-    return copied
-
-
-def check_output_dir(out: Path, inputs: Iterable[Path], force: bool) -> None:
-    """Refuse to overwrite without ``--force``, and never overwrite an input."""
-    resolved = out.resolve()
-    for path in inputs:
-        source = path.resolve()
-        if resolved == source or resolved in source.parents:
-            raise WeightsError(f"--out {out} would overwrite the input {path}; choose another --out")
-    if out.exists() and not force:
-        raise WeightsError(f"--out {out} already exists; pass --force to overwrite it")
-
-
-@contextlib.contextmanager
-def atomic_output_dir(out: Path, force: bool) -> Iterator[Path]:
-    """Yield ``<out>.tmp-<pid>`` and move it to ``out`` on success; on any error delete it."""
-    if out.exists() and not force:
-        raise WeightsError(f"--out {out} already exists; pass --force to overwrite it")
-    tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():  # only reachable with --force; the old output survives until now
-        old = out.parent / f"{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-        os.replace(tmp, out)
-        if old.is_dir():
-            shutil.rmtree(old)
-        else:
-            old.unlink()
-    else:
-        os.replace(tmp, out)

@@ -1,9 +1,9 @@
-"""Weight diffs that recover the tuned model bit for bit, streamed shard by shard.
+"""The weight diff: its format, why recovery from it is bit-exact, and making one.
 
 ``diff_weights(raw, tuned, out)`` (here) writes ``D = tuned - raw`` per tensor as safetensors
 shards plus ``diff_manifest.json``; ``recover_weights(raw, diff, out)``
-(:mod:`deepke_llm.training.weights_recover`) rebuilds ``tuned = raw + D`` and checks it against
-the manifest. Both read a few rows at a time (see ``weights_io``), so peak memory is a
+(:mod:`deepke_llm.training.weights.recover`) rebuilds ``tuned = raw + D`` and checks it against
+the manifest. Both read a few rows at a time (:mod:`.io`, :mod:`.shards`), so peak memory is a
 few blocks, not whole models (0.31 GB peak RSS recovering a 2.1 GB model with 0.53 GB shards; see
 benchmarks/results/perf/recover_memory.md).
 
@@ -38,7 +38,7 @@ A diff without ``diff_manifest.json`` (the seed's layout: an HF model dir of ``t
 ``pytorch_model-*.bin`` shards) cannot be verified, so ``recover`` refuses it unless asked with
 ``--allow-unverified``; it is then recovered as that script did, ``raw + diff`` in float32, with a
 warning. The manifest itself is validated once at load (JSON Schema, file names confined to the
-diff directory): :mod:`deepke_llm.training.weights_manifest`.
+diff directory): :mod:`deepke_llm.training.weights.manifest`.
 """
 
 from __future__ import annotations
@@ -46,28 +46,30 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepke_llm.training.weights_io import (
-    DEFAULT_MAX_SHARD_SIZE,
+from deepke_llm.training.weights.io import (
     CheckpointReader,
-    PlannedTensor,
-    ShardWriter,
     TensorMeta,
     WeightsError,
-    atomic_output_dir,
     bits_view,
     block_rows,
-    check_output_dir,
-    copy_side_files,
     dtype_name,
     parse_size,
     sha256_file,
     tensor_bytes,
+)
+from deepke_llm.training.weights.shards import (
+    DEFAULT_MAX_SHARD_SIZE,
+    PlannedTensor,
+    ShardWriter,
+    WeightsResult,
+    atomic_output_dir,
+    check_output_dir,
+    copy_side_files,
 )
 
 if TYPE_CHECKING:
@@ -81,27 +83,6 @@ EXTRA_ROWS = ".__extra_rows__"
 PATCH_INDEX = ".__patch_index__"
 PATCH_VALUE = ".__patch_value__"
 METHODS = ("delta", "xor")
-
-Log = Callable[[str], None]
-
-
-@dataclass
-class WeightsResult:
-    """What a weights command wrote."""
-
-    out: Path
-    tensors: int
-    files: list[str]
-    total_bytes: int
-    counts: dict[str, int] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        counts = ", ".join(f"{n} {k}" for k, n in self.counts.items() if n)
-        size = (f"{self.total_bytes / 1e9:.2f} GB" if self.total_bytes >= 1e8
-                else f"{self.total_bytes / 1e6:.1f} MB")
-        return f"{self.out}: {self.tensors} tensors ({counts}) in {len(self.files)} file(s), {size}"
-
 
 def delta_dtype(dtype: torch.dtype) -> torch.dtype:
     """The wider dtype a ``delta`` diff of ``dtype`` weights is stored in."""
@@ -212,7 +193,7 @@ def _plan_diff(raw_reader: CheckpointReader, tuned_reader: CheckpointReader,
 
 def diff_weights(raw: str | os.PathLike, tuned: str | os.PathLike, out: str | os.PathLike, *,
                  method: str = "delta", max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
-                 force: bool = False, log: Log | None = None) -> WeightsResult:
+                 force: bool = False) -> WeightsResult:
     """Write ``tuned - raw`` to ``out`` (shards + manifest) so that ``recover_weights`` is exact."""
     if method not in METHODS:
         raise WeightsError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
@@ -280,11 +261,8 @@ def diff_weights(raw: str | os.PathLike, tuned: str | os.PathLike, out: str | os
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     counts = {k: sum(e["encoding"] == k for e in entries.values()) for k in ("delta", "xor", "whole")}
     counts["patched elements"] = sum(e.get("patched", 0) for e in entries.values())
-    result = WeightsResult(out_path, len(entries), sorted(files), sum(f["size"] for f in files.values()),
-                           counts)
-    if log:
-        log(f"diff: {result.summary()}")
-    return result
+    return WeightsResult(out_path, len(entries), sorted(files),
+                         sum(f["size"] for f in files.values()), counts)
 
 
 def _diff_blocks(entry: dict[str, Any], meta: TensorMeta, raw_reader: CheckpointReader,

@@ -22,17 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepke_llm.training.weights import Log, WeightsResult
-from deepke_llm.training.weights_io import (
+from deepke_llm.training.weights.io import CheckpointReader, WeightsError, parse_size
+from deepke_llm.training.weights.shards import (
     DEFAULT_MAX_SHARD_SIZE,
-    CheckpointReader,
     PlannedTensor,
     ShardWriter,
-    WeightsError,
+    WeightsResult,
     atomic_output_dir,
     check_output_dir,
     copy_side_files,
-    parse_size,
 )
 
 if TYPE_CHECKING:
@@ -137,8 +135,8 @@ def _split_adapter_keys(names: list[str], file: Path) -> tuple[dict[str, LoraPai
 
 
 def merge_lora(base: str | os.PathLike, lora: str | os.PathLike, out: str | os.PathLike, *,
-               max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE, force: bool = False,
-               log: Log | None = None) -> WeightsResult:
+               max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
+               force: bool = False) -> WeightsResult:
     """Write ``base`` with the LoRA adapter in ``lora`` merged in to ``out`` (safetensors shards)."""
     base_path, lora_path, out_path = Path(base), Path(lora), Path(out)
     check_output_dir(out_path, [base_path, lora_path], force)
@@ -199,13 +197,10 @@ def merge_lora(base: str | os.PathLike, lora: str | os.PathLike, out: str | os.P
         # a tokenizer saved with the adapter (e.g. with added tokens) wins over the base one
         copy_side_files(lora_path, tmp, only=lambda n: bool(TOKENIZER_FILES.match(n)))
     kinds = [p.kind for p in pairs.values()]
-    result = WeightsResult(out_path, len(planned), writer.file_names, writer.total_size,
-                           {"lora linear": kinds.count("linear"),
-                            "lora embedding": kinds.count("embedding"),
-                            "replaced": len(replacements)})
-    if log:
-        log(f"merge-lora: {result.summary()}")
-    return result
+    return WeightsResult(out_path, len(planned), writer.file_names, writer.total_size,
+                         {"lora linear": kinds.count("linear"),
+                          "lora embedding": kinds.count("embedding"),
+                          "replaced": len(replacements)})
 
 
 def _load_pair(pair: LoraPair, adapter: CheckpointReader, file: Path) -> None:
