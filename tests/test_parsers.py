@@ -175,3 +175,87 @@ def test_parsers_never_raise_on_arbitrary_text(raw):
             records, errors = parse(raw, schema, "en")
             assert isinstance(records, list) and isinstance(errors, list)
             assert not any("parser failed" in e for e in errors), errors
+
+
+def test_a_number_past_pythons_int_limit_keeps_the_rest_of_the_answer():
+    huge = "9" * 5000  # int() refuses more than 4,300 digits (ValueError)
+    for raw in (f'{{"person": ["Robert Allenby", {huge}]}}', f'{{"person": ["Robert Allenby", {huge}'):
+        records, errors = NER.parse_iepile(raw, CONLL03, "en")
+        assert Entity("person", "Robert Allenby") in records
+        assert not any("parser failed" in e for e in errors), errors
+
+
+def test_nan_and_infinity_are_no_value_not_the_mentions_nan_and_inf():
+    for raw in ('{"person": ["Bob", NaN, Infinity, -Infinity, 1e999]}',  # strict JSON path
+                "{'person': ['Bob', NaN, Infinity, -Infinity, 1e999]}"):  # json_repair path
+        records, _ = NER.parse_iepile(raw, CONLL03, "en")
+        texts = {r.text for r in records}
+        assert "Bob" in texts and not texts & {"nan", "inf", "-inf", "NaN", "Infinity", "-Infinity"}
+    value, _ = loads_lenient('{"a": NaN, "b": [Infinity]}')
+    assert value == {"a": None, "b": [None]}
+
+
+def test_json_repair_reads_a_bounded_prefix_and_says_so(monkeypatch):
+    import json_repair
+
+    from deepke_llm.lenient_json import REPAIR_LIMIT
+
+    seen: list[int] = []
+    real = json_repair.loads
+    monkeypatch.setattr(json_repair, "loads", lambda text, **kw: seen.append(len(text)) or real(text, **kw))
+    names = [f"Person {i}" for i in range(5000)]
+    python_style = "{'person': [" + ", ".join(f"'{n}'" for n in names) + "]}"  # ~70 KB
+    records, errors = NER.parse_iepile(python_style, CONLL03, "en")
+    assert seen and max(seen) <= REPAIR_LIMIT
+    assert any(f"repaired only the first {REPAIR_LIMIT:,}" in e for e in errors), errors
+    assert records[0] == Entity("person", "Person 0")  # what the prefix holds is kept
+
+
+def test_a_long_answer_cut_off_by_the_token_limit_is_closed_without_json_repair(monkeypatch):
+    import json_repair
+
+    monkeypatch.setattr(json_repair, "loads", lambda *a, **k: pytest.fail("json_repair called"))
+    names = [f"Person {i}" for i in range(5000)]
+    cut = json.dumps({"person": names, "location": ["Paris"]})[:-30]  # stops inside a name
+    records, errors = NER.parse_iepile(cut, CONLL03, "en")
+    assert [r.text for r in records] == names[:len(records)] and len(records) >= 4990
+    assert errors == ["output ends inside a string (truncated?); dropped the unfinished item"]
+    relations = json.dumps({"work for": [{"subject": f"P{i}", "object": "Acme"} for i in range(900)]})
+    records, _ = RE.parse_iepile(relations[:relations.rindex('"object"') + 4], CONLL04, "en")
+    assert len(records) == 899  # the last item lost its object; the rest are whole
+
+
+def test_deep_nesting_and_huge_outputs_never_break_a_parser():
+    deep = "[" * 900 + '"Bob"' + "]" * 900  # decodes (under the recursion limit): read it without recursing
+    records, errors = NER.parse_iepile(f'{{"person": {deep}, "location": ["Paris"]}}', CONLL03, "en")
+    assert {r.text for r in records} == {"Bob", "Paris"} and not errors
+    records, errors = RE.parse_iepile(json.dumps({"work for": [{"subject": "A", "object": "B"}]})[:-2]
+                                      + f", {deep}]}}", CONLL04, "en")
+    assert [(r.head.text, r.tail.text) for r in records] == [("A", "B")]
+    assert not any("parser failed" in e for e in errors), errors
+    for raw in ("[" * 100_000, "{" * 100_000, '{"a":' * 20_000):
+        for task, schema in ((NER, CONLL03), (RE, CONLL04), (EE, DUEE)):
+            records, errors = task.parse_iepile(raw, schema, schema.language)
+            assert records == [] and errors and not any("parser failed" in e for e in errors)
+
+
+def test_an_output_past_the_size_limit_is_read_up_to_it():
+    from deepke_llm.tasks.base import MAX_OUTPUT_CHARS
+
+    raw = '{"person": ["Bob"]}' + " " * MAX_OUTPUT_CHARS + '{"location": ["Paris"]}'
+    for parse in (NER.parse_iepile, NER.parse_knowlm):
+        records, errors = parse(raw if parse == NER.parse_iepile else "(Bob,person)" + raw, CONLL03, "en")
+        assert [r.text for r in records] == ["Bob"]
+        assert errors[0] == f"output is {len(raw) + (0 if parse == NER.parse_iepile else 12):,} " \
+                            f"characters; read only the first {MAX_OUTPUT_CHARS:,}"
+
+
+def test_list_valued_subject_and_object_expand_to_a_bounded_number_of_pairs():
+    from deepke_llm.tasks.re import MAX_PAIRS
+
+    out = json.dumps({"work for": [{"subject": [f"P{i}" for i in range(200)],
+                                    "object": [f"O{i}" for i in range(200)]}]})
+    records, errors = RE.parse_iepile(out, CONLL04, "en")
+    assert len(records) == MAX_PAIRS and (records[0].head.text, records[0].tail.text) == ("P0", "O0")
+    assert errors == [f"relation 'work for': 40,000 subject/object pairs in one item; kept the first "
+                      f"{MAX_PAIRS:,}"]

@@ -7,7 +7,10 @@ records of a Document it owns. Parsers are pure and total: ``str -> (records, er
 
 from __future__ import annotations
 
+import contextlib
+import math
 import re
+import reprlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -79,43 +82,84 @@ class Task:
         return getattr(document, self.record_field)
 
 
+# no model answers with more (1M characters is ~250k tokens): past it, parsing and grounding a
+# hostile answer would only cost time
+MAX_OUTPUT_CHARS = 1_000_000
+
+
 def guarded(parse: Callable[..., tuple[list, list[str]]]) -> Callable[..., tuple[list, list[str]]]:
-    """Make a parser total: an unexpected exception becomes an error string, never a crash."""
+    """Make a parser total: an unexpected exception becomes an error string, never a crash, and an
+    output longer than :data:`MAX_OUTPUT_CHARS` is read only that far (with an error saying so)."""
 
     def wrapper(self: Task, output: str, schema: Schema, language: str) -> tuple[list, list[str]]:
+        notes = []
+        if isinstance(output, str) and len(output) > MAX_OUTPUT_CHARS:
+            notes.append(f"output is {len(output):,} characters; read only the first "
+                         f"{MAX_OUTPUT_CHARS:,}")
+            output = output[:MAX_OUTPUT_CHARS]
         try:
-            return parse(self, output, schema, language)
+            records, errors = parse(self, output, schema, language)
         except Exception as exc:  # noqa: BLE001 - parsers must never raise (DESIGN.md)
-            return [], [f"{self.name} parser failed on this output ({type(exc).__name__}: {exc})"]
+            return [], notes + [f"{self.name} parser failed on this output ({type(exc).__name__}: "
+                                f"{snippet(str(exc))})"]
+        return records, notes + errors
 
     wrapper.__name__ = parse.__name__
     wrapper.__doc__ = parse.__doc__
     return wrapper
 
 
+_SNIPPET = reprlib.Repr()
+_SNIPPET.maxlevel, _SNIPPET.maxstring, _SNIPPET.maxother = 3, 60, 60
+
+
+def snippet(value: Any, limit: int = 60) -> str:
+    """A short text of ``value`` for an error line, bounded however large or deep it is (str()
+    of a value nested 900 deep raises RecursionError; of a 1 MB one, it is a 1 MB error)."""
+    try:
+        text = value if isinstance(value, str) else _SNIPPET.repr(value)
+    except ValueError:  # repr() of an int past Python's 4,300-digit limit
+        text = f"<{type(value).__name__}>"
+    return text[:limit]
+
+
 def is_empty(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.strip().lower() in EMPTY_VALUES)
 
 
+_END = object()
+_TEXT_KEYS = ("entity", "text", "name", "mention", "value", "argument", "@value")
+
+
 def as_strings(value: Any) -> list[str]:
-    """Mentions in a value that may be a string, a number, a list, or a dict with a text field."""
-    if is_empty(value):
-        return []
-    if isinstance(value, str):
-        return [value.strip()]
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return [str(value)]
-    if isinstance(value, Mapping):
-        for key in ("entity", "text", "name", "mention", "value", "argument", "@value"):
-            if key in value:
-                return as_strings(value[key])
-        return []
-    if isinstance(value, (list, tuple)):
-        out: list[str] = []
-        for item in value:
-            out.extend(as_strings(item))
-        return out
-    return []
+    """Mentions in a value that may be a string, a number, a list, or a dict with a text field.
+
+    Lists are read depth first without recursion (a hostile answer may nest hundreds deep);
+    NaN and infinite numbers name nothing.
+    """
+    out: list[str] = []
+    stack = [iter((value,))]
+    while stack:
+        item = next(stack[-1], _END)
+        if item is _END:
+            stack.pop()
+        elif is_empty(item):
+            continue
+        elif isinstance(item, str):
+            out.append(item.strip())
+        elif isinstance(item, float):
+            if math.isfinite(item):
+                out.append(str(item))
+        elif isinstance(item, int) and not isinstance(item, bool):
+            with contextlib.suppress(ValueError):  # an int past Python's 4,300-digit str limit
+                out.append(str(item))
+        elif isinstance(item, Mapping):
+            key = next((k for k in _TEXT_KEYS if k in item), None)
+            if key is not None:
+                stack.append(iter((item[key],)))
+        elif isinstance(item, (list, tuple)):
+            stack.append(iter(item))
+    return out
 
 
 def as_object(value: Any) -> dict[str, Any] | None:

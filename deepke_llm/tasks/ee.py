@@ -22,6 +22,7 @@ from deepke_llm.tasks.base import (
     is_empty,
     lookup,
     register_task,
+    snippet,
     tuple_lines,
     unique,
 )
@@ -98,11 +99,11 @@ class EETask(Task):
             for item in as_list(items):
                 if not isinstance(item, dict):
                     errors.append(f"event '{key}': expected an object with trigger and arguments, "
-                                  f"got {str(item)[:60]!r}: dropped")
+                                  f"got {snippet(item)!r}: dropped")
                     continue
                 triggers = as_strings(lookup(item, "trigger", "event_trigger", "触发词"))
                 if not triggers:
-                    errors.append(f"event '{key}': no trigger in {str(item)[:60]!r}: dropped")
+                    errors.append(f"event '{key}': no trigger in {snippet(item)!r}: dropped")
                     continue
                 if len(triggers) > 1:
                     errors.append(f"event '{key}': several triggers {triggers}; kept "

@@ -10,6 +10,7 @@ when the schema allows exactly one, and an empty type otherwise.
 
 from __future__ import annotations
 
+from itertools import islice, product
 from typing import Any
 
 from deepke_llm.lenient_json import loads_lenient
@@ -23,11 +24,14 @@ from deepke_llm.tasks.base import (
     guarded,
     lookup,
     register_task,
+    snippet,
     split_around,
     tuple_lines,
     unique,
 )
 
+# pairs one item may expand to (a list-valued subject times a list-valued object)
+MAX_PAIRS = 1_000
 SUBJECT_KEYS = ("subject", "head", "head entity", "subject entity", "头实体", "主体")
 OBJECT_KEYS = ("object", "tail", "tail entity", "object entity", "尾实体", "客体")
 
@@ -76,12 +80,17 @@ class RETask(Task):
                 errors.append(f"unknown relation '{key}' (not in the schema): dropped")
                 continue
             for item in as_list(items):
-                pairs = _pairs(item)
-                if pairs is None:
-                    errors.append(f"relation '{key}': cannot read {str(item)[:60]!r} as "
+                sides = _sides(item)
+                if sides is None:
+                    errors.append(f"relation '{key}': cannot read {snippet(item)!r} as "
                                   "subject/object: dropped")
                     continue
-                relations.extend(relation_record(relation_type, s, o) for s, o in pairs)
+                pairs = len(sides[0]) * len(sides[1])
+                if pairs > MAX_PAIRS:  # lazily: two lists of 10,000 names are 100 million pairs
+                    errors.append(f"relation '{key}': {pairs:,} subject/object pairs in one "
+                                  f"item; kept the first {MAX_PAIRS:,}")
+                relations.extend(relation_record(relation_type, s, o)
+                                 for s, o in islice(product(*sides), MAX_PAIRS))
         return unique(relations), errors
 
     def knowlm_schema_text(self, schema: Schema, language: str) -> str:
@@ -110,8 +119,9 @@ class RETask(Task):
                                 for r in sorted(document.relations, key=_order) if r.type in wanted))
 
 
-def _pairs(item: Any) -> list[tuple[str, str]] | None:
-    """(subject, object) pairs in one output item; a list-valued side expands to several pairs."""
+def _sides(item: Any) -> tuple[list[str], list[str]] | None:
+    """The subjects and objects of one output item (a list-valued side expands to several
+    pairs), each without repeats."""
     if isinstance(item, dict):
         subjects = as_strings(lookup(item, *SUBJECT_KEYS))
         objects = as_strings(lookup(item, *OBJECT_KEYS))
@@ -121,7 +131,7 @@ def _pairs(item: Any) -> list[tuple[str, str]] | None:
         return None
     if not subjects or not objects:
         return None
-    return [(s, o) for s in subjects for o in objects]
+    return unique(subjects), unique(objects)
 
 
 def _order(relation: Relation) -> tuple[int, int]:
