@@ -41,7 +41,11 @@ def _singular(word: str) -> str:
 def tokens(text: str) -> list[str]:
     """Lower-cased words (plurals folded) of space-separated scripts plus CJK character bigrams
     (and unigrams)."""
-    out = [_singular(w) for w in _LATIN.findall(text.lower()) if not CJK_RUN.fullmatch(w)]
+    # ASCII needs no CJK check (a cheap test first: this runs on every profile and sentence)
+    out = [_singular(w) for w in _LATIN.findall(text.lower())
+           if w.isascii() or not CJK_RUN.fullmatch(w)]
+    if text.isascii():
+        return out
     for run in CJK_RUN.findall(text):
         out.extend(run)
         out.extend(run[i:i + 2] for i in range(len(run) - 1))

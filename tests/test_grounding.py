@@ -52,6 +52,14 @@ def test_relation_picks_nearest_pair_chinese():
     assert text[r.head.start:r.head.end] == "张三" and not errors
 
 
+def test_half_width_katakana_has_no_word_boundaries_like_full_width():
+    # half-width kana is Katakana script: both occurrences found, as in the full-width text
+    # (the old block list saw it as letters of a spaced script and kept only the second)
+    full, half = "ソニーグループの株価、グループ全体", "ｿﾆｰｸﾞﾙｰﾌﾟの株価、ｸﾞﾙｰﾌﾟ全体"
+    assert find_mention(full, "グループ") == [(3, 7), (11, 15)]
+    assert find_mention(half, "ｸﾞﾙｰﾌﾟ") == [(3, 9), (13, 19)]
+
+
 def test_relation_missing_tail_reported():
     relations, errors = ground_relations("Alice left.", [Relation("r", Entity("", "Alice"), Entity("", "Bob"))])
     assert relations[0].head.start == 0 and relations[0].tail.start is None
