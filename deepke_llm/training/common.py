@@ -4,7 +4,7 @@ Kept small on purpose: each recipe stays readable top to bottom and only the plu
 otherwise be copied lives here.
 
 Every training config is a dataclass whose fields are declared with :func:`config_field`: the
-field's help text (and, for numbers, its allowed range) sits in its metadata, where the
+field's help text (and, for a number, its lower bound) sits in its metadata, where the
 command line (``--help``, ``click.IntRange``), the saved run config and validation
 (:func:`check_ranges`) all read it.
 """
@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import warnings
 from pathlib import Path
 from typing import Any, TypeVar
 
 from deepke_llm.io import atomic_path
-
-logger = logging.getLogger(__name__)
 
 C = TypeVar("C")
 

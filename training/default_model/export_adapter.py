@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
+
+from deepke_llm.io import atomic_path
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = ROOT / "deepke_llm" / "adapters" / "default"
@@ -75,11 +76,6 @@ def export(run: Path, step: int | None = None, target: Path = TARGET) -> Path:
                for k, v in load_file(str(source / "adapter_model.safetensors")).items()}
     config = json.loads((source / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = "default"  # the packaged Gemma 3 270M
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
-    (tmp / "adapter_config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
     stages = _stages(run, source)
     info = {"source": _shown(source), "step": stages[-1]["step"],
             "tokens_trained": sum(stage["tokens"] or 0 for stage in stages),
@@ -87,9 +83,12 @@ def export(run: Path, step: int | None = None, target: Path = TARGET) -> Path:
                       "prepare_data.py; stage 1 training/sft/default_small.yaml, stage 2 "
                       "training/sft/default_small_stage2.yaml)",
             "stages": stages}
-    (tmp / "training.json").write_text(json.dumps(info, indent=1))
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    # the shipped adapter is replaced whole or not at all
+    with atomic_path(target) as tmp:
+        tmp.mkdir()
+        save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
+        (tmp / "adapter_config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
+        (tmp / "training.json").write_text(json.dumps(info, indent=1))
     return target
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from deepke_llm.datasets import read_dataset
 from deepke_llm.instructions import documents_to_instructions
-from deepke_llm.jsonl import write_jsonl_atomic
+from deepke_llm.io import write_jsonl_atomic
 from deepke_llm.records import read_documents
 
 # source -> (reader format, file, schema, tasks, training lines kept); budgets sized so one pass

@@ -268,13 +268,43 @@ def prepare_corpus(sources: list[str | SourceSpec], tokenizer_name: str, out_pre
                    progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Build an indexed dataset at ``out_prefix`` from ``sources`` (``NAME=PATH`` or ``PATH``).
 
-    Returns the sidecar metadata (also written to ``<out_prefix>.json``).
+    ``progress`` is called after each chunk with the source, its documents so far, the tokens
+    written and the seconds elapsed. Returns the sidecar metadata (also written to
+    ``<out_prefix>.json``).
     """
-    from transformers import AutoTokenizer
-
     from deepke_llm import __version__
 
     options = options or PrepareOptions()
+    specs, source_ids, stats = _plan_sources(sources)
+    tokenizer_name, tokenizer = _load_tokenizer(tokenizer_name)
+    vocab_size = len(tokenizer)
+    bos = tokenizer.bos_token_id if options.add_bos else None
+    eos = tokenizer.eos_token_id if options.add_eos else None
+    writer = IndexedDatasetWriter(out_prefix, token_dtype(options.vocab_size or vocab_size))
+    chunks = iter_chunks(specs, source_ids, options.text_field, options.text_mode,
+                         options.chunk_docs, options.chunk_chars)
+    try:
+        results = run_in_order(chunks, options.workers,
+                               (tokenizer_name, bos, eos, options.workers > 1))
+        errors = _pack_and_write(results, writer, stats, options, progress)
+        metadata = {
+            "tokenizer": tokenizer_name,
+            "vocab_size": vocab_size, "max_len": options.max_len, "min_len": options.min_len,
+            "bos": bos, "eos": eos, "dedup": options.dedup,
+            "sources": [vars(s) for s in stats], "errors": errors,
+            "deepke_llm_version": __version__,
+        }
+        for error in errors:
+            logger.warning("skipped record: %s", error)
+        return writer.finish(metadata)
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _plan_sources(sources: list[str | SourceSpec]) -> tuple[list[SourceSpec], list[int],
+                                                            list[SourceStats]]:
+    """Input files in reading order, their source ids, and one (empty) stats entry per source."""
     specs = [s if isinstance(s, SourceSpec) else SourceSpec.parse(s) for s in sources]
     for spec in specs:
         if not spec.path.is_file():
@@ -286,20 +316,26 @@ def prepare_corpus(sources: list[str | SourceSpec], tokenizer_name: str, out_pre
     # sources are packed one after the other, so files of one source are read together
     order = sorted(range(len(specs)), key=lambda i: names.index(specs[i].name))
     specs = [specs[i] for i in order]
-    source_ids = [names.index(s.name) for s in specs]
+    return specs, [names.index(s.name) for s in specs], stats
 
-    if Path(tokenizer_name).exists():
+
+def _load_tokenizer(name: str) -> tuple[str, Any]:
+    """(the name to record, the tokenizer); a fast tokenizer is required."""
+    from transformers import AutoTokenizer
+
+    if Path(name).exists():
         # recorded in the sidecar: later steps (pretrain run, inspect) may run from another directory
-        tokenizer_name = str(Path(tokenizer_name).resolve())
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_name)
-    batch_encoder(tokenizer, tokenizer_name)  # fail here, not in every worker
-    vocab_size = len(tokenizer)
-    bos = tokenizer.bos_token_id if options.add_bos else None
-    eos = tokenizer.eos_token_id if options.add_eos else None
-    writer = IndexedDatasetWriter(out_prefix, token_dtype(options.vocab_size or vocab_size))
-    init_args = (tokenizer_name, bos, eos, options.workers > 1)
-    chunks = iter_chunks(specs, source_ids, options.text_field, options.text_mode,
-                         options.chunk_docs, options.chunk_chars)
+        name = str(Path(name).resolve())
+    tokenizer = AutoTokenizer.from_pretrained(name)
+    batch_encoder(tokenizer, name)  # fail here, not in every worker
+    return name, tokenizer
+
+
+def _pack_and_write(results: Iterator[tuple[Chunk, ChunkResult]], writer: IndexedDatasetWriter,
+                    stats: list[SourceStats], options: PrepareOptions,
+                    progress: Callable[[dict[str, Any]], None] | None) -> list[str]:
+    """Drop duplicates, pack each source's token stream into samples and write them (counting
+    everything in ``stats``); returns the first skipped-record messages."""
     seen: set[bytes] = set()
     errors: list[str] = []
     packer = StreamPacker(options.max_len)
@@ -315,42 +351,29 @@ def prepare_corpus(sources: list[str | SourceSpec], tokenizer_name: str, out_pre
         stat.tokens += sum(len(s) for s in kept)
         writer.add_samples(kept, source_id)
 
-    try:
-        for chunk, result in run_in_order(chunks, options.workers, init_args):
-            if chunk.source_id != current:
-                if current >= 0:
-                    emit(packer.flush(), current)
-                current = chunk.source_id
-            stat = stats[chunk.source_id]
-            stat.bad_records += len(result.errors)
-            stat.undecodable_lines += result.undecodable
-            stat.empty += result.empty
-            errors.extend(result.errors[: max(0, MAX_ERROR_EXAMPLES - len(errors))])
-            if options.dedup:
-                tokens, units = _drop_duplicates(result, seen, stat)
-            else:
-                tokens, units = result.tokens, result.unit_lengths
-                stat.documents += len(result.digests)
-            stat.sentences += len(units)
-            emit(packer.add(tokens, units.tolist()), chunk.source_id)
-            if progress is not None:
-                progress({"source": stat.name, "documents": stat.documents,
-                          "tokens": writer.num_tokens, "seconds": time.perf_counter() - started})
-        if current >= 0:
-            emit(packer.flush(), current)
-        metadata = {
-            "tokenizer": tokenizer_name,
-            "vocab_size": vocab_size, "max_len": options.max_len, "min_len": options.min_len,
-            "bos": bos, "eos": eos, "dedup": options.dedup,
-            "sources": [vars(s) for s in stats], "errors": errors,
-            "deepke_llm_version": __version__,
-        }
-        for error in errors:
-            logger.warning("skipped record: %s", error)
-        return writer.finish(metadata)
-    except BaseException:
-        writer.abort()
-        raise
+    for chunk, result in results:
+        if chunk.source_id != current:
+            if current >= 0:
+                emit(packer.flush(), current)
+            current = chunk.source_id
+        stat = stats[chunk.source_id]
+        stat.bad_records += len(result.errors)
+        stat.undecodable_lines += result.undecodable
+        stat.empty += result.empty
+        errors.extend(result.errors[: max(0, MAX_ERROR_EXAMPLES - len(errors))])
+        if options.dedup:
+            tokens, units = _drop_duplicates(result, seen, stat)
+        else:
+            tokens, units = result.tokens, result.unit_lengths
+            stat.documents += len(result.digests)
+        stat.sentences += len(units)
+        emit(packer.add(tokens, units.tolist()), chunk.source_id)
+        if progress is not None:
+            progress({"source": stat.name, "documents": stat.documents,
+                      "tokens": writer.num_tokens, "seconds": time.perf_counter() - started})
+    if current >= 0:
+        emit(packer.flush(), current)
+    return errors
 
 
 def _drop_duplicates(result: ChunkResult, seen: set[bytes],

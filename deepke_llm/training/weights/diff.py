@@ -239,14 +239,7 @@ def diff_weights(raw: str | os.PathLike, tuned: str | os.PathLike, out: str | os
             entry["file"] = writer.weight_map[name]
         files = dict(writer.files)
         if patches:
-            from safetensors.torch import save_file
-
-            tensors = {}
-            for name, (index, values) in patches.items():
-                tensors[name + PATCH_INDEX], tensors[name + PATCH_VALUE] = index, values
-            save_file(tensors, str(tmp / PATCH_FILE), metadata={"format": "pt"})
-            files[PATCH_FILE] = {"sha256": sha256_file(tmp / PATCH_FILE),
-                                 "size": (tmp / PATCH_FILE).stat().st_size}
+            files[PATCH_FILE] = _write_patches(tmp / PATCH_FILE, patches)
         # config and tokenizer files are part of the recovered model: hashed like the shards
         side_files = {name: {"sha256": sha256_file(tmp / name), "size": (tmp / name).stat().st_size}
                       for name in copy_side_files(tuned_path, tmp)}
@@ -263,6 +256,18 @@ def diff_weights(raw: str | os.PathLike, tuned: str | os.PathLike, out: str | os
     counts["patched elements"] = sum(e.get("patched", 0) for e in entries.values())
     return WeightsResult(out_path, len(entries), sorted(files),
                          sum(f["size"] for f in files.values()), counts)
+
+
+def _write_patches(path: Path, patches: dict[str, tuple[torch.Tensor, torch.Tensor]]
+                   ) -> dict[str, Any]:
+    """Write the patched elements (index + value per tensor); return the file's size and sha256."""
+    from safetensors.torch import save_file
+
+    tensors = {}
+    for name, (index, values) in patches.items():
+        tensors[name + PATCH_INDEX], tensors[name + PATCH_VALUE] = index, values
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    return {"sha256": sha256_file(path), "size": path.stat().st_size}
 
 
 def _diff_blocks(entry: dict[str, Any], meta: TensorMeta, raw_reader: CheckpointReader,

@@ -147,16 +147,7 @@ def merge_lora(base: str | os.PathLike, lora: str | os.PathLike, out: str | os.P
     adapter = CheckpointReader(adapter_file, "--lora")
     base_reader = CheckpointReader(base_path, "--base")
     pairs, replacements = _split_adapter_keys(list(adapter.meta), adapter_file)
-
-    for target, source in replacements.items():
-        base_meta = base_reader.meta.get(target)
-        if base_meta is None:
-            raise WeightsError(f"{adapter_file.name}: tensor {source} has no counterpart {target} "
-                               f"in --base {base_path} (tied embeddings or another base model?)")
-        if base_meta.shape != adapter.meta[source].shape:
-            raise WeightsError(
-                f"{adapter_file.name}: tensor {source} shape {list(adapter.meta[source].shape)} != "
-                f"base {list(base_meta.shape)} (resized vocabulary?); resize the base first")
+    _check_replacements(replacements, adapter, base_reader, adapter_file)
     scalings: dict[str, float] = {}
     for target, pair in pairs.items():
         _load_pair(pair, adapter, adapter_file)
@@ -201,6 +192,20 @@ def merge_lora(base: str | os.PathLike, lora: str | os.PathLike, out: str | os.P
                          {"lora linear": kinds.count("linear"),
                           "lora embedding": kinds.count("embedding"),
                           "replaced": len(replacements)})
+
+
+def _check_replacements(replacements: dict[str, str], adapter: CheckpointReader,
+                        base: CheckpointReader, file: Path) -> None:
+    """Every tensor the adapter carries whole has a base tensor of the same shape to replace."""
+    for target, source in replacements.items():
+        base_meta = base.meta.get(target)
+        if base_meta is None:
+            raise WeightsError(f"{file.name}: tensor {source} has no counterpart {target} "
+                               f"in --base {base.path} (tied embeddings or another base model?)")
+        if base_meta.shape != adapter.meta[source].shape:
+            raise WeightsError(
+                f"{file.name}: tensor {source} shape {list(adapter.meta[source].shape)} != "
+                f"base {list(base_meta.shape)} (resized vocabulary?); resize the base first")
 
 
 def _load_pair(pair: LoraPair, adapter: CheckpointReader, file: Path) -> None:
