@@ -44,6 +44,50 @@ def test_trim_punctuation_must_be_a_boolean(tmp_path):
         load_benchmark(str(path))
 
 
+GOOD = {"name": "b", "task": "ner", "format": "conll03", "schema": "conll03",
+        "splits": {"test": "x"}}
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"splits": None}, "$: 'splits' is a required property"),
+    ({"task": "srl"}, "$.task: 'srl' is not one of ['ner', 're', 'ee']"),
+    ({"splits": {"test": 3}}, "$.splits.test: 3 is not of type 'string'"),
+    ({"splits": {}}, "$.splits: {} should be non-empty"),
+    ({"modes": []}, "$.modes: [] should be non-empty"),
+    ({"modes": "strict"}, "$.modes: 'strict' is not of type 'array'"),
+    ({"reader_options": []}, "$.reader_options: [] is not of type 'object'"),
+    ({"language": "fr"}, "$.language: 'fr' is not one of ['en', 'zh', None]"),
+    ({"name": 7}, "$.name: 7 is not of type 'string'"),
+    ({"default_split": "dev"}, "$.default_split: 'dev' is not one of the splits (test)"),
+])
+def test_invalid_definition_is_one_line_naming_file_and_field(tmp_path, change, expected):
+    data = {k: v for k, v in {**GOOD, **change}.items() if v is not None}
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(BenchmarkError) as info:
+        load_benchmark(str(path))
+    assert str(info.value) == f"{path}: {expected}"
+
+
+def test_definition_must_be_an_object(tmp_path):
+    path = tmp_path / "bench.json"
+    path.write_text("[1, 2]")
+    with pytest.raises(BenchmarkError, match=r"bench.json: \$: \[1, 2\] is not of type 'object'"):
+        load_benchmark(str(path))
+
+
+def test_schema_enums_follow_the_scoring_modes_and_the_task_registry():
+    from deepke_llm.evaluation.definitions import benchmark_schema
+    from deepke_llm.evaluation.spans import MODES
+    from deepke_llm.tasks import task_names
+
+    properties = benchmark_schema()["properties"]
+    assert tuple(properties["modes"]["items"]["enum"]) == MODES
+    assert properties["task"]["enum"] == task_names()
+    # the schema file sits beside the definitions but is not a benchmark itself
+    assert "benchmark.schema" not in bundled_benchmarks()
+
+
 def test_shipped_data_resolves_and_reads(data_dir):
     for name, split in (("conll03", "test"), ("conll04", "test"), ("msra", "test"),
                         ("peoples_daily", "test"), ("fewrel", "test")):
@@ -74,7 +118,7 @@ def test_definition_file_with_absolute_path(tmp_path, data_dir):
     assert resolve_data_path(definition, "test", "/nowhere") == data_dir / "conll2003" / "eng.testa"
     path.write_text(json.dumps({"name": "x", "task": "ner", "format": "conll03", "schema": "s",
                                 "splits": {"test": "t"}, "modes": ["fuzzy"]}))
-    with pytest.raises(BenchmarkError, match="field 'modes'"):
+    with pytest.raises(BenchmarkError, match=r"mine.json: \$\.modes\[0\]: 'fuzzy' is not one of"):
         load_benchmark(str(path))
     with pytest.raises(BenchmarkError, match="unknown benchmark 'nope': .*conll03"):
         load_benchmark("nope")

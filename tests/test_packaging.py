@@ -55,6 +55,8 @@ def test_wheel_contains_schemas_and_installed_package_loads_them(tmp_path):
     from deepke_llm.evaluation.definitions import bundled_benchmarks
 
     expected |= {f"deepke_llm/benchmark_defs/{name}.json" for name in bundled_benchmarks()}
+    # the definitions' JSON Schema: an installed copy validates with it (load_benchmark below)
+    expected.add("deepke_llm/benchmark_defs/benchmark.schema.json")
     if (REPO / "deepke_llm" / "adapters" / "default" / "adapter_config.json").is_file():
         expected |= {"deepke_llm/adapters/default/adapter_config.json",
                      "deepke_llm/adapters/default/adapter_model.safetensors"}

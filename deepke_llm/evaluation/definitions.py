@@ -7,16 +7,19 @@ A definition is a small JSON file (bundled ones live in ``benchmarks/definitions
      "splits": {"test": "conll2003/eng.testb"}, "modes": ["strict", "boundary", "string"],
      "reader_options": {"unit": "sentence"}}
 
-optionally with ``description``, ``default_split`` (when ``test`` has no public labels),
-``data_note`` (how to obtain data that cannot be shipped) and ``trim_punctuation: false`` where
-the gold spans keep punctuation glued to a word (CoNLL04's "Texas." at a sentence end), so that
-grounding keeps what the model copied instead of trimming it. A split path is used as is when
-absolute; otherwise it is relative to the data dir: ``--data-dir``, else ``$DEEPKE_DATA``, else
-``../shared/data`` next to the source checkout when present.
+validated against ``benchmark.schema.json`` (beside the bundled definitions; an error is one
+line naming the file and the field), optionally with ``description``, ``default_split`` (when
+``test`` has no public labels), ``data_note`` (how to obtain data that cannot be shipped) and
+``trim_punctuation: false`` where the gold spans keep punctuation glued to a word (CoNLL04's
+"Texas." at a sentence end), so that grounding keeps what the model copied instead of trimming
+it. A split path is used as is when absolute; otherwise it is relative to the data dir:
+``--data-dir``, else ``$DEEPKE_DATA``, else ``../shared/data`` next to the source checkout when
+present.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import warnings
@@ -27,12 +30,10 @@ from typing import Any
 
 from .spans import MODES
 
-__all__ = ["BenchmarkDefinition", "BenchmarkError", "bundled_benchmarks", "load_benchmark",
-           "resolve_data_path"]
+__all__ = ["BenchmarkDefinition", "BenchmarkError", "benchmark_schema", "bundled_benchmarks",
+           "load_benchmark", "resolve_data_path"]
 
-_REQUIRED = ("name", "task", "format", "schema", "splits")
-_OPTIONAL = ("description", "language", "modes", "reader_options", "default_split", "data_note",
-             "trim_punctuation")
+SCHEMA_FILE = "benchmark.schema.json"
 
 
 class BenchmarkError(ValueError):
@@ -59,40 +60,30 @@ class BenchmarkDefinition:
 
     @classmethod
     def from_dict(cls, data: Any, source: str) -> BenchmarkDefinition:
-        """Validate a parsed definition; unknown keys are ignored with a warning."""
-        if not isinstance(data, dict):
-            raise BenchmarkError(f"{source}: expected a JSON object")
-        for key in _REQUIRED:
-            if key not in data:
-                raise BenchmarkError(f"{source}: missing field '{key}'")
-        unknown = sorted(set(data) - set(_REQUIRED) - set(_OPTIONAL))
+        """Validate a parsed definition against ``benchmark.schema.json``; unknown keys are
+        ignored with a warning."""
+        import jsonschema
+
+        validator = jsonschema.Draft202012Validator(benchmark_schema())
+        error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+        if error is not None:
+            raise BenchmarkError(f"{source}: {error.json_path}: {error.message}")
+        unknown = sorted(set(data) - set(benchmark_schema()["properties"]))
         if unknown:
             warnings.warn(f"{source}: ignoring unknown field(s) {', '.join(unknown)}", stacklevel=2)
-        if data["task"] not in ("ner", "re", "ee"):
-            raise BenchmarkError(f"{source}: field 'task' must be ner, re or ee, not {data['task']!r}")
         splits = data["splits"]
-        if not isinstance(splits, dict) or not splits or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in splits.items()):
-            raise BenchmarkError(f"{source}: field 'splits' must map split names to file paths")
-        modes = tuple(data.get("modes", MODES))
-        bad = [m for m in modes if m not in MODES]
-        if bad or not modes:
-            raise BenchmarkError(f"{source}: field 'modes' must list some of {', '.join(MODES)}")
-        options = data.get("reader_options", {})
-        if not isinstance(options, dict):
-            raise BenchmarkError(f"{source}: field 'reader_options' must be an object")
-        trim = data.get("trim_punctuation", True)
-        if not isinstance(trim, bool):
-            raise BenchmarkError(f"{source}: field 'trim_punctuation' must be true or false")
+        # a value that must be one of another field's keys: beyond what JSON Schema can say
         default_split = data.get("default_split", "test" if "test" in splits else next(iter(splits)))
         if default_split not in splits:
-            raise BenchmarkError(f"{source}: default_split '{default_split}' is not in 'splits'")
-        return cls(name=str(data["name"]), task=data["task"], format=str(data["format"]),
-                   schema=str(data["schema"]), splits=dict(splits), language=data.get("language"),
-                   modes=modes, reader_options=dict(options),
-                   description=str(data.get("description", "")), default_split=default_split,
-                   data_note=str(data.get("data_note", "")), trim_punctuation=trim,
-                   source=source)
+            raise BenchmarkError(f"{source}: $.default_split: '{default_split}' is not one of "
+                                 f"the splits ({', '.join(splits)})")
+        return cls(name=data["name"], task=data["task"], format=data["format"],
+                   schema=data["schema"], splits=dict(splits), language=data.get("language"),
+                   modes=tuple(data.get("modes", MODES)),
+                   reader_options=dict(data.get("reader_options", {})),
+                   description=data.get("description", ""), default_split=default_split,
+                   data_note=data.get("data_note", ""),
+                   trim_punctuation=data.get("trim_punctuation", True), source=source)
 
     def to_dict(self) -> dict[str, Any]:
         out = {"name": self.name, "description": self.description, "task": self.task,
@@ -110,9 +101,16 @@ def _definitions_dir():
     return resources.files("deepke_llm").joinpath("benchmark_defs")
 
 
+@functools.cache
+def benchmark_schema() -> dict[str, Any]:
+    """The JSON Schema of a definition (``benchmark.schema.json`` beside the bundled ones)."""
+    return json.loads(_definitions_dir().joinpath(SCHEMA_FILE).read_text(encoding="utf-8"))
+
+
 def bundled_benchmarks() -> list[str]:
     """Names of the benchmark definitions shipped with the package."""
-    return sorted(p.name[:-5] for p in _definitions_dir().iterdir() if p.name.endswith(".json"))
+    return sorted(p.name[:-5] for p in _definitions_dir().iterdir()
+                  if p.name.endswith(".json") and p.name != SCHEMA_FILE)
 
 
 def load_benchmark(name_or_path: str | Path) -> BenchmarkDefinition:
