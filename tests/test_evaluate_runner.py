@@ -5,6 +5,7 @@ order shuffles report mean ± std."""
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -158,6 +159,68 @@ def test_event_benchmark_from_a_definition_file(tmp_path):
     assert "## Per type (strict argument classification)" in report
     assert re.search(r"^\| d\d \| trigger classification \| (missed|spurious) \|", report, re.M)
     assert (out / f"{STEM}.png").is_file()
+
+
+def _strings(value):
+    if isinstance(value, dict):
+        yield from (s for v in value.values() for s in _strings(v))
+    elif isinstance(value, list):
+        yield from (s for v in value for s in _strings(v))
+    elif isinstance(value, str):
+        yield value
+
+
+def test_reports_name_no_absolute_path_but_the_data_file_and_its_sha256(tmp_path, data_dir):
+    """Reports are committed and compared across machines: data dir, output dir, a definition
+    file and its absolute split path, and reader problems naming the file appear without this
+    machine's directories; the data is identified by benchmark, split, file and sha256."""
+    with rule_server() as (url, _):
+        assert evaluate(url, tmp_path, data_dir, "--limit", "5", "--bootstrap", "0").exit_code == 0
+        testb = data_dir / "conll2003" / "eng.testb"
+        own = tmp_path / "own.testb"  # a bad tag makes the reader report a problem naming the file
+        own.write_text("".join(testb.read_text().splitlines(True)[:30]) + "Foo NN I-NP X-BAD\n")
+        definition = tmp_path / "own03.json"
+        definition.write_text(json.dumps({"name": "own03", "task": "ner", "format": "conll03",
+                                          "schema": "conll03", "splits": {"test": str(own)}}))
+        result = run("evaluate", str(definition), "--base-url", url, "--api-model", "rule",
+                     "--output-dir", str(tmp_path), "--no-progress", "--bootstrap", "0")
+        assert result.exit_code == 0, result.output
+    published = json.loads((tmp_path / "conll03" / f"{STEM}.json").read_text())
+    assert published["data"] == {"benchmark": "conll03", "split": "test",
+                                 "file": "conll2003/eng.testb",
+                                 "sha256": hashlib.sha256(testb.read_bytes()).hexdigest()}
+    assert "data_file" not in published
+    assert published["settings"]["data_dir"] is None and published["settings"]["output_dir"] is None
+    own_summary = json.loads((tmp_path / "own03" / f"{STEM}.json").read_text())
+    assert own_summary["data"]["file"] == "own.testb"
+    assert own_summary["settings"]["benchmark"] == "own03.json"
+    assert own_summary["settings"]["definition"]["splits"] == {"test": "own.testb"}
+    (problem,) = [w for w in own_summary["warnings"] if w["kind"] == "dataset_problem"]
+    assert problem["examples"][0].startswith("own.testb:31: tag 'X-BAD'")
+    for name in ("conll03", "own03"):
+        report = json.loads((tmp_path / name / f"{STEM}.json").read_text())
+        absolute = [s for s in _strings(report) if s.startswith("/") or str(tmp_path) in s
+                    or str(data_dir) in s]
+        assert absolute == []
+        markdown = (tmp_path / name / f"{STEM}.md").read_text()
+        assert str(tmp_path) not in markdown and str(data_dir) not in markdown
+    assert (f"documents from `conll2003/eng.testb` (sha256 `{published['data']['sha256'][:12]}…`)"
+            in (tmp_path / "conll03" / f"{STEM}.md").read_text())
+
+
+def test_committed_results_name_no_directory_of_the_machine_that_ran_them():
+    found = []
+    for path in sorted((REPO / "benchmarks" / "results").rglob("*")):
+        if path.suffix == ".json":
+            strings = list(_strings(json.loads(path.read_text(encoding="utf-8"))))
+        elif path.suffix == ".md":
+            strings = re.findall(r"`([^`]*)`|\(([^)]*)\)", path.read_text(encoding="utf-8"))
+            strings = [s for pair in strings for s in pair if s]
+        else:
+            continue
+        found += [f"{path.name}: {s}" for s in strings
+                  if re.match(r"(/|~/|[A-Za-z]:\\)\S", s) or "../shared" in s]
+    assert found == []
 
 
 def test_few_shot_baseline_shows_train_demonstrations(tmp_path):

@@ -24,6 +24,7 @@ Writes benchmarks/results/kg2instruction/NAME.{json,md}.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -35,6 +36,16 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 DATA = Path(os.environ.get("DEEPKE_DATA", REPO.parent / "shared" / "data")) / "fewrel"
 GOALS = {"recall": 0.95, "ambiguous_alias_accuracy": 0.95}  # issue 4
+
+
+def input_record(path: str) -> dict[str, str]:
+    """An input file as results record it: relative to the data dir (its name when elsewhere)
+    and its sha256, never a directory of the machine that ran it (results are committed)."""
+    resolved = Path(path).resolve()
+    data_dir = DATA.parent.resolve()
+    name = (resolved.relative_to(data_dir).as_posix() if resolved.is_relative_to(data_dir)
+            else resolved.name)
+    return {"file": name, "sha256": hashlib.sha256(resolved.read_bytes()).hexdigest()}
 
 
 def split_fewrel(fewrel: str, work: Path) -> tuple[Path, Path]:
@@ -110,15 +121,16 @@ def main() -> None:
         f"--output IN/docs.jsonl --splitter {args.splitter} --context {args.context} "
         f"--workers {args.workers}")
     result = {
-        "inputs": {"fewrel": os.path.relpath(args.fewrel, REPO),
-                   "relations": os.path.relpath(args.relations, REPO), "kb": mode},
+        "inputs": {"fewrel": input_record(args.fewrel), "relations": input_record(args.relations),
+                   "kb": mode},
         "goals": GOALS,
         "prepared": {k: v for k, v in prepared.items() if k != "input_errors"},
         "scores": scores,
         "pipeline_stats": {k: v for k, v in stats.items() if k not in ("timing",)},
         "seconds": round(seconds, 2),
         "commands": commands,
-        "reproduce": "python benchmarks/kg2instruction/fewrel.py " + " ".join(sys.argv[1:]),
+        "reproduce": "python benchmarks/kg2instruction/fewrel.py " + " ".join(
+            Path(arg).name if Path(arg).is_absolute() else arg for arg in sys.argv[1:]),
     }
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -188,7 +200,7 @@ def markdown(result: dict) -> str:
     p = result["prepared"]
     kb_size = f"KB of {p['entities']} entities / {p['triples']} triples"
     lines = [
-        f"# KG2Instruction on FewRel ({result['inputs']['fewrel']})", "",
+        f"# KG2Instruction on FewRel ({result['inputs']['fewrel']['file']})", "",
         f"{p['sentences']} evaluated sentences, {p['relations']} relations, {kb_size} "
         f"({_KB_WORDS[result['inputs']['kb']]}); pipeline {result['seconds']} s.", "",
         *_goal_lines(result), *_caveats(result),

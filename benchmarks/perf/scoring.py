@@ -30,11 +30,13 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from deepke_llm.datasets import read_dataset  # noqa: E402
+from deepke_llm.evaluation.definitions import load_benchmark  # noqa: E402
 from deepke_llm.evaluation.iob import (  # noqa: E402
     documents_to_iob2,
     perturb_entities,
     seqeval_strict,
 )
+from deepke_llm.evaluation.runner import data_record  # noqa: E402
 from deepke_llm.evaluation.scoring import score_documents  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "perf"
@@ -89,7 +91,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from importlib.metadata import version
 
     result = {
-        "data": str(path), "documents": len(gold), "gold_entities": counts.tp + counts.fn,
+        # benchmark, split, file under the data dir and sha256: no directory of this machine
+        "data": data_record(load_benchmark("conll03"), "test", path), "documents": len(gold), "gold_entities": counts.tp + counts.fn,
         "predicted_entities": counts.tp + counts.fp, "seed": args.seed, "repeats": args.repeats,
         "ours": {"precision": counts.precision, "recall": counts.recall, "f1": counts.f1,
                  "tp": counts.tp, "fp": counts.fp, "fn": counts.fn,

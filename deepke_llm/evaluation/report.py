@@ -169,7 +169,8 @@ def write_markdown(path: Path, summary: dict[str, Any], score: TaskScore,
     s = summary
     lines = [f"# {s['benchmark']} — {s['model']} ({s['date']})", "",
              f"Task `{s['task']}`, split `{s['split']}`, {s['documents']} documents from "
-             f"`{s['data_file']}`; schema `{s['settings']['schema']}`, prompt style "
+             f"`{s['data']['file']}` (sha256 `{s['data']['sha256'][:12]}…`); schema "
+             f"`{s['settings']['schema']}`, prompt style "
              f"`{s['settings']['prompt_style']}`; deepke-llm {s['deepke_llm_version']}. "
              "Scores are micro P/R/F1 in percent.", "", "## Overall", ""]
     headers, rows = overall_rows(score, s.get("confidence_intervals"), s.get("prompt_variance"))

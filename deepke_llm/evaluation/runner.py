@@ -6,7 +6,9 @@ touches the published results; a run to publish goes to ``benchmarks/results`` e
 committed there, and only committed reports make the README's table):
 
 * ``<model>-<date>.json``: scores of every mode (the ``score --json`` shape under ``scores``),
-  bootstrap 95% intervals of F1, prompt variance, warnings, run statistics and settings;
+  bootstrap 95% intervals of F1, prompt variance, warnings, run statistics and settings; the
+  data as benchmark, split, file relative to the data dir and sha256 (reports get committed and
+  compared across machines, so they name no absolute path);
 * ``<model>-<date>.md``: overall table, per-type table(s), warnings and 20 sample errors;
 * ``<model>-<date>.png``: per-type F1 bar chart;
 * ``<model>-<date>.gold.jsonl`` and ``.pred.jsonl`` (``.shuffleK.pred.jsonl`` per schema order),
@@ -19,6 +21,7 @@ Predictions are written as they finish and ``resume=True`` continues an interrup
 from __future__ import annotations
 
 import datetime
+import hashlib
 import re
 import statistics
 from dataclasses import asdict, dataclass, field
@@ -106,6 +109,43 @@ def model_slug(name: str) -> str:
     if Path(name).exists():  # a local model dir names the model by its folder
         name = Path(name).name
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_.") or "model"
+
+
+def data_record(definition: BenchmarkDefinition, split: str, path: Path) -> dict[str, str]:
+    """What identifies the evaluated data without naming this machine's directories: the
+    benchmark, the split, the file relative to the data dir (its name when the definition gives
+    an absolute path) and the file's sha256."""
+    given = definition.splits[split]
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return {"benchmark": definition.name, "split": split,
+            "file": Path(given).name if Path(given).is_absolute() else given,
+            "sha256": digest.hexdigest()}
+
+
+def _portable(value: str | None, is_file: bool = False) -> str | None:
+    """A path setting as a report may record it: relative paths as given, absolute ones relative
+    to the working dir when inside it; another absolute directory means nothing on another
+    machine (None), another absolute file is recorded by its name."""
+    if value is None or not Path(value).is_absolute():
+        return value
+    path = Path(value)
+    if path.is_relative_to(Path.cwd()):
+        return str(path.relative_to(Path.cwd())) or "."
+    return path.name if is_file else None
+
+
+def _settings(config: EvaluationConfig, definition: BenchmarkDefinition,
+              modes: tuple[str, ...]) -> dict[str, Any]:
+    """The run's settings with no absolute path of this machine in them."""
+    described = definition.to_dict()
+    described["splits"] = {split: _portable(path, is_file=True)
+                           for split, path in definition.splits.items()}
+    return {**asdict(config), "benchmark": _portable(config.benchmark, is_file=True),
+            "data_dir": _portable(config.data_dir), "output_dir": _portable(config.output_dir),
+            "modes": list(modes), "schema": definition.schema, "definition": described}
 
 
 def load_gold(definition: BenchmarkDefinition, split: str, data_dir: str | None,
@@ -211,6 +251,7 @@ def run_benchmark(config: EvaluationConfig, backend: Backend, model_name: str) -
     modes = tuple(config.modes or definition.modes)
     reader_problems: list[str] = []
     data_file, gold = load_gold(definition, split, config.data_dir, config.limit, reader_problems)
+    data = data_record(definition, split, data_file)
     directory = Path(config.output_dir) / definition.name
     directory.mkdir(parents=True, exist_ok=True)
     slug = model_slug(model_name)
@@ -248,13 +289,14 @@ def run_benchmark(config: EvaluationConfig, backend: Backend, model_name: str) -
                                       pred_name=pred_path.name,
                                       keep_mismatches=modes[:1] if first else ()))
     score = scores[0]
-    for message in reader_problems:
-        score.diagnostics.add("dataset_problem", message)
+    for message in reader_problems:  # "FILE:LINE: ...": the file as the report names it
+        score.diagnostics.add("dataset_problem", message.replace(str(data_file), data["file"]))
 
     summary: dict[str, Any] = {
         "benchmark": definition.name, "task": definition.task, "split": split,
         "model": model_name, "date": datetime.date.today().isoformat(),
-        "deepke_llm_version": __version__, "documents": len(gold), "data_file": str(data_file),
+        "deepke_llm_version": __version__, "documents": len(gold),
+        "data": data,
         "scores": score.to_dict(),
         "confidence_intervals": _intervals(score, config.bootstrap, config.seed)
         if config.bootstrap else None,
@@ -264,8 +306,7 @@ def run_benchmark(config: EvaluationConfig, backend: Backend, model_name: str) -
                      for kind, entry in score.diagnostics.to_dict().items()],
         "extraction": {**run_stats, "seconds": round(run_stats["seconds"], 3),
                        "documents_with_errors": with_errors},
-        "settings": {**asdict(config), "modes": list(modes), "schema": definition.schema,
-                     "definition": definition.to_dict()},
+        "settings": _settings(config, definition, modes),
         "files": {key: path.name for key, path in paths.items()},
     }
     mismatches = score.mismatches.get(modes[0], [])
