@@ -54,7 +54,9 @@ class IndexedDatasetWriter:
     """Append samples to ``.bin`` and the index arrays to temporary files; ``finish`` assembles.
 
     Everything is written under temporary names and renamed at the end (the ``.json`` last), so an
-    interrupted run never leaves a dataset that looks complete.
+    interrupted run never leaves a dataset that looks complete. (Not :func:`deepke_llm.io.
+    atomic_path`, which replaces one path when one ``with`` block ends: here four files stream in
+    for the whole run, between calls, and three are renamed in a fixed order.)
     """
 
     def __init__(self, prefix: str | os.PathLike, dtype: np.dtype) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from transformers import Trainer, TrainerCallback
 
+from deepke_llm.io import atomic_path
 from deepke_llm.training.sft.loss import causal_lm_loss
 
 __all__ = ["EvalFnCallback", "JsonlLogCallback", "SftTrainer", "ThroughputCallback"]
@@ -63,8 +64,8 @@ class JsonlLogCallback(TrainerCallback):
             for line in self.path.read_text(encoding="utf-8").splitlines():
                 if line.strip() and json.loads(line).get("step", 0) <= state.global_step:
                     kept.append(line)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        with atomic_path(self.path) as tmp:  # a crash here keeps the old log, never half of it
+            tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None,
                **kwargs: Any) -> None:
