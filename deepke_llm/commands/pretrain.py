@@ -100,7 +100,7 @@ class _PrepareProgress:
         before = self.seen.get(info["source"], 0)
         self.seen[info["source"]] = info["documents"]
         self.bar.advance(info["documents"] - before)
-        self.bar.status(f"{info['source']}, {info['tokens']:,} tokens")
+        self.bar.status(f"{info['source']}, {info['tokens']:,} tokens written")
 
     def __enter__(self) -> _PrepareProgress:
         return self
