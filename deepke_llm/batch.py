@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from deepke_llm.extractor import Extractor, detect_language, parse_output
-from deepke_llm.io import ProgressBar, ResumableWriter, count_lines, json_line
+from deepke_llm.io import ProgressBar, ResumableWriter, count_lines, json_chunks
 from deepke_llm.records import Document, RecordError, iter_jsonl
 from deepke_llm.schema import Schema, load_schema
 from deepke_llm.tasks import get_task
@@ -173,8 +173,9 @@ def _jsonl_lines(path: str, on_error: ErrorSink) -> Iterator[tuple[int, Any]]:
 class _StdoutWriter:
     done_ids: set[str] = set()
 
-    def write(self, record: dict[str, Any]) -> None:
-        sys.stdout.write(json_line(record) + "\n")
+    def write(self, record: Any) -> None:
+        sys.stdout.writelines(json_chunks(record))
+        sys.stdout.write("\n")
         sys.stdout.flush()
 
     def finish(self) -> None:
@@ -221,7 +222,7 @@ def run_to_file(documents: Iterable[Document],
                 summary.failed += 1
                 report(f"document '{document.id}' not done: {document.failure}")
                 continue
-            writer.write(document.to_dict())
+            writer.write(document)
             summary.records += document.record_count
             summary.errors += len(document.errors)
     except BaseException:

@@ -98,7 +98,7 @@ class _Pending:
     language: str
     errors: list[str] = field(default_factory=list)
     windows: list[_Span] = field(default_factory=list)
-    found: list[tuple[int, Any]] = field(default_factory=list)  # (window index, record)
+    found: dict[int, list] = field(default_factory=dict)  # window index -> its records
     window_errors: list[tuple[int, str]] = field(default_factory=list)
     raw_outputs: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
@@ -330,7 +330,8 @@ class Extractor:
                                         job.window.text, pending.language, self.style.name,
                                         self.trim_punctuation)
         pending.window_errors.extend((job.window_index, e) for e in errors)
-        pending.found.extend((job.window_index, shift(r, job.window.start)) for r in grounded)
+        pending.found.setdefault(job.window_index, []).extend(
+            shift(r, job.window.start) for r in grounded)
 
     def _finished(self, queue: deque[_Pending]) -> Iterator[Document]:
         while queue and queue[0].done:
@@ -351,11 +352,12 @@ class Extractor:
         records: list = []
         starts = [w.start for w in windows]
         widest = max((w.end - w.start for w in windows), default=0)
-        for index, record in pending.found:
-            if several and _touches_cut(record, windows[index]) and \
-                    _held_by_other(record, index, windows, starts, widest):
-                continue  # cut by this window's edge; an overlapping window sees it whole
-            records.append(record)
+        for index, found in pending.found.items():
+            for record in found:
+                if several and _touches_cut(record, windows[index]) and \
+                        _held_by_other(record, index, windows, starts, widest):
+                    continue  # cut by this window's edge; an overlapping window sees it whole
+                records.append(record)
         records = unique(records)
         if several:
             records = _drop_ungrounded_twins(records)

@@ -26,8 +26,8 @@ from typing import IO, Any
 from deepke_llm.records import replace_surrogates
 
 __all__ = ["OutputBusy", "Problems", "ProgressBar", "ResumableWriter", "SameFileError",
-           "atomic_path", "count_lines", "json_line", "output_lock", "refuse_same_file",
-           "write_jsonl_atomic"]
+           "atomic_path", "count_lines", "json_chunks", "json_line", "output_lock",
+           "refuse_same_file", "write_jsonl_atomic"]
 
 PathLike = str | os.PathLike[str]
 
@@ -46,8 +46,29 @@ def json_line(record: Any) -> str:
     A lone surrogate (from a broken ``\\ud800`` escape) cannot be written as UTF-8; it becomes
     U+FFFD, which keeps every offset valid (one code point for one).
     """
-    data = record.to_dict() if hasattr(record, "to_dict") else record
-    return replace_surrogates(json.dumps(data, ensure_ascii=False))
+    return "".join(json_chunks(record))
+
+
+def json_chunks(record: Any) -> Iterator[str]:
+    """The pieces of :func:`json_line`, each record of a Document dumped on its own, so writing
+    a document with millions of mentions never builds them all as dicts and one string."""
+    if not hasattr(record, "items") or isinstance(record, dict):
+        data = record.to_dict() if hasattr(record, "to_dict") else record
+        yield replace_surrogates(json.dumps(data, ensure_ascii=False))
+        return
+    separator = "{"
+    for key, value in record.items():
+        yield f"{separator}{json.dumps(key, ensure_ascii=False)}: "
+        separator = ", "
+        if isinstance(value, Iterator):
+            inner = "["
+            for item in value:
+                yield inner + replace_surrogates(json.dumps(item, ensure_ascii=False))
+                inner = ", "
+            yield "[]" if inner == "[" else "]"
+        else:
+            yield replace_surrogates(json.dumps(value, ensure_ascii=False))
+    yield "}" if separator == ", " else "{}"
 
 
 def refuse_same_file(output: PathLike | None, inputs: Iterable[PathLike | None]) -> None:
@@ -257,13 +278,25 @@ class ResumableWriter:
             raise
         self.written = 0
 
-    def write(self, record: dict[str, Any] | str) -> None:
-        """Append one record (a dict, or an already serialised JSON line) and flush it."""
-        line = replace_surrogates(record) if isinstance(record, str) else json_line(record)
+    def write(self, record: Any) -> None:
+        """Append one record (a Document, a dict, or an already serialised JSON line) and flush.
+
+        A Document is written piece by piece (:func:`json_chunks`)."""
         if self._handle is None:
             raise ValueError(f"writer for {self.path} is closed")
-        self._handle.write(line + "\n")
-        self._handle.flush()
+        start = self._handle.tell()
+        try:
+            if isinstance(record, str):
+                self._handle.write(replace_surrogates(record))
+            else:
+                self._handle.writelines(json_chunks(record))
+            self._handle.write("\n")
+            self._handle.flush()
+        except BaseException:
+            # never leave half a line for the next one to be appended to (a full disk, Ctrl-C)
+            with contextlib.suppress(OSError, ValueError):
+                self._handle.truncate(start)
+            raise
         self.written += 1
 
     def finish(self) -> Path:

@@ -57,7 +57,7 @@ def _offsets(data: Mapping[str, Any], where: str) -> tuple[int | None, int | Non
     return start, end
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Span:
     """A piece of text with optional character offsets (event triggers use this)."""
 
@@ -78,7 +78,7 @@ class Span:
         return cls(_get(data, "text", str, where), start, end)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entity:
     """A typed mention; ``kb_id`` is set when linked to a knowledge base."""
 
@@ -111,7 +111,7 @@ class Entity:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Relation:
     """A typed (head, relation, tail) triple; ``kb_relation`` names the KB property it came from."""
 
@@ -137,7 +137,7 @@ class Relation:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Argument:
     """An event argument: a mention filling ``role``; ``type`` is its entity type when known."""
 
@@ -170,7 +170,7 @@ class Argument:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     """An event of ``type`` anchored by ``trigger`` with role-filling ``arguments``."""
 
@@ -193,7 +193,7 @@ class Event:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Document:
     """One text and everything extracted from (or annotated on) it.
 
@@ -223,21 +223,29 @@ class Document:
         return replace(self, errors=self.errors + tuple(errors))
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "text": self.text}
+        return {key: list(value) if isinstance(value, Iterator) else value
+                for key, value in self.items()}
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        """The record's JSON fields in order; the record lists come as iterators of dicts, so a
+        writer can stream a document with millions of mentions (see deepke_llm.io.json_line)."""
+        yield "id", self.id
+        yield "text", self.text
         if self.language is not None:
-            out["language"] = self.language
-        out["entities"] = [e.to_dict() for e in self.entities]
-        out["relations"] = [r.to_dict() for r in self.relations]
-        out["events"] = [e.to_dict() for e in self.events]
+            yield "language", self.language
+        yield "entities", (e.to_dict() for e in self.entities)
+        yield "relations", (r.to_dict() for r in self.relations)
+        yield "events", (e.to_dict() for e in self.events)
         if self.raw_output is not None:
-            out["raw_output"] = list(self.raw_output)
+            yield "raw_output", list(self.raw_output)
         if self.errors:
-            out["errors"] = list(self.errors)
+            yield "errors", list(self.errors)
         if self.failure is not None:
-            out["failure"] = self.failure
+            yield "failure", self.failure
         # extra keys of the input line last, so the record fields lead each line
-        out.update((k, v) for k, v in self.meta.items() if k not in out)
-        return out
+        fixed = {"id", "text", "language", "entities", "relations", "events", "raw_output",
+                 "errors", "failure"}
+        yield from ((k, v) for k, v in self.meta.items() if k not in fixed)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False)

@@ -121,3 +121,15 @@ def test_problems_count_everything_and_show_the_first(capsys):
 def test_json_line_keeps_offsets_when_it_replaces_surrogates():
     line = json_line({"text": "a\ud800b", "start": 2})
     assert json.loads(line) == {"text": "a\ufffdb", "start": 2}
+
+
+def test_a_document_streams_to_the_same_line_as_its_dict():
+    from deepke_llm.records import Document, Entity, Relation
+
+    doc = Document("a", "Alice met Bob", "en",
+                   entities=tuple(Entity("person", "Alice", 0, 5) for _ in range(3)),
+                   relations=(Relation("knows", Entity("person", "Alice", 0, 5),
+                                       Entity("person", "Bob", 10, 13)),),
+                   raw_output=("{}",), errors=("e",), meta={"source": "x"})
+    assert json_line(doc) == json.dumps(doc.to_dict(), ensure_ascii=False)
+    assert json_line(Document("b", "x")) == json.dumps(Document("b", "x").to_dict())

@@ -38,13 +38,16 @@ from deepke_llm.io import atomic_path  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "reliability"
 SENTENCE = "Report {i}: Alice met Bob in Paris while the market in the city stayed quiet. "
+# a name every 12 sentences: what long prose usually looks like
+SPARSE = ("the market in the city stayed quiet while traders waited for news from abroad. " * 11
+          + "Alice met Bob in Paris. ")
 
 
-def make_input(path: Path, megabytes: float) -> int:
+def make_input(path: Path, megabytes: float, kind: str) -> int:
     """One document of about ``megabytes`` MB plus three small ones; returns its length."""
     pieces, size, i = [], 0, 0
     while size < megabytes * 1_000_000:
-        piece = SENTENCE.format(i=i)
+        piece = SENTENCE.format(i=i) if kind == "dense" else SPARSE
         pieces.append(piece)
         size += len(piece)
         i += 1
@@ -56,9 +59,10 @@ def make_input(path: Path, megabytes: float) -> int:
     return len(text)
 
 
-def run_once(repo: Path, megabytes: float, url: str, work: Path, timeout: float) -> dict[str, Any]:
+def run_once(repo: Path, megabytes: float, kind: str, url: str, work: Path,
+             timeout: float) -> dict[str, Any]:
     inp, out = work / f"in-{megabytes}.jsonl", work / f"out-{megabytes}.jsonl"
-    length = make_input(inp, megabytes)
+    length = make_input(inp, megabytes, kind)
     command = [sys.executable, "-c",
                "import resource, sys; from deepke_llm.cli import main\n"
                "try:\n    main()\nfinally:\n"
@@ -88,7 +92,7 @@ def run_once(repo: Path, megabytes: float, url: str, work: Path, timeout: float)
                         and record["text"][e["start"]:e["end"]] == "Alice")
     for path in (inp, out):
         path.unlink(missing_ok=True)
-    return {"megabytes": megabytes, "characters": length, "exit_code": code,
+    return {"megabytes": megabytes, "kind": kind, "characters": length, "exit_code": code,
             "seconds": round(seconds, 1), "peak_rss_mb": round(peak[0] / 1024, 1) if peak else None,
             "alice_found": found, "alice_in_text": expected,
             "timed_out": code is None}
@@ -97,6 +101,8 @@ def run_once(repo: Path, megabytes: float, url: str, work: Path, timeout: float)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[5.0, 50.0])
+    parser.add_argument("--kinds", nargs="+", default=["dense", "sparse"],
+                        help="dense: 4 names per sentence; sparse: one sentence with names in 12.")
     parser.add_argument("--compare", type=Path, help="Another checkout to run the same way.")
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--no-write", action="store_true")
@@ -105,8 +111,9 @@ def main() -> None:
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in repos}
     with tempfile.TemporaryDirectory() as work, flaky_server(0, 0.0, 0.0, 0.0) as (url, _):
         for name, repo in repos.items():
-            for size in args.sizes:
-                runs[name].append(run_once(repo, size, url, Path(work), args.timeout))
+            for kind in args.kinds:
+                for size in args.sizes:
+                    runs[name].append(run_once(repo, size, kind, url, Path(work), args.timeout))
                 print(name, json.dumps(runs[name][-1]), flush=True)
     result = {"runs": runs, "compare_commit": _commit(args.compare) if args.compare else None,
               "commit": _commit(REPO), "machine": f"{platform.machine()}, {platform.python_version()}",
@@ -127,13 +134,13 @@ def write(result: dict[str, Any]) -> None:
     md = ["# One huge document (`benchmarks/reliability/huge_document.py`)", "",
           "`deepke-llm extract` over one document of N MB (plus three small ones behind it) "
           "against a rule server on 127.0.0.1; peak RSS of the extract process.", "",
-          "| code | document | exit | wall s | peak RSS MB | 'Alice' grounded / in text |",
-          "|---|---:|---:|---:|---:|---|"]
+          "| code | document | names | exit | wall s | peak RSS MB | 'Alice' grounded / in text |",
+          "|---|---:|---|---:|---:|---:|---|"]
     for name, runs in result["runs"].items():
         label = result["commit"] if name == "current" else result["compare_commit"]
         for run in runs:
             exit_code = "timeout" if run["timed_out"] else run["exit_code"]
-            md.append(f"| {name} ({label}) | {run['megabytes']:g} MB | {exit_code} | "
+            md.append(f"| {name} ({label}) | {run['megabytes']:g} MB | {run['kind']} | {exit_code} | "
                       f"{run['seconds']} | {run['peak_rss_mb']} | "
                       f"{run['alice_found']:,} / {run['alice_in_text']:,} |")
     md += ["", f"Machine: {result['machine']}.", ""]
