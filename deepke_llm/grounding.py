@@ -95,10 +95,13 @@ _folded_text = lru_cache(maxsize=1)(_fold)
 
 
 def _fuzzy(text: str, mention: str) -> list[Offsets]:
+    folded_text, origin = _folded_text(text)
+    # every non-space character folds to at least one: a longer mention cannot be in the text
+    if len(mention) - sum(map(str.isspace, mention)) > len(folded_text):
+        return []
     folded_mention, _ = _fold(mention)
     if not folded_mention:
         return []
-    folded_text, origin = _folded_text(text)
     return [(origin[s], origin[e - 1] + 1) for s, e in _exact(folded_text, folded_mention)]
 
 
@@ -265,38 +268,45 @@ def ground_entities(text: str, entities: Sequence[Entity], trim_punctuation: boo
     errors: list[str] = []
     taken = _TakenSpans()
     by_span: dict[Offsets, Entity] = {}
-    out: list[tuple[int, Entity]] = []
+    # output order: by start (ungrounded last), then input order; one int per key, not a tuple:
+    # 100,000 occurrences make 100,000 records, and every extra object is work for the collector
+    out: list[Entity] = []
+    keys: list[int] = []
+    stride, last = len(entities) + 1, 1 << 60
     order = sorted(range(len(entities)), key=lambda i: -len(entities[i].text))
     for i in order:
         entity = entities[i]
         if entity.start is not None:
-            out.append((i, entity))
+            out.append(entity)
+            keys.append(entity.start * stride + i)
             continue
         occurrences = find_mention(text, entity.text, trim_punctuation)
         if not occurrences:
-            errors.append(f"entity '{entity.text}' ({entity.type}) not found in the text")
-            out.append((i, entity))
+            errors.append(f"entity '{_shown(entity.text)}' ({entity.type}) not found in the text")
+            out.append(entity)
+            keys.append(last * stride + i)
             continue
         free = [o for o in occurrences if not taken.overlaps(o)]
         if not free:
             same = [o for o in occurrences if o in by_span]
             if same and all(by_span[o].type != entity.type for o in same):
-                errors.append(f"entity '{entity.text}' predicted as both {by_span[same[0]].type} "
+                errors.append(f"entity '{_shown(entity.text)}' predicted as both {by_span[same[0]].type} "
                               f"and {entity.type}; kept {by_span[same[0]].type}")
                 continue
             free = occurrences[:1]  # nested inside a longer mention: keep one, do not lose it
         labelled = []
         place = _placer(entity)
-        for start, end in free:
+        for span in free:
+            start, end = span
             grounded = place(text=text[start:end], start=start, end=end)
-            if (start, end) in by_span and by_span[(start, end)] == grounded:
+            if span in by_span and by_span[span] == grounded:
                 continue
-            labelled.append((start, end))
-            by_span[(start, end)] = grounded
-            out.append((i, grounded))
+            labelled.append(span)
+            by_span[span] = grounded
+            out.append(grounded)
+            keys.append(start * stride + i)
         taken.add(labelled)
-    out.sort(key=lambda pair: (pair[1].start if pair[1].start is not None else 1 << 60, pair[0]))
-    return [entity for _, entity in out], errors
+    return [out[k] for k in sorted(range(len(out)), key=keys.__getitem__)], errors
 
 
 def ground_relations(text: str, relations: Sequence[Relation], trim_punctuation: bool = True
@@ -312,7 +322,7 @@ def ground_relations(text: str, relations: Sequence[Relation], trim_punctuation:
         for side, found in (("head", heads), ("tail", tails)):
             if not found:
                 mention = relation.head.text if side == "head" else relation.tail.text
-                errors.append(f"relation '{relation.type}': {side} '{mention}' not found in the text")
+                errors.append(f"relation '{relation.type}': {side} '{_shown(mention)}' not found in the text")
         head, tail = _nearest_pair(heads, tails)
         out.append(replace(relation, head=_at(relation.head, text, head),
                            tail=_at(relation.tail, text, tail)))
@@ -420,7 +430,7 @@ def ground_events(text: str, events: Sequence[Event], trim_punctuation: bool = T
         else:
             trigger_options = find_mention(text, event.trigger.text, trim_punctuation)
         if not trigger_options:
-            errors.append(f"event '{event.type}': trigger '{event.trigger.text}' not found in the text")
+            errors.append(f"event '{event.type}': trigger '{_shown(event.trigger.text)}' not found in the text")
         arg_options = [
             [(a.start, a.end)] if a.start is not None
             else find_mention(text, a.text, trim_punctuation)
@@ -432,7 +442,7 @@ def ground_events(text: str, events: Sequence[Event], trim_punctuation: bool = T
         arguments: list[Argument] = []
         for argument, options in zip(event.arguments, arg_options, strict=True):
             if not options:
-                errors.append(f"event '{event.type}': argument '{argument.text}' "
+                errors.append(f"event '{event.type}': argument '{_shown(argument.text)}' "
                               f"({argument.role}) not found in the text")
                 arguments.append(argument)
                 continue
@@ -442,6 +452,11 @@ def ground_events(text: str, events: Sequence[Event], trim_punctuation: bool = T
         span = _at(event.trigger, text, trigger)
         out.append(Event(event.type, span, tuple(arguments)))
     return out, errors
+
+
+def _shown(mention: str, limit: int = 200) -> str:
+    """``mention`` for an error line: a 1 MB "mention" must not make a 1 MB error."""
+    return mention if len(mention) <= limit else mention[:limit] + f"... ({len(mention):,} characters)"
 
 
 def _placer(item) -> Callable[..., Any]:

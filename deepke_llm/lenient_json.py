@@ -26,6 +26,8 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
+from deepke_llm.records import replace_surrogates
+
 __all__ = ["REPAIR_LIMIT", "loads_lenient"]
 
 # json_repair's worst inputs grow with the square of their length (measured with 0.64:
@@ -52,6 +54,8 @@ _ANY_PUNCTUATION = re.compile("[" + "".join(_STRUCTURAL) + "".join(_OPEN_QUOTES)
 _BARE_CONSTANT = re.compile(_STRING + r"|(?<=[\[,:])(?P<space>\s*)-?(?:NaN|Infinity)(?=\s*(?:[,\]}]|\Z))",
                             re.S)
 _CLOSERS = {"{": "}", "[": "]"}
+# "\ud800" in a JSON string decodes to a lone surrogate, which no UTF-8 writer can write
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 def _int_or_digits(digits: str) -> int | str:
@@ -178,6 +182,13 @@ def loads_lenient(text: str, want: str = "{[") -> tuple[Any, list[str]]:
     """
     if not isinstance(text, str):
         return None, [f"output is {type(text).__name__}, not text"]
+    value, notes = _loads(text, want)
+    if value is not None and _SURROGATE_ESCAPE.search(text):
+        value = _without_surrogates(value)
+    return value, notes
+
+
+def _loads(text: str, want: str) -> tuple[Any, list[str]]:
     body = _strip_fences(text)
     normalised = _normalise_punctuation(body)
     normalised = body if normalised == body else normalised
@@ -208,6 +219,26 @@ def loads_lenient(text: str, want: str = "{[") -> tuple[Any, list[str]]:
     if value in ("", None) or not isinstance(value, (dict, list)):
         return None, notes + ["could not recover a JSON object from the output"]
     return value, notes
+
+
+def _without_surrogates(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings and keys replaced by U+FFFD (in place,
+    without recursion: the value may nest hundreds deep)."""
+    if isinstance(value, str):
+        return replace_surrogates(value)
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        entries = list(item.items()) if isinstance(item, dict) else list(enumerate(item))
+        if isinstance(item, dict):
+            item.clear()
+        for key, child in entries:
+            if isinstance(child, str):
+                child = replace_surrogates(child)
+            elif isinstance(child, (dict, list)):
+                stack.append(child)
+            item[replace_surrogates(key) if isinstance(key, str) else key] = child
+    return value
 
 
 def _repair(text: str) -> tuple[Any, list[str]]:

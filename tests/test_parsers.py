@@ -259,3 +259,10 @@ def test_list_valued_subject_and_object_expand_to_a_bounded_number_of_pairs():
     assert len(records) == MAX_PAIRS and (records[0].head.text, records[0].tail.text) == ("P0", "O0")
     assert errors == [f"relation 'work for': 40,000 subject/object pairs in one item; kept the first "
                       f"{MAX_PAIRS:,}"]
+
+
+def test_an_escaped_lone_surrogate_in_the_answer_becomes_a_replacement_character():
+    for raw in (r'{"person": ["Bob\ud800", "Ann"]}', r"{'person': ['Bob\ud800', 'Ann']}"):
+        records, errors = NER.parse_iepile(raw, CONLL03, "en")
+        assert [r.text for r in records] == ["Bob\ufffd", "Ann"]
+        json.dumps([r.to_dict() for r in records], ensure_ascii=False).encode("utf-8")

@@ -8,6 +8,7 @@ output: ``{"attack": [{"trigger": "fired", "arguments": {"attacker": "troops", "
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from deepke_llm.lenient_json import loads_lenient
@@ -24,6 +25,7 @@ from deepke_llm.tasks.base import (
     register_task,
     snippet,
     tuple_lines,
+    type_resolver,
     unique,
 )
 
@@ -41,6 +43,19 @@ def _resolve_role(event_type: EventType, shown: str, language: str, schema_langu
         if folded in (role.display(language, schema_language).casefold(), role.name.casefold()):
             return role
     return None
+
+
+def _role_resolver(language: str, schema_language: str) -> Callable[[EventType, str], Any]:
+    """:func:`_resolve_role` remembered for one parse (a long answer repeats its roles)."""
+    known: dict[tuple[str, str], Any] = {}
+
+    def resolve(event_type: EventType, shown: str) -> Any:
+        key = (event_type.name, shown)
+        if key not in known:
+            known[key] = _resolve_role(event_type, shown, language, schema_language)
+        return known[key]
+
+    return resolve
 
 
 @register_task
@@ -91,10 +106,11 @@ class EETask(Task):
                 errors.append(f"expected a JSON object keyed by event type, got {type(value).__name__}")
             return [], errors
         events: list[Event] = []
+        resolve, role_of = type_resolver(schema, "ee", language), _role_resolver(language, schema.language)
         for key, items in obj.items():
-            event_type = schema.resolve("ee", language, str(key))
+            event_type = resolve(str(key))
             if event_type is None:
-                errors.append(f"unknown event type '{key}' (not in the schema): dropped")
+                errors.append(f"unknown event type '{snippet(str(key), 200)}' (not in the schema): dropped")
                 continue
             for item in as_list(items):
                 if not isinstance(item, dict):
@@ -106,15 +122,15 @@ class EETask(Task):
                     errors.append(f"event '{key}': no trigger in {snippet(item)!r}: dropped")
                     continue
                 if len(triggers) > 1:
-                    errors.append(f"event '{key}': several triggers {triggers}; kept "
-                                  f"'{triggers[0]}'")
+                    errors.append(f"event '{key}': several triggers {snippet(triggers, 200)}; kept "
+                                  f"'{snippet(triggers[0], 200)}'")
                 arguments = self._arguments(lookup(item, "arguments", "argument", "论元"),
-                                            event_type, language, schema.language, errors)
+                                            event_type, role_of, errors)
                 events.append(Event(event_type.name, Span(triggers[0]), tuple(arguments)))
         return unique(events), errors
 
     @staticmethod
-    def _arguments(value: Any, event_type: EventType, language: str, schema_language: str,
+    def _arguments(value: Any, event_type: EventType, role_of: Callable[[EventType, str], Any],
                    errors: list[str]) -> list[Argument]:
         pairs: list[tuple[str, Any]] = []
         if isinstance(value, dict):
@@ -127,9 +143,9 @@ class EETask(Task):
         for shown, mentions in pairs:
             if is_empty(mentions) or mentions == []:
                 continue
-            role = _resolve_role(event_type, shown, language, schema_language)
+            role = role_of(event_type, shown)
             if role is None:
-                errors.append(f"event '{event_type.name}': unknown role '{shown}': dropped")
+                errors.append(f"event '{event_type.name}': unknown role '{snippet(shown, 200)}': dropped")
                 continue
             out.extend(Argument(role.name, m) for m in unique(as_strings(mentions)))
         return unique(out)
@@ -143,20 +159,22 @@ class EETask(Task):
     def parse_knowlm(self, output: str, schema: Schema, language: str) -> tuple[list[Event], list[str]]:
         events: list[Event] = []
         errors: list[str] = []
+        resolve, role_of = type_resolver(schema, "ee", language), _role_resolver(language, schema.language)
         for content in tuple_lines(output):
             parts = [p.strip() for p in content.replace("，", ",").split(",", 2)]
-            event_type = schema.resolve("ee", language, parts[1]) if len(parts) >= 2 else None
+            event_type = resolve(parts[1]) if len(parts) >= 2 else None
             if event_type is None or not parts[0]:
-                errors.append(f"cannot read '({content})' as (trigger,event type,arguments): dropped")
+                errors.append(f"cannot read '({snippet(content, 200)})' as (trigger,event type,"
+                              "arguments): dropped")
                 continue
             arguments = []
             for piece in (parts[2].replace("；", ";").split(";") if len(parts) == 3 else []):
                 mention, sep, shown = piece.rpartition("#")
-                role = _resolve_role(event_type, shown, language, schema.language) if sep else None
+                role = role_of(event_type, shown) if sep else None
                 if role is None or is_empty(mention):
                     if piece.strip():
                         errors.append(f"event '{event_type.name}': cannot read argument "
-                                      f"'{piece.strip()}': dropped")
+                                      f"'{snippet(piece.strip(), 200)}': dropped")
                     continue
                 arguments.append(Argument(role.name, mention.strip()))
             events.append(Event(event_type.name, Span(parts[0]), tuple(unique(arguments))))

@@ -17,7 +17,9 @@ from deepke_llm.tasks.base import (
     as_strings,
     guarded,
     register_task,
+    snippet,
     tuple_lines,
+    type_resolver,
     unique,
 )
 
@@ -52,10 +54,11 @@ class NERTask(Task):
                 errors.append(f"expected a JSON object keyed by entity type, got {type(value).__name__}")
             return [], errors
         entities: list[Entity] = []
+        resolve = type_resolver(schema, "ner", language)
         for key, mentions in obj.items():
-            entity_type = schema.resolve("ner", language, str(key))
+            entity_type = resolve(str(key))
             if entity_type is None:
-                errors.append(f"unknown entity type '{key}' (not in the schema): dropped")
+                errors.append(f"unknown entity type '{snippet(str(key), 200)}' (not in the schema): dropped")
                 continue
             entities.extend(Entity(entity_type.name, m) for m in unique(as_strings(mentions)))
         return unique(entities), errors
@@ -67,12 +70,14 @@ class NERTask(Task):
     def parse_knowlm(self, output: str, schema: Schema, language: str) -> tuple[list[Entity], list[str]]:
         entities: list[Entity] = []
         errors: list[str] = []
+        resolve = type_resolver(schema, "ner", language)
         for content in tuple_lines(output):
             cut = max(content.rfind(","), content.rfind("，"))
             mention, shown = content[:cut], content[cut + 1:]
-            entity_type = schema.resolve("ner", language, shown.strip()) if cut >= 0 else None
+            entity_type = resolve(shown.strip()) if cut >= 0 else None
             if entity_type is None or not mention.strip():
-                errors.append(f"cannot read '({content})' as (entity,entity type): dropped")
+                errors.append(f"cannot read '({snippet(content, 200)})' as (entity,entity type): "
+                              "dropped")
                 continue
             entities.append(Entity(entity_type.name, mention.strip()))
         return unique(entities), errors

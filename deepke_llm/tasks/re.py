@@ -27,6 +27,7 @@ from deepke_llm.tasks.base import (
     snippet,
     split_around,
     tuple_lines,
+    type_resolver,
     unique,
 )
 
@@ -74,10 +75,11 @@ class RETask(Task):
                 errors.append(f"expected a JSON object keyed by relation, got {type(value).__name__}")
             return [], errors
         relations: list[Relation] = []
+        resolve = type_resolver(schema, "re", language)
         for key, items in obj.items():
-            relation_type = schema.resolve("re", language, str(key))
+            relation_type = resolve(str(key))
             if relation_type is None:
-                errors.append(f"unknown relation '{key}' (not in the schema): dropped")
+                errors.append(f"unknown relation '{snippet(str(key), 200)}' (not in the schema): dropped")
                 continue
             for item in as_list(items):
                 sides = _sides(item)
@@ -109,7 +111,7 @@ class RETask(Task):
                     relations.append(relation_record(relation_type, *parts))
                     break
             else:
-                errors.append(f"cannot read '({content})' as (subject,relation,object) with a "
+                errors.append(f"cannot read '({snippet(content, 200)})' as (subject,relation,object) with a "
                               "schema relation: dropped")
         return unique(relations), errors
 
