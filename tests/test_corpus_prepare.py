@@ -202,9 +202,10 @@ def test_cli_prepare_inspect_merge(sources, tiny_tokenizer_dir, tmp_path):
     assert result.stdout == "" and result.stderr.startswith("pretrain prepare: ")
     assert f"-> {out}\n" in result.stderr
     assert "news: 5 documents (1 duplicates, 2 bad)" in result.stderr
-    # by default a progress bar (documents, tokens) comes before the summary, also on stderr
+    # with --progress (the default on a terminal) a bar comes before the summary, also on stderr
     shown = runner.invoke(main, ["pretrain", "prepare", "-i", sources[0], "-t",
-                                 str(tiny_tokenizer_dir), "-o", str(tmp_path / "shown")])
+                                 str(tiny_tokenizer_dir), "-o", str(tmp_path / "shown"),
+                                 "--progress"])
     assert shown.exit_code == 0 and shown.stdout == "", shown.output
     assert "prepare: " in shown.stderr and " tokens" in shown.stderr and "doc" in shown.stderr
     result = runner.invoke(main, ["pretrain", "inspect", out, "--show", "1"])

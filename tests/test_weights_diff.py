@@ -218,7 +218,7 @@ def test_every_command_documents_an_example_and_usage_errors_exit_2():
     for command in ("diff", "recover", "merge-lora"):
         code, output = run_cli(command, "--help")
         assert code == 0 and "Example:" in output and "deepke-llm weights " + command in output
-        assert "-o, --output, --out PATH" in output
+        assert "-o, --output, --out DIRECTORY" in output
     code, _ = run_cli("recover", "--diff", "d", "--out", "o")
     assert code == 2  # missing --raw
     code, output = run_cli("recover", "--raw", "nowhere", "--diff", "nowhere", "--out", "o")

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from deepke_llm.commands.common import fail, refuse_same_output
+from deepke_llm.commands.options import output_option, progress_option, show_progress
 from deepke_llm.training.pretrain.prepare import PrepareOptions
 
 _PREPARE_FIELDS = {f.name: f for f in fields(PrepareOptions)}
@@ -41,8 +42,7 @@ def pretrain() -> None:
               help="input file (JSON lines with a text field, or plain text; UTF-8, .gz/.bz2 ok). NAME groups "
                    "files into a source for mixing (default: the file name). Repeatable.")
 @click.option("-t", "--tokenizer", required=True, help="Hugging Face tokenizer directory or hub id.")
-@click.option("-o", "--output", required=True, metavar="PREFIX",
-              help="writes PREFIX.bin, PREFIX.idx and PREFIX.json")
+@output_option(required=True, help="Dataset prefix OUT: writes OUT.bin, OUT.idx and OUT.json.")
 @click.option("--max-len", type=click.IntRange(min=1), default=_default("max_len"),
               show_default=True, help=_help("max_len"))
 @click.option("--min-len", type=click.IntRange(min=0), default=_default("min_len"),
@@ -60,8 +60,7 @@ def pretrain() -> None:
 @click.option("--eos/--no-eos", default=_default("add_eos"), show_default=True,
               help=_help("add_eos"))
 @click.option("--vocab-size", type=click.IntRange(min=1), default=None, help=_help("vocab_size"))
-@click.option("--progress/--no-progress", default=True, show_default=True,
-              help="Show a progress bar (documents read, tokens written) on stderr.")
+@progress_option()
 def prepare(inputs, tokenizer, output, max_len, min_len, text_field, text_mode, workers, dedup,
             bos, eos, vocab_size, progress) -> None:
     """Split, tokenize and pack documents into an indexed dataset.
@@ -79,7 +78,7 @@ def prepare(inputs, tokenizer, output, max_len, min_len, text_field, text_mode, 
         options = PrepareOptions(max_len=max_len, min_len=min_len, text_field=text_field,
                                  text_mode=text_mode, workers=workers, dedup=dedup, add_bos=bos,
                                  add_eos=eos, vocab_size=vocab_size)
-        with _PrepareProgress(progress) as report:
+        with _PrepareProgress(show_progress(progress)) as report:
             meta = prepare_corpus(list(inputs), tokenizer, output, options, report)
     except (OSError, ValueError) as exc:
         fail(str(exc))
@@ -111,7 +110,8 @@ class _PrepareProgress:
 
 @pretrain.command()
 @click.argument("datasets", nargs=-1, required=True)
-@click.option("-o", "--output", required=True, metavar="PREFIX", help="merged dataset prefix")
+@output_option(required=True, help="Merged dataset prefix OUT: writes OUT.bin, OUT.idx and "
+                                    "OUT.json.")
 def merge(datasets, output) -> None:
     """Concatenate indexed datasets (same tokenizer); sources with one name are merged.
 
@@ -191,15 +191,13 @@ def _print_summary(command: str, meta: dict, output: str) -> None:
 @pretrain.command()
 @click.option("-c", "--config", "config_path", required=True, type=click.Path(dir_okay=False),
               help="run config (YAML or JSON); fields: see training/pretrain/README.md")
-@click.option("-o", "--output", "--output-dir", "output_dir", default=None,
-              help="override the config's output_dir")
+@output_option("--output-dir", file=False, help="override the config's output_dir")
 @click.option("--max-steps", type=click.IntRange(min=-1), default=None,
               help="override the config's max_steps (-1: num_epochs)")
 @click.option("--resume", default=None, help="override resume: auto, none or a checkpoint dir")
 @click.option("--deepspeed", default=None, help="override deepspeed: zero2, zero3, zero3_offload or a JSON path")
-@click.option("--progress/--no-progress", default=True, show_default=True,
-              help="Show the Trainer's progress bar on stderr.")
-def run(config_path, output_dir, max_steps, resume, deepspeed, progress) -> None:
+@progress_option()
+def run(config_path, output, max_steps, resume, deepspeed, progress) -> None:
     """Pretrain a causal LM on an indexed dataset (HF Trainer, optional DeepSpeed ZeRO).
 
     \b
@@ -212,7 +210,7 @@ def run(config_path, output_dir, max_steps, resume, deepspeed, progress) -> None
     from deepke_llm.training.common import load_run_config
     from deepke_llm.training.pretrain.config import PretrainConfig
 
-    overrides = {"output_dir": output_dir, "max_steps": max_steps, "resume": resume,
+    overrides = {"output_dir": output, "max_steps": max_steps, "resume": resume,
                  "deepspeed": deepspeed}
     try:
         config = load_run_config(config_path, PretrainConfig, overrides)
@@ -223,7 +221,7 @@ def run(config_path, output_dir, max_steps, resume, deepspeed, progress) -> None
     from deepke_llm.training.pretrain.run import run_pretraining
 
     try:
-        metrics = run_pretraining(config, progress=progress)
+        metrics = run_pretraining(config, progress=show_progress(progress))
     except (FileNotFoundError, ValueError, StaleBuildLockError) as exc:
         fail(str(exc))
     click.echo(f"pretrain run: {metrics['global_step']} steps, loss {metrics['first_loss']:.4f} "

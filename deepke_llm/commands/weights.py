@@ -11,12 +11,14 @@ from typing import Any
 import click
 
 from deepke_llm.commands.common import fail, refuse_same_output
+from deepke_llm.commands.options import output_option
 from deepke_llm.training.weights.shards import DEFAULT_MAX_SHARD_SIZE
 
 PATH = click.Path(path_type=Path)
 # --out: the spelling before every command's output flag became -o/--output
-output_option = click.option("-o", "--output", "--out", "output", required=True, type=PATH,
-                             help="Output directory (written beside it, renamed when complete).")
+weights_output_option = output_option("--out", required=True, file=False,
+                                      help="Output directory (built beside it, renamed into "
+                                           "place when complete).")
 max_shard_size_option = click.option(
     "--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE, show_default=True,
     help="Largest output shard, in transformers' max_shard_size units: 2GB, 500MB, 1GiB (a bigger "
@@ -24,7 +26,7 @@ max_shard_size_option = click.option(
 force_option = click.option("--force", is_flag=True, help="Overwrite --output if it exists.")
 
 
-def _run(command: str, function: Callable[..., Any], output: Path, inputs: list[Path],
+def _run(command: str, function: Callable[..., Any], output: str, inputs: list[Path],
          **kwargs: Any) -> None:
     """Call a library function; input errors are one line and exit 1, an output that is an
     input exits 2."""
@@ -60,13 +62,13 @@ def weights() -> None:
 @weights.command()
 @click.option("--raw", required=True, type=PATH, help="The base model the tuned one started from.")
 @click.option("--tuned", required=True, type=PATH, help="The fine-tuned model.")
-@output_option
+@weights_output_option
 @click.option("--method", type=click.Choice(["delta", "xor"]), default="delta", show_default=True,
               help="delta: tuned-raw in a wider dtype (2x size, an arithmetic delta); "
                    "xor: XOR of bit patterns (1x size). Both recover bit-identically.")
 @max_shard_size_option
 @force_option
-def diff(raw: Path, tuned: Path, output: Path, method: str, max_shard_size: str,
+def diff(raw: Path, tuned: Path, output: str, method: str, max_shard_size: str,
          force: bool) -> None:
     """Write DIFF = TUNED - RAW with a manifest (shapes, dtypes, sha256 of files and tensors).
 
@@ -85,7 +87,7 @@ def diff(raw: Path, tuned: Path, output: Path, method: str, max_shard_size: str,
 @weights.command()
 @click.option("--raw", required=True, type=PATH, help="The base model the diff was made against.")
 @click.option("--diff", "diff_dir", required=True, type=PATH, help="The diff directory.")
-@output_option
+@weights_output_option
 @click.option("--allow-unverified", is_flag=True,
               help="Recover a diff that has no diff_manifest.json (the seed's weight_diff "
                    "layout) without any integrity check; without this flag such a diff is refused.")
@@ -94,7 +96,7 @@ def diff(raw: Path, tuned: Path, output: Path, method: str, max_shard_size: str,
                    "default float32.")
 @max_shard_size_option
 @force_option
-def recover(raw: Path, diff_dir: Path, output: Path, allow_unverified: bool, dtype: str | None,
+def recover(raw: Path, diff_dir: Path, output: str, allow_unverified: bool, dtype: str | None,
             max_shard_size: str, force: bool) -> None:
     """Rebuild the tuned model as RAW + DIFF, bit-identical, checked against the manifest.
 
@@ -116,10 +118,10 @@ def recover(raw: Path, diff_dir: Path, output: Path, allow_unverified: bool, dty
 @click.option("--base", required=True, type=PATH, help="The base model the adapter was trained on.")
 @click.option("--lora", required=True, type=PATH,
               help="PEFT adapter directory (adapter_config.json + adapter_model.safetensors).")
-@output_option
+@weights_output_option
 @max_shard_size_option
 @force_option
-def merge_lora(base: Path, lora: Path, output: Path, max_shard_size: str, force: bool) -> None:
+def merge_lora(base: Path, lora: Path, output: str, max_shard_size: str, force: bool) -> None:
     """Merge a LoRA adapter into its base model: W + scale * B @ A, as peft's merge_and_unload.
 
     \b
