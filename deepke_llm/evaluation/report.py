@@ -218,9 +218,16 @@ def _flatten(table: dict) -> list[dict]:
 
 
 def write_chart(path: Path, score: TaskScore, title: str) -> bool:
-    """Bar chart of per-type F1, one bar per scoring mode; False when there is nothing to plot."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    """Bar chart of per-type F1, one bar per scoring mode; False when there is nothing to plot
+    or no matplotlib (the light install: the numbers are all in the JSON and Markdown)."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ModuleNotFoundError:
+        import sys
+
+        print("evaluate: no chart (pip install 'deepke-llm[eval]' for one)", file=sys.stderr)
+        return False
 
     level = "trigger_classification" if score.task == "ee" else None
     series = {mode: scores[level].per_type for mode, scores in score.modes.items()
