@@ -26,8 +26,8 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from functools import lru_cache, partial
-from itertools import accumulate, compress
-from operator import not_
+from itertools import accumulate, compress, islice
+from operator import le, not_
 from typing import Any
 
 from deepke_llm.cjk import is_cjk
@@ -339,8 +339,12 @@ class _SpanIndex:
         self.starts = [spans[i][0] for i in self.by_start]
         # the largest end among the first k spans by start
         self.max_end = list(accumulate((spans[i][1] for i in self.by_start), max))
-        self.by_end = sorted(range(len(spans)), key=[(e, s) for s, e in spans].__getitem__)
-        self.ends = [spans[i][1] for i in self.by_end]
+        ends = [spans[i][1] for i in self.by_start]
+        if all(map(le, ends, islice(ends, 1, None))):  # usual: no span inside another
+            self.by_end, self.ends = self.by_start, ends  # then start order is (end, start) order
+        else:
+            self.by_end = sorted(range(len(spans)), key=[(e, s) for s, e in spans].__getitem__)
+            self.ends = [spans[i][1] for i in self.by_end]
 
     def distances(self, spans: Sequence[Offsets]) -> list[int]:
         """For each of ``spans``, the smallest :func:`_distance` to any indexed span."""
@@ -415,8 +419,14 @@ def _closest(triggers: list[Offsets], arguments: list[list[Offsets]]) -> Offsets
     for options in arguments:
         distances = _SpanIndex(options).distances(triggers)
         costs = [cost + d for cost, d in zip(costs, distances, strict=True)]
-    best = min(range(len(triggers)), key=lambda k: (costs[k], triggers[k][0]))
-    return triggers[best]
+    return triggers[_first_best(costs, triggers)]
+
+
+def _first_best(costs: list[int], spans: Sequence[Offsets]) -> int:
+    """The index of the lowest cost; ties go to the earliest start, then the earliest index
+    (the order of ``min(..., key=(cost, start))``, without a key tuple per span)."""
+    lowest = min(costs)
+    return min((spans[k][0], k) for k, cost in enumerate(costs) if cost == lowest)[1]
 
 
 def ground_events(text: str, events: Sequence[Event], trim_punctuation: bool = True
@@ -447,8 +457,8 @@ def ground_events(text: str, events: Sequence[Event], trim_punctuation: bool = T
                 arguments.append(argument)
                 continue
             a_start, a_end = trigger or options[0]
-            best = min(options, key=lambda o: (max(0, max(a_start, o[0]) - min(a_end, o[1])), o[0]))
-            arguments.append(_at(argument, text, best))
+            distances = [max(0, max(a_start, s) - min(a_end, e)) for s, e in options]
+            arguments.append(_at(argument, text, options[_first_best(distances, options)]))
         span = _at(event.trigger, text, trigger)
         out.append(Event(event.type, span, tuple(arguments)))
     return out, errors
