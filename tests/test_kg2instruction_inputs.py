@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from kg2instruction.build import build
 from deepke_llm.commands.kg2instruction import main
+from kg2instruction.build import build
 from kg2instruction.fewrel import detokenize, prepare_fewrel
 from kg2instruction.inputs import InputIssues, read_corpus
 from kg2instruction.kb import KnowledgeBase

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from kg2instruction.build import build
 from deepke_llm.commands.kg2instruction import main
+from kg2instruction.build import build
 from kg2instruction.pipeline import BuildConfig, DocumentPipeline
 
 DATA = Path(__file__).parent / "data" / "kg2instruction" / "en"

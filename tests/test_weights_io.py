@@ -10,7 +10,8 @@ import torch
 from safetensors import safe_open
 from weights_helpers import assert_bit_identical, save_model
 
-from deepke_llm.training.weights.io import CheckpointReader, WeightsError, parse_size, sha256_file
+from deepke_llm.io import sha256_file
+from deepke_llm.training.weights.io import CheckpointReader, WeightsError, parse_size
 from deepke_llm.training.weights.shards import PlannedTensor, ShardWriter, atomic_output_dir
 
 

@@ -16,8 +16,9 @@ from safetensors.torch import load_file, save_file
 from weights_helpers import assert_bit_identical, load_dir, perturb, save_model
 
 from deepke_llm.cli import main
+from deepke_llm.io import sha256_file
 from deepke_llm.training.weights.diff import MANIFEST, PATCH_FILE, PATCH_INDEX, diff_weights
-from deepke_llm.training.weights.io import CheckpointReader, WeightsError, sha256_file
+from deepke_llm.training.weights.io import CheckpointReader, WeightsError
 from deepke_llm.training.weights.recover import recover_weights
 
 

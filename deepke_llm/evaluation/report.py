@@ -6,7 +6,6 @@ Scores are fractions everywhere in data; tables show percentages with two decima
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import warnings
@@ -151,12 +150,10 @@ def sample_errors(samples: list[MismatchSample], count: int = 20, seed: int = 0
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (temp file + rename)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    from deepke_llm.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
 def write_markdown(path: Path, summary: dict[str, Any], score: TaskScore,

@@ -21,7 +21,6 @@ Predictions are written as they finish and ``resume=True`` continues an interrup
 from __future__ import annotations
 
 import datetime
-import hashlib
 import re
 import statistics
 from dataclasses import asdict, dataclass, field
@@ -115,14 +114,12 @@ def data_record(definition: BenchmarkDefinition, split: str, path: Path) -> dict
     """What identifies the evaluated data without naming this machine's directories: the
     benchmark, the split, the file relative to the data dir (its name when the definition gives
     an absolute path) and the file's sha256."""
+    from deepke_llm.io import sha256_file
+
     given = definition.splits[split]
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
     return {"benchmark": definition.name, "split": split,
             "file": Path(given).name if Path(given).is_absolute() else given,
-            "sha256": digest.hexdigest()}
+            "sha256": sha256_file(path)}
 
 
 def _portable(value: str | None, is_file: bool = False) -> str | None:

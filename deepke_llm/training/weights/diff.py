@@ -51,6 +51,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deepke_llm.io import sha256_file
 from deepke_llm.training.weights.io import (
     CheckpointReader,
     TensorMeta,
@@ -59,7 +60,6 @@ from deepke_llm.training.weights.io import (
     block_rows,
     dtype_name,
     parse_size,
-    sha256_file,
     tensor_bytes,
 )
 from deepke_llm.training.weights.shards import (

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -120,15 +119,6 @@ def parse_size(text: str | int) -> int:
     except ValueError:
         raise WeightsError(f"--max-shard-size {text!r}: expected a whole number with a unit, such as "
                            "2GB, 500MB or 1GiB") from None
-
-
-def sha256_file(path: Path, block: int = 8 * 2**20) -> str:
-    """Hex sha256 of a file, read in blocks (page cache, not process memory)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

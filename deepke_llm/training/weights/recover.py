@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deepke_llm.io import sha256_file
 from deepke_llm.training.weights.diff import (
     EXTRA_ROWS,
     MANIFEST,
@@ -33,7 +34,6 @@ from deepke_llm.training.weights.io import (
     dtype_from_name,
     dtype_name,
     parse_size,
-    sha256_file,
 )
 from deepke_llm.training.weights.manifest import load_manifest
 from deepke_llm.training.weights.shards import (
