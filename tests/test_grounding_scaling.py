@@ -304,3 +304,25 @@ def test_grounding_work_grows_like_n_log_n_not_n_squared(task):
     compared every occurrence with every other one: four times the work)."""
     small, large = _grounding_work(task, 300), _grounding_work(task, 600)
     assert large < 2.6 * small, (small, large)
+
+
+class _CountingText(str):
+    """A text that counts the characters copied out of it by slicing."""
+
+    copied = 0
+
+    def __getitem__(self, key):
+        item = str.__getitem__(self, key)
+        if isinstance(key, slice):
+            _CountingText.copied += len(item)
+        return item
+
+
+def test_trimming_a_sentence_final_period_does_not_copy_the_rest_of_the_text():
+    """Deciding whether "Ann." ends a sentence looked at ``text[end:]``: a copy of the rest of
+    the text per occurrence, quadratic in the occurrences."""
+    text = _CountingText("Bob met Ann. " * 2000)
+    _CountingText.copied = 0
+    found = find_mention(text, "Ann.")
+    assert len(found) == 2000 and all(text[s:e] == "Ann" for s, e in found)
+    assert _CountingText.copied < 4 * len(text)  # the old code copied ~1,000 texts' worth
