@@ -23,21 +23,20 @@ from __future__ import annotations
 import re
 import unicodedata
 from array import array
-from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from functools import lru_cache, partial
-from itertools import accumulate, compress, islice
-from operator import le, not_
+from itertools import compress
+from operator import not_
 from typing import Any
 
 from deepke_llm.cjk import is_cjk
 from deepke_llm.records import Argument, Entity, Event, Relation
+from deepke_llm.span_index import Offsets, SpanIndex, TakenSpans
 
 __all__ = ["find_mention", "ground_entities", "ground_events", "ground_records",
            "ground_relations", "shift"]
 
-Offsets = tuple[int, int]
 
 
 def _is_word_char(ch: str) -> bool:
@@ -218,56 +217,11 @@ _ABBREVIATIONS = frozenset({
     "prof", "gen", "col", "capt", "lt", "sgt", "rev", "bros", "ave"})
 
 
-def _distance(a: Offsets, b: Offsets) -> int:
-    return max(0, max(a[0], b[0]) - min(a[1], b[1]))
-
-
-class _TakenSpans:
-    """The union of the spans NER has labelled, for "does this span overlap one?" in O(log n).
-
-    Spans that overlap are merged; spans that only touch stay apart, so the answer is exactly
-    "some labelled span shares a character with it" (``s < end and start < e``).
-    """
-
-    def __init__(self) -> None:
-        self.starts: list[int] = []
-        self.ends: list[int] = []  # disjoint spans, so the ends are sorted too
-
-    def overlaps(self, span: Offsets) -> bool:
-        last = bisect_left(self.starts, span[1]) - 1  # the last span starting before span ends
-        return last >= 0 and self.ends[last] > span[0]
-
-    def add(self, spans: list[Offsets]) -> None:
-        """Label ``spans``: a few are inserted one by one, many in one merge of sorted lists
-        (n insertions into the middle of a list of n spans would copy n^2 items)."""
-        if len(spans) <= 64:
-            for span in spans:
-                self._insert(*span)
-            return
-        starts: list[int] = []
-        ends: list[int] = []
-        for start, end in sorted([*zip(self.starts, self.ends, strict=True), *spans]):
-            if starts and start < ends[-1]:
-                ends[-1] = max(ends[-1], end)
-            else:
-                starts.append(start)
-                ends.append(end)
-        self.starts, self.ends = starts, ends
-
-    def _insert(self, start: int, end: int) -> None:
-        first = bisect_right(self.ends, start)  # spans [first, stop) overlap the new one
-        stop = bisect_left(self.starts, end)
-        if first < stop:
-            start, end = min(start, self.starts[first]), max(end, self.ends[stop - 1])
-        self.starts[first:stop] = [start]
-        self.ends[first:stop] = [end]
-
-
 def ground_entities(text: str, entities: Sequence[Entity], trim_punctuation: bool = True
                     ) -> tuple[list[Entity], list[str]]:
     """Ground NER predictions: every non-overlapping occurrence becomes one entity."""
     errors: list[str] = []
-    taken = _TakenSpans()
+    taken = TakenSpans()
     by_span: dict[Offsets, Entity] = {}
     # output order: by start (ungrounded last), then input order; one int per key, not a tuple:
     # 100,000 occurrences make 100,000 records, and every extra object is work for the collector
@@ -330,81 +284,13 @@ def ground_relations(text: str, relations: Sequence[Relation], trim_punctuation:
     return out, errors
 
 
-class _SpanIndex:
-    """Spans sorted by start and by end, for nearest-span questions in O(log n) each."""
-
-    def __init__(self, spans: Sequence[Offsets]) -> None:
-        self.spans = spans
-        # sorted() is stable: equal keys keep list order, the last tie-break of every choice
-        self.by_start = sorted(range(len(spans)), key=[s for s, _ in spans].__getitem__)
-        self.starts = [spans[i][0] for i in self.by_start]
-        # the largest end among the first k spans by start
-        self.max_end = list(accumulate((spans[i][1] for i in self.by_start), max))
-        ends = [spans[i][1] for i in self.by_start]
-        if all(map(le, ends, islice(ends, 1, None))):  # usual: no span inside another
-            self.by_end, self.ends = self.by_start, ends  # then start order is (end, start) order
-        else:
-            self.by_end = sorted(range(len(spans)), key=[(e, s) for s, e in spans].__getitem__)
-            self.ends = [spans[i][1] for i in self.by_end]
-
-    def distances(self, spans: Sequence[Offsets]) -> list[int]:
-        """For each of ``spans``, the smallest :func:`_distance` to any indexed span."""
-        starts, ends, max_end, far = self.starts, self.ends, self.max_end, 1 << 62
-        out = []
-        for start, end in spans:
-            before_end = bisect_right(starts, end)  # spans starting at or before span's end
-            if before_end and max_end[before_end - 1] >= start:
-                out.append(0)
-                continue
-            best = starts[before_end] - end if before_end < len(starts) else far
-            left = bisect_left(ends, start)  # spans ending before span starts
-            out.append(min(best, start - ends[left - 1]) if left else best)
-        return out
-
-    def nearest(self, spans: Sequence[Offsets]) -> list[tuple[int, int, int] | None]:
-        """For each of ``spans``: (distance, start, index) of the nearest indexed span other than
-        that span itself; ties go to the earlier start, then to the earlier index."""
-        starts, by_start, ends, by_end = self.starts, self.by_start, self.ends, self.by_end
-        indexed, max_end, count = self.spans, self.max_end, len(self.starts)
-        out: list[tuple[int, int, int] | None] = []
-        for start, end in spans:
-            # touching or overlapping (distance 0): the first by (start, index) that is not span
-            same = bisect_left(starts, start)
-            first = bisect_left(max_end, start, 0, same)  # the first span ending at/after start
-            if first < same:
-                out.append((0, starts[first], by_start[first]))
-                continue
-            after = bisect_right(starts, start, same)
-            k = same  # spans starting where span starts: skip copies of span itself
-            while k < after and indexed[by_start[k]][1] == end:
-                k += 1
-            if k < after:
-                out.append((0, start, by_start[k]))
-                continue
-            if after < count and starts[after] <= end:
-                out.append((0, starts[after], by_start[after]))
-                continue
-            found = None
-            right = bisect_right(starts, end, after)  # the first span starting after span ends
-            if right < count:
-                found = (starts[right] - end, starts[right], by_start[right])
-            left = bisect_left(ends, start)  # spans ending before span starts
-            if left:
-                group = bisect_left(ends, ends[left - 1])  # the latest end, earliest start
-                i = by_end[group]
-                option = (start - ends[left - 1], indexed[i][0], i)
-                found = option if found is None or option < found else found
-            out.append(found)
-        return out
-
-
 def _nearest_pair(heads: list[Offsets], tails: list[Offsets]) -> tuple[Offsets | None, Offsets | None]:
     """The (head, tail) pair nearest to each other, head != tail unless nothing else exists;
     ties go to the earliest head start, then tail start (then list order): deterministic."""
     if not heads or not tails:
         return (heads[0] if heads else None), (tails[0] if tails else None)
     best: tuple[int, int, int, int, int] | None = None
-    for h, (head, found) in enumerate(zip(heads, _SpanIndex(tails).nearest(heads), strict=True)):
+    for h, (head, found) in enumerate(zip(heads, SpanIndex(tails).nearest(heads), strict=True)):
         if found is not None:
             key = (found[0], head[0], found[1], h, found[2])
             best = key if best is None or key < best else best
@@ -418,7 +304,7 @@ def _closest(triggers: list[Offsets], arguments: list[list[Offsets]]) -> Offsets
     (ties: earliest start, then list order)."""
     costs = [0] * len(triggers)
     for options in arguments:
-        distances = _SpanIndex(options).distances(triggers)
+        distances = SpanIndex(options).distances(triggers)
         costs = [cost + d for cost, d in zip(costs, distances, strict=True)]
     return triggers[_first_best(costs, triggers)]
 

@@ -13,18 +13,18 @@ import pytest
 
 from deepke_llm import grounding
 from deepke_llm.grounding import (
-    _distance,
     _exact,
     _nearest_pair,
     _on_boundary,
     _rstrip,
-    _SpanIndex,
     find_mention,
     ground_entities,
     ground_events,
     ground_relations,
 )
 from deepke_llm.records import Argument, Entity, Event, Relation, Span
+from deepke_llm.span_index import SpanIndex
+from deepke_llm.span_index import distance as _distance
 
 Offsets = tuple[int, int]
 
@@ -262,7 +262,7 @@ def test_nearest_pair_and_distance_match_brute_force_on_any_spans(seed):
             tails = tails + rng.sample(heads, k=rng.randint(1, len(heads)))
         assert _nearest_pair(heads, tails) == _reference_pair(heads, tails), (heads, tails)
         if tails:
-            assert _SpanIndex(tails).distances(heads) == [min(_distance(h, t) for t in tails)
+            assert SpanIndex(tails).distances(heads) == [min(_distance(h, t) for t in tails)
                                                           for h in heads]
 
 
