@@ -58,6 +58,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
 
+class LocalServer(ThreadingHTTPServer):
+    """A threaded server on 127.0.0.1 whose backlog takes a burst of concurrent requests."""
+
+    # The stdlib's backlog of 5 drops connections when 8+ arrive at once and the kernel retries
+    # them a second later: tests would wait on the backlog, not on the code under test.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 @contextmanager
 def rule_server(fail: Callable[[str], int | None] = lambda user: None,
                 answer: Callable[[str], str] = rule_answer):
@@ -66,8 +75,7 @@ def rule_server(fail: Callable[[str], int | None] = lambda user: None,
     ``fail(user_message)`` may return an HTTP status to answer instead (scripted failures);
     ``answer`` turns the user message into the model's text.
     """
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
+    server = LocalServer(("127.0.0.1", 0), _Handler)
     server.requests = []  # type: ignore[attr-defined]
     server.fail = fail  # type: ignore[attr-defined]
     server.answer = answer  # type: ignore[attr-defined]
