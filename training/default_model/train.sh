@@ -17,9 +17,13 @@ deepke-llm train sft --config training/sft/default_small_stage2.yaml
 python training/default_model/export_adapter.py runs/default/stage2
 DEEPKE_DATA="$data_dir" python training/default_model/curve.py runs/default/adapter runs/default/stage2 --limit 200
 # full test splits with the shipped adapter, and the few-shot base baseline
+# (published: written to benchmarks/results and staged, since the README tables read only what
+# git tracks)
 for bench in conll03 conll04 peoples_daily; do
-  DEEPKE_DATA="$data_dir" deepke-llm evaluate "$bench" --batch-size 16 --max-new-tokens 128 --no-progress
+  DEEPKE_DATA="$data_dir" deepke-llm evaluate "$bench" --batch-size 16 --max-new-tokens 128 \
+      --no-progress --output-dir benchmarks/results
   DEEPKE_DATA="$data_dir" deepke-llm evaluate "$bench" --model default --few-shot 3 --batch-size 16 \
-      --max-new-tokens 128 --no-progress
+      --max-new-tokens 128 --no-progress --output-dir benchmarks/results
 done
+git add benchmarks/results
 python benchmarks/readme_tables.py
