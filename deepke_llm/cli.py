@@ -1,4 +1,4 @@
-"""``deepke-llm`` command line: a thin click group whose commands live next to their library code.
+"""``deepke-llm`` command line: a thin click group over the commands in :mod:`deepke_llm.commands`.
 
 Commands are imported lazily (only the one being run), so ``deepke-llm --help`` stays fast and
 torch/transformers load only when a command needs them. Exit codes: see
