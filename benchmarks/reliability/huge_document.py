@@ -64,9 +64,12 @@ def run_once(repo: Path, megabytes: float, kind: str, url: str, work: Path,
     inp, out = work / f"in-{megabytes}.jsonl", work / f"out-{megabytes}.jsonl"
     length = make_input(inp, megabytes, kind)
     command = [sys.executable, "-c",
-               "import resource, sys; from deepke_llm.cli import main\n"
+               # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child of this
+               # (large) process would report this process's peak as its own
+               "import re, sys; from deepke_llm.cli import main\n"
                "try:\n    main()\nfinally:\n"
-               "    print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
+               "    status = open('/proc/self/status').read()\n"
+               "    print('PEAK_KB', re.search(r'VmHWM:\\s*(\\d+)', status).group(1),"
                " file=sys.stderr)",
                "extract", "--task", "ner", "--schema", "conll03", "--base-url", url,
                "--api-model", "rule", "--input", str(inp), "--output", str(out),
