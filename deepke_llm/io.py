@@ -9,8 +9,11 @@
   run never blocks the next one.
 - :func:`json_line`: no record can crash a writer (lone surrogates become U+FFFD).
 - :func:`refuse_same_file`: an output that is one of the inputs (also through links) is refused.
-- :class:`Problems`: the error sink every command reports bad input to.
-- :class:`ProgressBar`: tqdm on stderr with a total, or nothing.
+- :func:`read_jsonl`: the one JSON-lines reader: ``(line number, value)`` per non-blank line,
+  a bad line (not UTF-8, not JSON, a huge int, a lone surrogate escape) reported as
+  ``file:line: reason`` to ``on_error`` (or raised as :class:`LineError`) and skipped.
+- :class:`Problems` (:mod:`deepke_llm.problems`): the error sink every reader and command reports
+  bad input to; :class:`ProgressBar` (:mod:`deepke_llm.progress`): tqdm on stderr, or nothing.
 """
 
 from __future__ import annotations
@@ -18,26 +21,26 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from deepke_llm.records import replace_surrogates
+from deepke_llm.locks import OutputBusy, output_lock
+from deepke_llm.problems import ErrorCallback, Problems, print_errors
+from deepke_llm.progress import ProgressBar
 
-__all__ = ["OutputBusy", "Problems", "ProgressBar", "ResumableWriter", "SameFileError",
-           "atomic_path", "count_lines", "json_chunks", "json_line", "output_lock",
-           "refuse_same_file", "sha256_file", "write_jsonl_atomic"]
+__all__ = ["ErrorCallback", "LineError", "OutputBusy", "Problems", "ProgressBar",
+           "ResumableWriter", "SameFileError", "atomic_path", "count_lines", "has_surrogate",
+           "json_chunks", "json_line", "json_value", "nonblank_lines", "open_input",
+           "output_lock", "print_errors", "read_jsonl", "refuse_same_file", "replace_surrogates",
+           "sha256_file", "write_jsonl_atomic"]
 
 PathLike = str | os.PathLike[str]
 
 
 class SameFileError(ValueError):
     """An output path names one of the run's inputs."""
-
-
-class OutputBusy(RuntimeError):
-    """Another running process is writing the same output."""
 
 
 def json_line(record: Any) -> str:
@@ -167,80 +170,6 @@ def write_jsonl_atomic(path: PathLike, records: Iterable[Any]) -> int:
     return count
 
 
-class OutputLock:
-    """An exclusive, non-blocking lock on ``PATH.lock`` that leaves no file behind.
-
-    Why not ``filelock``: it cannot remove its lock file (another process may be about to lock
-    that inode), so every output would keep a ``.lock`` beside it. Here the holder unlinks the
-    file *while holding it*, and a new holder checks after locking that the file it locked is
-    still the one at the path (else it retries), which makes the removal safe. ``flock`` locks
-    die with their process, so a killed run never blocks the next one. Taking the lock again in
-    the same process nests (one lock per path per process).
-    """
-
-    _held: dict[str, OutputLock] = {}
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-        self._depth = 0
-
-    @classmethod
-    def take(cls, target: PathLike) -> OutputLock:
-        """Acquire the lock of ``target`` (its ``.lock`` sibling); :class:`OutputBusy` if held."""
-        path = Path(target).with_name(Path(target).name + ".lock")
-        key = os.path.realpath(path)
-        lock = cls._held.get(key) or cls(path)
-        lock._acquire(Path(target))
-        cls._held[key] = lock
-        return lock
-
-    def _acquire(self, target: Path) -> None:
-        if self._depth:
-            self._depth += 1
-            return
-        import fcntl
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise OutputBusy(f"another run is writing {target} (it holds {self.path}); "
-                                 "wait for it to finish or choose another output path") from None
-            try:
-                current = os.stat(self.path).st_ino
-            except FileNotFoundError:
-                current = None
-            if current == os.fstat(fd).st_ino:
-                self._fd, self._depth = fd, 1
-                return
-            os.close(fd)  # the previous holder removed that file as we locked it: take the new one
-
-    def release(self) -> None:
-        """Release one level; the last release removes the lock file."""
-        if not self._depth:
-            return
-        self._depth -= 1
-        if self._depth or self._fd is None:
-            return
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)  # still holding it: nobody can have locked this file meanwhile
-        os.close(self._fd)
-        self._fd = None
-        OutputLock._held.pop(os.path.realpath(self.path), None)
-
-
-def output_lock(path: PathLike) -> OutputLock:
-    """Hold ``PATH.lock`` (non-blocking); :class:`OutputBusy` when another process holds it.
-
-    Release it with ``.release()``; taking it again in the same process nests.
-    """
-    return OutputLock.take(path)
-
-
 def _complete_lines(path: Path) -> tuple[list[bytes], set[str]]:
     """Whole, valid JSON lines of ``path`` and the ids they carry (a torn tail is dropped)."""
     lines: list[bytes] = []
@@ -355,56 +284,94 @@ def count_lines(path: PathLike) -> int:
         return sum(1 for raw in handle if raw.strip())
 
 
-class Problems:
-    """The error sink: one-line messages are counted and the first ``show`` printed to stderr."""
-
-    def __init__(self, show: int = 50, prefix: str = "error: ") -> None:
-        self.show = show
-        self.prefix = prefix
-        self.count = 0
-        self.first: list[str] = []
-
-    def __call__(self, message: str) -> None:
-        self.count += 1
-        if self.count <= self.show:
-            self.first.append(message)
-            print(f"{self.prefix}{message}", file=sys.stderr, flush=True)
-        elif self.count == self.show + 1:
-            print(f"(more than {self.show} problems: the rest are counted, not shown)",
-                  file=sys.stderr, flush=True)
-
-    append = __call__  # so a Problems can stand where a list of messages was expected
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __bool__(self) -> bool:
-        return self.count > 0
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class ProgressBar:
-    """A tqdm bar on stderr (documents, with a total when known), or a silent stand-in."""
+def replace_surrogates(text: str) -> str:
+    """``text`` with every lone surrogate code point replaced by U+FFFD (same length, so offsets
+    stay valid); such code points cannot be written as UTF-8."""
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
 
-    def __init__(self, enabled: bool, total: int | None = None, desc: str = "",
-                 unit: str = "doc") -> None:
-        self._bar = None
-        if enabled:
-            from tqdm import tqdm
 
-            self._bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr,
-                             dynamic_ncols=True, mininterval=0.5)
+def has_surrogate(value: Any) -> bool:
+    """Does any string (or key) inside a parsed JSON value hold a lone surrogate?"""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
-    def advance(self, n: int = 1) -> None:
-        """Count ``n`` more finished items."""
-        if self._bar is not None:
-            self._bar.update(n)
 
-    def status(self, text: str) -> None:
-        """Show what the current item is doing (e.g. the window reached in a long document)."""
-        if self._bar is not None:
-            self._bar.set_postfix_str(text, refresh=True)
+class LineError(ValueError):
+    """A line of an input file cannot be read; the message is ``file:line: reason``."""
 
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+
+def open_input(path: PathLike) -> IO[bytes]:
+    """Open ``path`` for reading bytes; ``.gz`` and ``.bz2`` files are decompressed on the fly."""
+    name = str(path)
+    if name.endswith(".gz"):
+        import gzip
+
+        return gzip.open(name, "rb")
+    if name.endswith(".bz2"):
+        import bz2
+
+        return bz2.open(name, "rb")
+    return open(name, "rb")  # noqa: SIM115 (the caller closes it)
+
+
+def nonblank_lines(path: PathLike) -> Iterator[tuple[int, bytes]]:
+    """``(line_number, raw bytes)`` of every line that is not blank (numbers count blank ones)."""
+    with open_input(path) as handle:
+        for number, raw in enumerate(handle, 1):
+            if raw.strip():
+                yield number, raw
+
+
+def json_value(raw: bytes, where: str, first_line: bool = False) -> Any:
+    """The JSON value of one line; :class:`LineError` ``{where}: reason`` when it has none.
+
+    A UTF-8 byte-order mark on the first line is not part of it; an integer longer than Python
+    reads, JSON nested too deeply and a lone surrogate escape are errors, never crashes.
+    """
+    try:
+        line = raw.decode("utf-8-sig" if first_line else "utf-8")
+        value = json.loads(line)
+    except UnicodeDecodeError:
+        message = f"{where}: not valid UTF-8; re-encode the file as UTF-8"
+    except json.JSONDecodeError as exc:
+        message = f"{where}: not valid JSON ({exc.msg} at column {exc.colno})"
+    except ValueError as exc:  # e.g. an integer longer than Python reads (4,300 digits)
+        message = f"{where}: not valid JSON ({str(exc).split(';')[0]})"
+    except RecursionError:
+        message = f"{where}: JSON nested too deeply to read"
+    else:
+        # UTF-8 bytes cannot hold a surrogate; only a lone "\udXXX" escape can
+        if "\\u" not in line or not has_surrogate(value):
+            return value
+        message = (f"{where}: a string holds a lone surrogate escape (\\ud800-\\udfff), "
+                   "which is not Unicode text; fix or drop the line")
+    raise LineError(message)
+
+
+def read_jsonl(path: PathLike, on_error: ErrorCallback | None = None
+               ) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line_number, value)`` for each non-blank line of a JSON-lines file.
+
+    A line that cannot be read (see :func:`json_value`) is passed to ``on_error`` as
+    ``file:line: reason`` and skipped; without ``on_error`` it raises :class:`LineError`.
+    """
+    for number, raw in nonblank_lines(path):
+        try:
+            yield number, json_value(raw, f"{path}:{number}", number == 1)
+        except LineError as exc:
+            if on_error is None:
+                raise
+            on_error(str(exc))

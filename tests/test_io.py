@@ -12,6 +12,7 @@ import pytest
 
 from deepke_llm.io import (
     OutputBusy,
+    LineError,
     Problems,
     ResumableWriter,
     SameFileError,
@@ -19,6 +20,8 @@ from deepke_llm.io import (
     count_lines,
     json_line,
     output_lock,
+    print_errors,
+    read_jsonl,
     refuse_same_file,
     write_jsonl_atomic,
 )
@@ -109,13 +112,58 @@ def test_count_lines_skips_blank_lines_and_counts_a_last_line_without_newline(tm
 
 
 def test_problems_count_everything_and_show_the_first(capsys):
-    problems = Problems(show=2)
+    problems = Problems(print_errors(show=2), keep=2)
     for i in range(5):
         problems(f"line {i}: bad")
-    assert len(problems) == 5 and problems.first == ["line 0: bad", "line 1: bad"]
+    assert len(problems) == 5 and problems.messages == ["line 0: bad", "line 1: bad"]
     assert capsys.readouterr().err.splitlines() == [
         "error: line 0: bad", "error: line 1: bad",
         "(more than 2 problems: the rest are counted, not shown)"]
+
+
+def test_one_sink_counts_by_kind_keeps_examples_and_merges():
+    seen: list[str] = []
+    problems = Problems(seen.append, keep=3, per_kind=1)
+    problems.add("broken_line", "f:1: not valid JSON")
+    problems.add("duplicate_id", "f:2: duplicate id 'a'")
+    problems.add("broken_line", "f:3: not valid JSON")
+    problems.append("f:4: something")  # where a list of messages was expected
+    assert seen == ["f:1: not valid JSON", "f:2: duplicate id 'a'", "f:3: not valid JSON",
+                    "f:4: something"]
+    assert problems.count == 4 and problems.counts == {"broken_line": 2, "duplicate_id": 1,
+                                                        "error": 1}
+    assert problems.examples["broken_line"] == ["f:1: not valid JSON"]
+    other = Problems()
+    other.add("broken_line", "g:1: bad", count=3)
+    problems.merge(other)
+    assert problems.to_dict() == {
+        "counts": {"broken_line": 5, "duplicate_id": 1, "error": 1},
+        "messages": ["f:1: not valid JSON", "f:2: duplicate id 'a'", "f:3: not valid JSON"]}
+    assert len(seen) == 4  # merging calls no callback again
+
+
+def test_read_jsonl_reports_every_bad_line_as_file_line_reason(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"a": 1}\n\n{"b": \n\xff\xfe\n'
+                     + b'{"n": ' + b"9" * 5000 + b'}\n{"s": "\\ud800"}\n'
+                     + b"[" * 100000 + b"\n[2]\n")
+    errors: list[str] = []
+    assert list(read_jsonl(path, errors.append)) == [(1, {"a": 1}), (8, [2])]
+    assert [e.split(": ", 1)[1].split(" (")[0] for e in errors] == [
+        "not valid JSON", "not valid UTF-8; re-encode the file as UTF-8", "not valid JSON",
+        "a string holds a lone surrogate escape", "JSON nested too deeply to read"]
+    assert [e.split(":")[1] for e in errors] == ["3", "4", "5", "6", "7"]
+    with pytest.raises(LineError, match=r"in.jsonl:3: not valid JSON"):
+        list(read_jsonl(path))
+
+
+def test_read_jsonl_reads_compressed_files(tmp_path):
+    import gzip
+
+    path = tmp_path / "in.jsonl.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        handle.write('{"id": "a"}\n\n{"id": "b"}\n')
+    assert list(read_jsonl(path)) == [(1, {"id": "a"}), (3, {"id": "b"})]
 
 
 def test_json_line_keeps_offsets_when_it_replaces_surrogates():

@@ -11,7 +11,7 @@ import click
 from deepke_llm.commands.common import ExitCode, fail, refuse_same_output
 from deepke_llm.commands.options import output_option
 from deepke_llm.datasets import READERS, DatasetError, read_dataset
-from deepke_llm.io import Problems, write_jsonl_atomic
+from deepke_llm.io import Problems, print_errors, write_jsonl_atomic
 from deepke_llm.records import Document
 from deepke_llm.schema import SchemaError
 
@@ -64,7 +64,7 @@ def convert(format_: str, input_path: str, output: str, schema: str | None, spli
     refuse_same_output(output, [input_path, schema])
     opts = {k: v for k, v in (("unit", unit), ("qualifiers", qualifiers), ("id_prefix", id_prefix))
             if v is not None}
-    errors = Problems()
+    errors = Problems(print_errors(show=50))
     counts = _Counts()
     try:
         documents = read_dataset(format_, input_path, schema, split, errors=errors, **opts)

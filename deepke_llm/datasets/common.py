@@ -2,7 +2,8 @@
 token joining and mention location.
 
 Readers never stop on a bad record: they report a one-line message naming ``file:line`` (or
-``file: record N`` for single-JSON files) through :class:`Problems` and go on.
+``file: record N`` for single-JSON files) through :class:`~deepke_llm.problems.Problems` (the one
+error sink) and go on.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterable, MutableSequence, Sequence
 from pathlib import Path
 from typing import Any
 
+from deepke_llm.problems import Problems
 from deepke_llm.schema import Schema, SchemaError
 
 __all__ = ["DatasetError", "DocumentIds", "EventNames", "Problems", "TypeNames", "as_problems",
@@ -23,29 +25,6 @@ logger = logging.getLogger("deepke_llm.datasets")
 
 class DatasetError(ValueError):
     """The dataset cannot be read at all (missing file, unknown format or option)."""
-
-
-class Problems:
-    """Collects one-line messages about bad input.
-
-    With a list (or any object with ``append``) the messages go there; without one they are logged
-    as warnings, so a library caller is never interrupted by a bad record.
-    ``append`` makes an instance usable wherever :func:`deepke_llm.records.iter_jsonl` takes
-    ``errors``.
-    """
-
-    def __init__(self, sink: MutableSequence[str] | None = None) -> None:
-        self.sink = sink
-        self.count = 0
-
-    def append(self, message: str) -> None:
-        self.count += 1
-        if self.sink is None:
-            logger.warning(message)
-        else:
-            self.sink.append(message)
-
-    report = append
 
 
 def check_file(path: str | Path) -> str:
@@ -201,8 +180,12 @@ def locate_mention(text: str, mention: str, hint: int | None) -> tuple[int, int]
 
 
 def as_problems(errors: MutableSequence[str] | Problems | None) -> Problems:
-    """Wrap a caller's error list (or None) in a :class:`Problems`; pass one through."""
-    return errors if isinstance(errors, Problems) else Problems(errors)
+    """The sink a reader reports to: a caller's :class:`Problems` as it is; a caller's list (or
+    any object with ``append``) gets every message; without either, messages are logged as
+    warnings, so a library caller is never interrupted by a bad record."""
+    if isinstance(errors, Problems):
+        return errors
+    return Problems(logger.warning if errors is None else errors.append)
 
 
 def as_schema(schema: Schema | str | Path | None) -> Schema | None:
