@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deepke_llm.extractor import Extractor, detect_language, parse_output
-from deepke_llm.io import ProgressBar, ResumableWriter, count_lines, json_chunks
-from deepke_llm.records import Document, RecordError, iter_jsonl
+from deepke_llm.extractor import ExtractionStats, Extractor, detect_language, parse_output
+from deepke_llm.io import ProgressBar, ResumableWriter, count_lines, json_chunks, read_jsonl
+from deepke_llm.problems import ErrorCallback, Problems, print_errors
+from deepke_llm.records import Document, RecordError
 from deepke_llm.schema import Schema, load_schema
 from deepke_llm.tasks import get_task
 from deepke_llm.tasks.base import unique
@@ -27,21 +28,20 @@ from deepke_llm.tasks.base import unique
 __all__ = ["ExtractConfig", "RunSummary", "extract_file", "parse_file", "read_text_inputs",
            "run_extract", "run_to_file"]
 
-ErrorSink = Callable[[str], None]
 # failed documents named one by one on stderr; the rest are counted
 SHOWN_FAILURES = 10
 
 
 @dataclass
-class RunSummary:
-    documents: int = 0
-    records: int = 0
-    errors: int = 0
+class RunSummary(ExtractionStats):
+    """A file run's totals: the Extractor's counts (documents, records, errors, failed, prompts,
+    generated tokens, seconds: :class:`~deepke_llm.extractor.ExtractionStats`, the same meaning)
+    plus what the run around it adds."""
+
     input_errors: int = 0
-    failed: int = 0
+    """Input lines reported to the error sink and skipped."""
     skipped: int = 0
-    generated_tokens: int = 0
-    seconds: float = 0.0
+    """Documents already in the output (``resume``), not done again."""
     finished: bool = True
     """False when the output was left as ``OUT.partial`` (failed documents to redo)."""
 
@@ -106,7 +106,7 @@ class ExtractConfig:
 
 
 def run_extract(config: ExtractConfig, backend: Any, texts: Iterable[str] = (),
-                on_error: ErrorSink | None = None) -> RunSummary:
+                on_error: ErrorCallback | None = None) -> RunSummary:
     """Build the Extractor ``config`` describes on ``backend`` and run it over ``config.input``
     and ``texts`` into ``config.output`` (stdout without one)."""
     from deepke_llm.backends.base import GenerationConfig
@@ -131,11 +131,11 @@ def run_extract(config: ExtractConfig, backend: Any, texts: Iterable[str] = (),
                         resume=config.resume, progress=config.progress, on_error=on_error)
 
 
-def read_text_inputs(path: str, on_error: ErrorSink) -> Iterator[Document]:
+def read_text_inputs(path: str, on_error: ErrorCallback) -> Iterator[Document]:
     """Documents from a JSONL file of ``{"id", "text", ...}``; bad lines go to ``on_error``."""
     stem = Path(path).stem
     seen: set[str] = set()
-    for number, data in _jsonl_lines(path, on_error):
+    for number, data in read_jsonl(path, on_error):
         where = f"{path}:{number}"
         if not isinstance(data, dict):
             on_error(f"{where}: expected a JSON object with a 'text' field")
@@ -160,16 +160,6 @@ def read_text_inputs(path: str, on_error: ErrorSink) -> Iterator[Document]:
         yield document
 
 
-def _jsonl_lines(path: str, on_error: ErrorSink) -> Iterator[tuple[int, Any]]:
-    errors: list[str] = []
-    for item in iter_jsonl(path, errors):
-        while errors:
-            on_error(errors.pop(0))
-        yield item
-    for message in errors:
-        on_error(message)
-
-
 class _StdoutWriter:
     done_ids: set[str] = set()
 
@@ -189,7 +179,7 @@ def run_to_file(documents: Iterable[Document],
                 process: Callable[[Iterable[Document]], Iterator[Document]],
                 output: str | None, *, resume: bool = False, progress: bool | ProgressBar = True,
                 summary: RunSummary | None = None, total: int | None = None,
-                desc: str = "extract", on_failure: ErrorSink | None = None) -> RunSummary:
+                desc: str = "extract", on_failure: ErrorCallback | None = None) -> RunSummary:
     """Stream ``documents`` through ``process`` into ``output`` (stdout without one).
 
     Ids already in ``output`` (or its ``.partial``) are skipped with ``resume``; finished documents
@@ -239,7 +229,7 @@ def run_to_file(documents: Iterable[Document],
     return summary
 
 
-def _print_failure(summary: RunSummary) -> ErrorSink:
+def _print_failure(summary: RunSummary) -> ErrorCallback:
     def report(message: str) -> None:
         if summary.failed <= SHOWN_FAILURES:
             print(f"failed: {message}", file=sys.stderr, flush=True)
@@ -249,7 +239,7 @@ def _print_failure(summary: RunSummary) -> ErrorSink:
 
 def extract_file(extractor: Extractor, *, input_path: str | None = None,
                  texts: Iterable[str] = (), output: str | None = None, resume: bool = False,
-                 progress: bool = True, on_error: ErrorSink | None = None) -> RunSummary:
+                 progress: bool = True, on_error: ErrorCallback | None = None) -> RunSummary:
     """Run ``extractor`` over ``input_path`` (JSONL) and/or ``texts``; write records to ``output``.
 
     Without ``output`` records go to stdout. Bad input lines are passed to ``on_error`` and
@@ -257,47 +247,46 @@ def extract_file(extractor: Extractor, *, input_path: str | None = None,
     input's lines are counted first) and shows the window reached inside a long document.
     """
     summary = RunSummary()
+    problems = Problems(on_error or print_errors())
     texts = list(texts)
-
-    def report(message: str) -> None:
-        summary.input_errors += 1
-        (on_error or (lambda m: print(f"error: {m}", file=sys.stderr)))(message)
 
     def documents() -> Iterator[Document]:
         for i, text in enumerate(texts, 1):
             if not text.strip():
-                report(f"argument {i}: empty text")
+                problems(f"argument {i}: empty text")
                 continue
             yield Document(id=f"text-{i}", text=text)
         if input_path:
-            yield from read_text_inputs(input_path, report)
+            yield from read_text_inputs(input_path, problems)
 
     total = len(texts) + (count_lines(input_path) if input_path and progress else 0)
     bar = ProgressBar(progress, total, "extract")
-    before = extractor.stats.generated_tokens
+    before = (extractor.stats.prompts, extractor.stats.generated_tokens)
     extractor.on_batch = lambda status: bar.status(status.describe())
 
     def process(docs: Iterable[Document]) -> Iterator[Document]:
         # input errors and resumed ids count as handled lines, so the bar reaches its total
-        handled = summary.input_errors + summary.skipped
+        handled = problems.count + summary.skipped
         for document in extractor.extract_iter(docs):
-            now = summary.input_errors + summary.skipped
+            now = problems.count + summary.skipped
             bar.advance(now - handled)
             handled = now
             yield document
-        bar.advance(summary.input_errors + summary.skipped - handled)
+        bar.advance(problems.count + summary.skipped - handled)
 
     try:
         run_to_file(documents(), process, output, resume=resume, progress=bar, summary=summary)
     finally:
         extractor.on_batch = None
-        summary.generated_tokens = extractor.stats.generated_tokens - before
+        summary.input_errors = problems.count
+        summary.prompts = extractor.stats.prompts - before[0]
+        summary.generated_tokens = extractor.stats.generated_tokens - before[1]
     return summary
 
 
 def parse_file(input_path: str, task: str, schema: str | Schema, *, output: str | None = None,
                prompt_style: str = "iepile", language: str | None = None,
-               on_error: ErrorSink | None = None, trim_punctuation: bool = True) -> RunSummary:
+               on_error: ErrorCallback | None = None, trim_punctuation: bool = True) -> RunSummary:
     """Ground raw outputs of any system: lines ``{"id", "text", "output"}`` -> records.
 
     ``output`` may be one string or a list (one per schema chunk). IEPile test lines (no
@@ -305,19 +294,14 @@ def parse_file(input_path: str, task: str, schema: str | Schema, *, output: str 
     are merged as IEPile's evaluator merges them.
     """
     schema = load_schema(schema)
-    summary = RunSummary()
-
-    def report(message: str) -> None:
-        summary.input_errors += 1
-        (on_error or (lambda m: print(f"error: {m}", file=sys.stderr)))(message)
-
+    report = Problems(on_error or print_errors())
     wanted = get_task(task).iepile_name
 
     def documents() -> Iterator[Document]:
         # streamed: the lines of one record (IEPile schema chunks) come one after another
         entry: dict[str, Any] | None = None
         done: set[str] = set()
-        for number, data in _jsonl_lines(input_path, report):
+        for number, data in read_jsonl(input_path, report):
             where = f"{input_path}:{number}"
             if isinstance(data, dict) and str(data.get("task", wanted)).upper() != wanted:
                 continue  # a line of another task in a multi-task IEPile file
@@ -337,10 +321,12 @@ def parse_file(input_path: str, task: str, schema: str | Schema, *, output: str 
         if entry is not None:
             yield _parse_entry(entry, task, schema, prompt_style, language, trim_punctuation)
 
-    return run_to_file(documents(), lambda docs: iter(docs), output, progress=False, summary=summary)
+    summary = run_to_file(documents(), lambda docs: iter(docs), output, progress=False)
+    summary.input_errors = report.count
+    return summary
 
 
-def _raw_output_line(data: Any, where: str, report: ErrorSink) -> dict[str, Any] | None:
+def _raw_output_line(data: Any, where: str, report: ErrorCallback) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         report(f"{where}: expected a JSON object")
         return None

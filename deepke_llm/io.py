@@ -31,7 +31,8 @@ from deepke_llm.problems import ErrorCallback, Problems, print_errors
 from deepke_llm.progress import ProgressBar
 
 __all__ = ["ErrorCallback", "LineError", "OutputBusy", "Problems", "ProgressBar",
-           "ResumableWriter", "SameFileError", "atomic_path", "count_lines", "has_surrogate",
+           "ResumableWriter", "SameFileError", "atomic_path", "count_lines", "decode_line",
+           "has_surrogate",
            "json_chunks", "json_line", "json_value", "nonblank_lines", "open_input",
            "output_lock", "print_errors", "read_jsonl", "refuse_same_file", "replace_surrogates",
            "sha256_file", "write_jsonl_atomic"]
@@ -335,17 +336,25 @@ def nonblank_lines(path: PathLike) -> Iterator[tuple[int, bytes]]:
                 yield number, raw
 
 
-def json_value(raw: bytes, where: str, first_line: bool = False) -> Any:
-    """The JSON value of one line; :class:`LineError` ``{where}: reason`` when it has none.
+def decode_line(raw: bytes, where: str, first_line: bool = False) -> str:
+    """One line's text; :class:`LineError` ``{where}: reason`` when it is not UTF-8.
 
-    A UTF-8 byte-order mark on the first line is not part of it; an integer longer than Python
-    reads, JSON nested too deeply and a lone surrogate escape are errors, never crashes.
+    A UTF-8 byte-order mark (some editors write one) is not part of the first line.
     """
     try:
-        line = raw.decode("utf-8-sig" if first_line else "utf-8")
-        value = json.loads(line)
+        return raw.decode("utf-8-sig" if first_line else "utf-8")
     except UnicodeDecodeError:
-        message = f"{where}: not valid UTF-8; re-encode the file as UTF-8"
+        raise LineError(f"{where}: not valid UTF-8; re-encode the file as UTF-8") from None
+
+
+def json_value(line: str, where: str) -> Any:
+    """The JSON value of one line; :class:`LineError` ``{where}: reason`` when it has none.
+
+    An integer longer than Python reads, JSON nested too deeply and a lone surrogate escape are
+    errors, never crashes.
+    """
+    try:
+        value = json.loads(line)
     except json.JSONDecodeError as exc:
         message = f"{where}: not valid JSON ({exc.msg} at column {exc.colno})"
     except ValueError as exc:  # e.g. an integer longer than Python reads (4,300 digits)
@@ -365,12 +374,13 @@ def read_jsonl(path: PathLike, on_error: ErrorCallback | None = None
                ) -> Iterator[tuple[int, Any]]:
     """Yield ``(line_number, value)`` for each non-blank line of a JSON-lines file.
 
-    A line that cannot be read (see :func:`json_value`) is passed to ``on_error`` as
+    A line that cannot be read (see :func:`decode_line`, :func:`json_value`) is passed to ``on_error`` as
     ``file:line: reason`` and skipped; without ``on_error`` it raises :class:`LineError`.
     """
     for number, raw in nonblank_lines(path):
         try:
-            yield number, json_value(raw, f"{path}:{number}", number == 1)
+            where = f"{path}:{number}"
+            yield number, json_value(decode_line(raw, where, number == 1), where)
         except LineError as exc:
             if on_error is None:
                 raise

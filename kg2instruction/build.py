@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from deepke_llm.jsonl import write_jsonl_atomic
+from deepke_llm.io import write_jsonl_atomic
+from deepke_llm.problems import Problems
 from deepke_llm.schema import Schema, load_schema
-from kg2instruction.inputs import InputError, InputIssues
+from kg2instruction.inputs import InputError
 from kg2instruction.kb import KnowledgeBase, load_knowledge_base
 from kg2instruction.pipeline import BuildConfig, DocumentPipeline, process_corpus, stats_report
 from kg2instruction.rules import load_user_rules, make_rule_set
@@ -98,7 +99,7 @@ def build(kb_entities: str | Path, kb_triples: str | Path, relations: str | Path
     when complete.
     """
     config = config or BuildConfig()
-    issues = InputIssues()
+    issues = Problems()
     started = time.monotonic()
     kb = load_knowledge_base(kb_entities, kb_triples, relations, issues, config.ignore_case)
     loaded = time.monotonic()
@@ -118,7 +119,7 @@ def build(kb_entities: str | Path, kb_triples: str | Path, relations: str | Path
     gc.unfreeze()
     report = stats_report(run.stats, [r.name for r in rule_set.user_rules])
     if resume:
-        report["resumed_documents"] = run.resumed_documents
+        report["resumed_documents"] = run.skipped
     if instructions is not None:
         report["instructions"] = write_instructions(output, instructions, re_schema,
                                                     config.language, instruction_options or {})

@@ -25,8 +25,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from deepke_llm.problems import Problems
 from deepke_llm.records import Document, read_documents
-from kg2instruction.inputs import InputIssues, read_entities, read_triples
+from kg2instruction.inputs import read_entities, read_triples
 from kg2instruction.kb import fold_case
 
 
@@ -41,7 +42,7 @@ def _ratio(num: int, den: int) -> float:
 def _signatures(aliases: dict[str, frozenset[str]], triples: str | Path) -> dict[str, Any]:
     """Entity id -> (aliases, {(relation, direction, neighbour aliases + their relations)})."""
     edges: dict[str, set[tuple[str, str]]] = {}
-    for head, rel, tail, _ in read_triples(triples, InputIssues()):
+    for head, rel, tail, _ in read_triples(triples, Problems()):
         edges.setdefault(head, set()).add((rel, tail))
         edges.setdefault(tail, set()).add((f"~{rel}", head))
 
@@ -63,14 +64,14 @@ def score_documents(output: str | Path, gold: str | Path, kb_entities: str | Pat
     key = fold_case if ignore_case else str
     alias_entities: dict[str, set[str]] = {}
     entity_aliases: dict[str, frozenset[str]] = {}
-    for entity in read_entities(kb_entities, InputIssues()):
+    for entity in read_entities(kb_entities, Problems()):
         entity_aliases[entity.id] = frozenset(entity.aliases)
         for alias in entity.aliases:
             alias_entities.setdefault(key(alias), set()).add(entity.id)
     kb_facts: set[tuple[str, str, str]] | None = None
     signature = None
     if kb_triples is not None:
-        kb_facts = {(h, r, t) for h, r, t, _ in read_triples(kb_triples, InputIssues())}
+        kb_facts = {(h, r, t) for h, r, t, _ in read_triples(kb_triples, Problems())}
         signature = _signatures(entity_aliases, kb_triples)
     produced = {doc.id: doc for doc in read_documents(str(output))}
     counts: Counter = Counter()

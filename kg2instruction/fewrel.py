@@ -18,11 +18,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from deepke_llm.jsonl import ResumableWriter, write_jsonl_atomic
+from deepke_llm.io import ResumableWriter, write_jsonl_atomic
+from deepke_llm.problems import Problems
 from deepke_llm.records import Document
 from kg2instruction.inputs import (
     InputError,
-    InputIssues,
     read_entities,
     read_relations,
     read_triples,
@@ -100,7 +100,7 @@ def prepare_fewrel(fewrel_json: str | Path, out_dir: str | Path,
     from deepke_llm.datasets import DatasetError
     from deepke_llm.datasets.fewrel import read_fewrel
 
-    issues = InputIssues()
+    issues = Problems()
     problems: list[str] = []
     try:
         docs = list(read_fewrel(fewrel_json, errors=problems, id_prefix="fewrel",

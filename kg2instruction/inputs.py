@@ -1,44 +1,25 @@
 """Readers for the four inputs: KB entities, KB triples, relation inventory and corpus.
 
-Every reader streams its file and never stops on a bad record: the problem is counted by kind and
-reported as ``file:line: what`` in an :class:`InputIssues`, and the record is skipped.
+Every reader streams its file (``.gz``/``.bz2`` too) and never stops on a bad record: the problem
+is counted by kind and reported as ``file:line: what`` to the one error sink
+(:class:`deepke_llm.problems.Problems`), and the record is skipped. JSON lines are read as every
+JSON-lines input is (:mod:`deepke_llm.io`).
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-MAX_MESSAGES = 1000  # messages kept verbatim; every problem is still counted
+from deepke_llm.io import LineError, decode_line, json_value, nonblank_lines, open_input, read_jsonl
+from deepke_llm.problems import Problems
 
 
 class InputError(ValueError):
     """An input that cannot be used at all (missing file, unreadable relation inventory)."""
-
-
-@dataclass
-class InputIssues:
-    """Counts of bad-input problems by kind plus the first messages (``file:line: what``)."""
-
-    counts: Counter = field(default_factory=Counter)
-    messages: list[str] = field(default_factory=list)
-
-    def add(self, kind: str, message: str) -> None:
-        self.counts[kind] += 1
-        if len(self.messages) < MAX_MESSAGES:
-            self.messages.append(message)
-
-    def merge(self, other: InputIssues) -> None:
-        self.counts.update(other.counts)
-        room = MAX_MESSAGES - len(self.messages)
-        self.messages.extend(other.messages[:max(room, 0)])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"counts": dict(sorted(self.counts.items())), "messages": list(self.messages)}
 
 
 @dataclass(frozen=True)
@@ -76,53 +57,30 @@ def _require(path: str | Path) -> str:
     return text
 
 
-def _raw_lines(path: str) -> Iterator[tuple[int, str | None]]:
-    """``(line_number, text)`` of non-blank lines; ``text`` is None when not valid UTF-8."""
-    with _opener(path)(path, "rb") as handle:
-        for number, raw in enumerate(handle, 1):
-            if not raw.strip():
-                continue
-            try:
-                line = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError:
-                yield number, None
-                continue
-            if line.strip():
-                yield number, line
+def _decoded_lines(path: str) -> Iterator[tuple[int, str | LineError]]:
+    """``(line_number, text)`` of non-blank lines; the error instead of the text when a line is
+    not valid UTF-8."""
+    for number, raw in nonblank_lines(path):
+        try:
+            line = decode_line(raw, f"{path}:{number}").rstrip("\r\n")
+        except LineError as exc:
+            yield number, exc
+            continue
+        if line.strip():
+            yield number, line
 
 
-def _not_utf8(path: str, number: int) -> str:
-    return f"{path}:{number}: not valid UTF-8; re-encode as UTF-8"
-
-
-def _lines(path: str, issues: InputIssues) -> Iterator[tuple[int, str]]:
+def text_lines(path: str, issues: Problems) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, text)`` of non-blank lines; undecodable lines are counted."""
-    for number, line in _raw_lines(path):
-        if line is None:
-            issues.add("broken_line", _not_utf8(path, number))
+    for number, line in _decoded_lines(path):
+        if isinstance(line, LineError):
+            issues.add("broken_line", str(line))
         else:
             yield number, line
 
 
-def _opener(path: str):
-    if path.endswith(".gz"):
-        import gzip
-
-        return gzip.open
-    if path.endswith(".bz2"):
-        import bz2
-
-        return bz2.open
-    return open
-
-
-def _json_lines(path: str, issues: InputIssues) -> Iterator[tuple[int, Any]]:
-    for number, line in _lines(path, issues):
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as exc:
-            issues.add("broken_line",
-                       f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})")
+def _json_lines(path: str, issues: Problems) -> Iterator[tuple[int, Any]]:
+    return read_jsonl(path, lambda message: issues.add("broken_line", message))
 
 
 def _strings(value: Any) -> tuple[str, ...] | None:
@@ -138,7 +96,7 @@ def _strings(value: Any) -> tuple[str, ...] | None:
     return tuple(seen)
 
 
-def read_entities(path: str | Path, issues: InputIssues) -> Iterator[EntityRecord]:
+def read_entities(path: str | Path, issues: Problems) -> Iterator[EntityRecord]:
     """Stream KB entities from JSON lines ``{"id", "aliases", "label"?, "description"?, ...}``.
 
     An entity without usable aliases falls back to its label; with neither it is still yielded
@@ -185,20 +143,20 @@ def read_entities(path: str | Path, issues: InputIssues) -> Iterator[EntityRecor
 _TRIPLE_KEYS = (("head", "relation", "tail"), ("subject", "predicate", "object"), ("h", "r", "t"))
 
 
-def read_triples(path: str | Path, issues: InputIssues) -> Iterator[tuple[str, str, str, str]]:
+def read_triples(path: str | Path, issues: Problems) -> Iterator[tuple[str, str, str, str]]:
     """Stream ``(head, relation, tail, "file:line")`` from a TSV or JSON-lines triple file.
 
     TSV: three tab-separated columns (a ``head relation tail`` header line is skipped). JSON lines:
     ``{"head", "relation", "tail"}`` (``subject/predicate/object`` also read).
     """
     path = _require(path)
-    for number, line in _lines(path, issues):
+    for number, line in text_lines(path, issues):
         where = f"{path}:{number}"
         if line.lstrip().startswith("{"):
             try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                issues.add("broken_line", f"{where}: not valid JSON ({exc.msg})")
+                data = json_value(line, where)
+            except LineError as exc:
+                issues.add("broken_line", str(exc))
                 continue
             fields = next(([data.get(k) for k in keys] for keys in _TRIPLE_KEYS
                            if isinstance(data, dict) and all(k in data for k in keys)), None)
@@ -214,7 +172,7 @@ def read_triples(path: str | Path, issues: InputIssues) -> Iterator[tuple[str, s
         yield fields[0], fields[1], fields[2], where
 
 
-def read_relations(path: str | Path, issues: InputIssues) -> list[RelationInfo]:
+def read_relations(path: str | Path, issues: Problems) -> list[RelationInfo]:
     """Read the relation inventory: a JSON object id -> ``{"name", ...}`` or ``[name, description]``.
 
     Also accepted: id -> name string, and a JSON list of objects carrying ``"id"``. A bad entry is
@@ -292,14 +250,14 @@ def corpus_format(path: str) -> str:
         return "jsonl"
     if path.endswith((".txt", ".txt.gz", ".txt.bz2")):
         return "text"
-    with _opener(path)(path, "rb") as handle:
+    with open_input(path) as handle:
         for raw in handle:
             if raw.strip():
                 return "jsonl" if raw.lstrip().startswith(b"{") else "text"
     return "text"
 
 
-def read_corpus(path: str | Path, issues: InputIssues,
+def read_corpus(path: str | Path, issues: Problems,
                 shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[int, dict[str, Any]]]:
     """Stream ``(line_number, {"id", "text", ...})`` corpus records of one shard.
 
@@ -311,21 +269,21 @@ def read_corpus(path: str | Path, issues: InputIssues,
     index, count = shard
     kind = corpus_format(path)
     ordinal = -1
-    for number, line in _raw_lines(path):
+    for number, line in _decoded_lines(path):
         ordinal += 1
         if ordinal % count != index:
             continue  # another shard's line, problems included
-        if line is None:
-            issues.add("broken_line", _not_utf8(path, number))
+        if isinstance(line, LineError):
+            issues.add("broken_line", str(line))
             continue
         if kind == "text":
             yield number, {"id": f"line-{number}", "text": line.strip()}
             continue
         where = f"{path}:{number}"
         try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            issues.add("broken_line", f"{where}: not valid JSON ({exc.msg} at column {exc.colno})")
+            data = json_value(line, where)
+        except LineError as exc:
+            issues.add("broken_line", str(exc))
             continue
         if not isinstance(data, dict) or not isinstance(data.get("text"), str):
             issues.add("broken_line", f"{where}: expected a JSON object with a string 'text'")

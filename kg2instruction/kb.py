@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepke_llm.problems import Problems
 from kg2instruction.inputs import (
     EntityRecord,
     InputError,
-    InputIssues,
     RelationInfo,
     read_entities,
     read_relations,
@@ -111,7 +111,7 @@ class KnowledgeBase:
         return fold_case(alias) if self.ignore_case else alias
 
     def add_triples(self, triples: Iterable[tuple[str, str, str, str]],
-                    issues: InputIssues) -> None:
+                    issues: Problems) -> None:
         """Index triples; unknown entities or relations are counted and skipped."""
         size = len(self.ids)
         for head, relation, tail, where in triples:
@@ -239,10 +239,10 @@ class KnowledgeBase:
 
 
 def load_knowledge_base(entities: str | Path, triples: str | Path, relations: str | Path,
-                        issues: InputIssues | None = None,
+                        issues: Problems | None = None,
                         ignore_case: bool = False) -> KnowledgeBase:
     """Read the three KB inputs into a :class:`KnowledgeBase`; problems go to ``issues``."""
-    issues = issues if issues is not None else InputIssues()
+    issues = issues if issues is not None else Problems()
     inventory = read_relations(relations, issues)
     if not inventory:
         raise InputError(f"{relations}: the relation inventory defines no usable relation")

@@ -16,9 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deepke_llm.batch import RunSummary
+from deepke_llm.problems import Problems
+from deepke_llm.progress import ProgressBar
 from deepke_llm.records import Document, Entity, Relation
 from kg2instruction.context import make_context_scorer
-from kg2instruction.inputs import InputIssues, read_corpus
+from kg2instruction.inputs import read_corpus
 from kg2instruction.kb import KnowledgeBase
 from kg2instruction.linking import LinkerConfig, candidate_lists, disambiguate
 from kg2instruction.mentions import detect_mentions
@@ -239,42 +242,46 @@ def run_pipeline(pipeline: DocumentPipeline,
 
 
 @dataclass
-class CorpusRun:
-    """Totals of a corpus pass; with ``--resume`` they include the interrupted runs' counts."""
+class CorpusRun(RunSummary):
+    """A corpus pass in the shape of every file run (:class:`deepke_llm.batch.RunSummary`):
+    ``documents`` this process went through, ``skipped`` the documents already in the output when
+    a resumed run started, ``failed``, ``input_errors``, ``seconds``; plus the pipeline's counters
+    (``stats``: with ``--resume`` they include the interrupted runs' counts) and the sentences this
+    process went through (for its speed)."""
 
-    stats: Counter
-    processed_sentences: int = 0  # sentences this process went through (for its speed)
-    resumed_documents: int = 0  # documents already in the output when the run started
+    stats: Counter = field(default_factory=Counter)
+    processed_sentences: int = 0
 
 
 CHECKPOINT_SECONDS = 2.0
 
 
 def process_corpus(pipeline: DocumentPipeline, corpus: str, output: str,
-                   issues: InputIssues, progress: bool = False,
+                   issues: Problems, progress: bool = False,
                    resume: bool = False) -> CorpusRun:
     """Stream ``corpus`` through ``pipeline`` into ``output``.
 
     Documents go to ``OUTPUT.partial`` as they finish and the file becomes ``OUTPUT`` only when
-    the whole corpus is done (:class:`deepke_llm.jsonl.ResumableWriter`). Every few seconds the
+    the whole corpus is done (:class:`deepke_llm.io.ResumableWriter`). Every few seconds the
     stats so far and the last corpus line they cover go to ``OUTPUT.partial.stats``; with
     ``resume`` the records up to that line are skipped and their stats taken from there, later
     records are processed again but written only when their id is not in the output yet, so the
     final stats equal an uninterrupted run's.
     """
-    from deepke_llm.jsonl import ResumableWriter, write_jsonl_atomic
+    from deepke_llm.io import ResumableWriter, write_jsonl_atomic
 
     checkpoint = Path(f"{output}.partial.stats")
     base = _read_checkpoint(checkpoint) if resume else None
     stats: Counter = Counter(base["stats"]) if base else Counter()
     failed: list[str] = list(base["failed"]) if base else []
     done_line = base["line"] if base else 0
-    run = CorpusRun(stats)
+    run = CorpusRun(stats=stats)
+    started = time.perf_counter()
     records = ((n, r) for n, r in read_corpus(corpus, issues, pipeline.config.shard)
                if n > done_line)
     if not resume:
         checkpoint.unlink(missing_ok=True)  # a stale one must not describe this fresh output
-    bar = _progress_bar(progress, stats["documents"])
+    bar = ProgressBar(progress, desc="kg2instruction", initial=stats["documents"])
     last_saved, last_line = time.monotonic(), done_line
 
     def save() -> None:
@@ -282,7 +289,7 @@ def process_corpus(pipeline: DocumentPipeline, corpus: str, output: str,
 
     with ResumableWriter(output, resume=resume) as writer:
         done = writer.done_ids
-        run.resumed_documents = len(done)
+        run.skipped = len(done)
         try:
             for chunk in run_pipeline(pipeline, records):
                 for doc_id, line in chunk.lines:
@@ -290,12 +297,12 @@ def process_corpus(pipeline: DocumentPipeline, corpus: str, output: str,
                         writer.write(line)
                 stats.update(chunk.stats)
                 run.processed_sentences += chunk.stats["sentences"]
+                run.documents += chunk.stats["documents"] + len(chunk.errors)
                 failed.extend(chunk.errors)
                 last_line = chunk.last_line
-                if bar is not None:
-                    bar.update(chunk.stats["documents"] + len(chunk.errors))
-                    bar.set_postfix(sentences=stats["sentences"], triples=stats["triples"],
-                                    refresh=False)
+                bar.advance(chunk.stats["documents"] + len(chunk.errors))
+                bar.status(f"sentences={stats['sentences']}, triples={stats['triples']}",
+                           refresh=False)
                 if time.monotonic() - last_saved >= CHECKPOINT_SECONDS:
                     save()
                     last_saved = time.monotonic()
@@ -304,10 +311,11 @@ def process_corpus(pipeline: DocumentPipeline, corpus: str, output: str,
                 save()  # the chunks written so far, exactly: --resume starts after them
             raise
     checkpoint.unlink(missing_ok=True)
-    if bar is not None:
-        bar.close()
+    bar.close()
     for message in failed:
         issues.add("document_failed", f"{corpus}: {message}")
+    run.failed, run.input_errors = len(failed), issues.count
+    run.seconds = time.perf_counter() - started
     return run
 
 
@@ -320,17 +328,6 @@ def _read_checkpoint(path: Path) -> dict[str, Any] | None:
             and isinstance(data.get("stats"), dict) and isinstance(data.get("failed"), list)):
         return None
     return data
-
-
-def _progress_bar(enabled: bool, initial: int):
-    if not enabled:
-        return None
-    import sys
-
-    from tqdm import tqdm
-
-    return tqdm(desc="kg2instruction", unit="doc", initial=initial, file=sys.stderr,
-                dynamic_ncols=True)
 
 
 def stats_report(stats: Counter, extra_rules: Iterable[str] = ()) -> dict[str, Any]:

@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kg2instruction.inputs import InputError, InputIssues
+from deepke_llm.problems import Problems
+from kg2instruction.inputs import InputError
 from kg2instruction.kb import KnowledgeBase
 from kg2instruction.mentions import Mention
 
@@ -334,7 +335,7 @@ def _user_rule(item: dict[str, Any], where: str, index: int) -> UserRule:
 
 def make_rule_set(kb: KnowledgeBase, max_distance: int, allowed: frozenset[int] | None,
                   user: dict[str, Any] | None, drop_uncertain: bool = True,
-                  issues: InputIssues | None = None) -> RuleSet:
+                  issues: Problems | None = None) -> RuleSet:
     """Resolve relation names in user rules and inventory conflicts to relation indices.
 
     A name that is no relation id or name of the inventory cannot fire; it is reported to

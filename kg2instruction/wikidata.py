@@ -23,8 +23,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from deepke_llm.jsonl import ResumableWriter, write_jsonl_atomic
-from kg2instruction.inputs import InputIssues, _lines
+from deepke_llm.io import LineError, ResumableWriter, json_value, write_jsonl_atomic
+from deepke_llm.problems import Problems
+from kg2instruction.inputs import text_lines
 
 INSTANCE_OF = "P31"
 PROPERTY_CONSTRAINT = "P2302"
@@ -34,16 +35,16 @@ CONSTRAINT_CLASS = "P2308"
 _LANGUAGES = {"en": ("en",), "zh": ("zh", "zh-hans", "zh-cn", "zh-hant", "zh-tw", "zh-hk")}
 
 
-def iter_dump(path: str | Path, issues: InputIssues) -> Iterator[dict[str, Any]]:
+def iter_dump(path: str | Path, issues: Problems) -> Iterator[dict[str, Any]]:
     """Entities of a Wikidata JSON dump, one line at a time; broken lines are counted."""
-    for number, line in _lines(str(path), issues):
+    for number, line in text_lines(str(path), issues):
         line = line.strip().rstrip(",")
         if line in ("[", "]", ""):
             continue
         try:
-            entity = json.loads(line)
-        except json.JSONDecodeError as exc:
-            issues.add("broken_line", f"{path}:{number}: not valid JSON ({exc.msg})")
+            entity = json_value(line, f"{path}:{number}")
+        except LineError as exc:
+            issues.add("broken_line", str(exc))
             continue
         if isinstance(entity, dict) and isinstance(entity.get("id"), str):
             yield entity
@@ -145,7 +146,7 @@ def convert_wikidata(dump: str | Path, out_dir: str | Path, language: str = "en"
     subclass reasoning), so a city typed "big city" would fail a "geographic location" check.
     Each output appears at its path only once complete.
     """
-    issues = InputIssues()
+    issues = Problems()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     relations: dict[str, dict[str, Any]] = {}

@@ -10,9 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from deepke_llm.commands.kg2instruction import main
+from deepke_llm.problems import Problems
 from kg2instruction.build import build
 from kg2instruction.fewrel import detokenize, prepare_fewrel
-from kg2instruction.inputs import InputIssues, read_corpus
+from kg2instruction.inputs import read_corpus
 from kg2instruction.kb import KnowledgeBase
 from kg2instruction.mentions import detect_mentions
 from kg2instruction.pipeline import BuildConfig
@@ -70,7 +71,7 @@ def test_duplicate_relation_ids_in_an_inventory_object_are_reported(tmp_path):
 
     path = write(tmp_path / "r.json", '{"P1": {"name": "first"}, "P2": ["other", ""], '
                                       '"P1": {"name": "second"}}')
-    issues = InputIssues()
+    issues = Problems()
     assert [(r.id, r.name) for r in read_relations(path, issues)] == [("P1", "first"),
                                                                       ("P2", "other")]
     assert issues.counts == {"duplicate_id": 1}
@@ -80,7 +81,7 @@ def test_duplicate_relation_ids_in_an_inventory_object_are_reported(tmp_path):
 
 def test_plain_text_corpus_gets_line_ids_and_shards(tmp_path):
     corpus = write(tmp_path / "c.txt", "first doc\n\nsecond doc\nthird doc\n")
-    issues = InputIssues()
+    issues = Problems()
     assert [(n, r["id"]) for n, r in read_corpus(corpus, issues)] == [
         (1, "line-1"), (3, "line-3"), (4, "line-4")]
     assert [r["id"] for _, r in read_corpus(corpus, issues, (1, 2))] == ["line-3"]

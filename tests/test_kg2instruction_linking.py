@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from deepke_llm.problems import Problems
 from kg2instruction.build import build
-from kg2instruction.inputs import EntityRecord, InputIssues, RelationInfo
+from kg2instruction.inputs import EntityRecord, RelationInfo
 from kg2instruction.kb import KnowledgeBase, fold_case
 from kg2instruction.mentions import detect_mentions
 from kg2instruction.pipeline import BuildConfig
@@ -113,7 +114,7 @@ def test_entities_cannot_be_added_after_triples():
     kb = KnowledgeBase([RelationInfo("r", "r")])
     kb.add_entity(EntityRecord("A", ("a",)))
     kb.add_entity(EntityRecord("B", ("b",)))
-    kb.add_triples([("A", "r", "B", "t:1")], InputIssues())
+    kb.add_triples([("A", "r", "B", "t:1")], Problems())
     with pytest.raises(RuntimeError, match="before add_triples"):
         kb.add_entity(EntityRecord("C", ("c",)))
     assert kb.relations_between(0, 1) == (0,)

@@ -255,7 +255,7 @@ def run_benchmark(config: EvaluationConfig, backend: Backend, model_name: str) -
     stem = _stem(directory, slug, config.resume)
     paths = {"json": directory / f"{stem}.json", "markdown": directory / f"{stem}.md",
              "chart": directory / f"{stem}.png", "gold": directory / f"{stem}.gold.jsonl"}
-    from deepke_llm.jsonl import write_jsonl_atomic
+    from deepke_llm.io import write_jsonl_atomic
 
     write_jsonl_atomic(paths["gold"], gold)
 
