@@ -114,14 +114,12 @@ def _score_records(task: str, gold: str, pred: str, mode: str, schema_name: str 
             schema.types_for(task)
         except SchemaError as exc:
             fail(str(exc))
-    diagnostics = Diagnostics()
-    problems: list[str] = []
-    gold_docs = list(read_documents(gold, problems))
+    diagnostics = Diagnostics()  # unreadable lines are counted as such (``append``)
+    gold_docs = list(read_documents(gold, diagnostics))
     if not gold_docs:
+        problems = diagnostics.examples.get("unreadable_line")
         fail(f"{gold}: no readable documents" + (f" ({problems[0]})" if problems else ""))
-    pred_docs = list(read_documents(pred, problems))
-    for message in problems:
-        diagnostics.add("unreadable_line", message)
+    pred_docs = list(read_documents(pred, diagnostics))
     modes = ALL_MODES if mode == "all" else (mode,)
     return score_documents(task, gold_docs, pred_docs, modes, schema=schema, gold_name=gold,
                            pred_name=pred, diagnostics=diagnostics)

@@ -1,5 +1,9 @@
 """Problems found while scoring: counted, explained in one line each, never fatal.
 
+They go to :class:`Diagnostics`, the one error sink (:class:`deepke_llm.problems.Problems`) with
+the scoring kinds below: unreadable input lines and reader problems as much as what a model's
+outputs got wrong, since a report states both side by side.
+
 Gold and predicted documents are paired by id. A gold document without a prediction scores all
 its gold records as missed; a prediction whose id is not in the gold file is reported and left
 out; a repeated id keeps its first document. Records are checked for offsets outside the text,
@@ -9,11 +13,10 @@ without a schema, predicted types the gold never uses).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
+from deepke_llm.problems import ErrorCallback, Problems
 from deepke_llm.records import Document
 
 __all__ = ["Diagnostics", "check_document", "known_types", "pair_documents", "used_types"]
@@ -48,21 +51,14 @@ KINDS: dict[str, str] = {
 MAX_EXAMPLES = 5
 
 
-@dataclass
-class Diagnostics:
-    """Counts of each problem kind with the first few one-line messages."""
+class Diagnostics(Problems):
+    """The scoring run's error sink: a :class:`~deepke_llm.problems.Problems` (counts by kind, the
+    first few messages of each) whose kinds are the ones in :data:`KINDS`, read back in the
+    report's words. A sink given where a list of messages is expected (``append``) counts them as
+    ``unreadable_line``."""
 
-    counts: Counter = field(default_factory=Counter)
-    examples: dict[str, list[str]] = field(default_factory=dict)
-
-    def add(self, kind: str, message: str, count: int = 1) -> None:
-        self.counts[kind] += count
-        shown = self.examples.setdefault(kind, [])
-        if len(shown) < MAX_EXAMPLES:
-            shown.append(message)
-
-    def __bool__(self) -> bool:
-        return bool(self.counts)
+    def __init__(self, on_error: ErrorCallback | None = None) -> None:
+        super().__init__(on_error, keep=0, per_kind=MAX_EXAMPLES, default_kind="unreadable_line")
 
     def lines(self, examples: int = 3) -> list[str]:
         """One summary line per kind: ``what: N (e.g. first message; ...)``."""
@@ -74,6 +70,7 @@ class Diagnostics:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """The report's layout: ``{kind: {"count", "examples"}}`` in :data:`KINDS` order."""
         return {kind: {"count": self.counts[kind], "examples": self.examples.get(kind, [])}
                 for kind in KINDS if self.counts.get(kind)}
 

@@ -28,11 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from deepke_llm.backends.base import Backend, GenerationConfig
+from deepke_llm.extractor import ExtractionStats
+from deepke_llm.problems import Problems
 from deepke_llm.records import Document, read_documents
 
 from .bootstrap import bootstrap_f1
 from .definitions import BenchmarkDefinition, BenchmarkError, load_benchmark, resolve_data_path
-from .diagnostics import KINDS
+from .diagnostics import KINDS, Diagnostics
 from .report import sample_errors, write_chart, write_json, write_markdown
 from .scoring import TaskScore, score_documents
 
@@ -110,16 +112,20 @@ def model_slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_.") or "model"
 
 
+def data_file_name(definition: BenchmarkDefinition, split: str) -> str:
+    """The split's file as reports name it: relative to the data dir as the definition gives it,
+    by its name when the definition gives an absolute path."""
+    given = definition.splits[split]
+    return Path(given).name if Path(given).is_absolute() else given
+
+
 def data_record(definition: BenchmarkDefinition, split: str, path: Path) -> dict[str, str]:
     """What identifies the evaluated data without naming this machine's directories: the
-    benchmark, the split, the file relative to the data dir (its name when the definition gives
-    an absolute path) and the file's sha256."""
+    benchmark, the split, the file (:func:`data_file_name`) and the file's sha256."""
     from deepke_llm.io import sha256_file
 
-    given = definition.splits[split]
     return {"benchmark": definition.name, "split": split,
-            "file": Path(given).name if Path(given).is_absolute() else given,
-            "sha256": sha256_file(path)}
+            "file": data_file_name(definition, split), "sha256": sha256_file(path)}
 
 
 def _portable(value: str | None, is_file: bool = False) -> str | None:
@@ -146,8 +152,9 @@ def _settings(config: EvaluationConfig, definition: BenchmarkDefinition,
 
 
 def load_gold(definition: BenchmarkDefinition, split: str, data_dir: str | None,
-              limit: int | None, problems: list[str]) -> tuple[Path, list[Document]]:
-    """The gold Documents of a benchmark split (first ``limit``); reader problems -> ``problems``."""
+              limit: int | None, problems: Problems | None = None) -> tuple[Path, list[Document]]:
+    """The gold Documents of a benchmark split (first ``limit``); reader problems go to
+    ``problems`` (logged as warnings without one)."""
     from deepke_llm.datasets import DatasetError, read_dataset
 
     path = resolve_data_path(definition, split, data_dir)
@@ -230,7 +237,7 @@ def _demonstrations(definition: BenchmarkDefinition, config: EvaluationConfig) -
     split = config.few_shot_split or ("train" if "train" in definition.splits else "dev")
     if split == (config.split or definition.default_split):
         raise BenchmarkError(f"few-shot examples must not come from the evaluated split '{split}'")
-    _, documents = load_gold(definition, split, config.data_dir, None, [])
+    _, documents = load_gold(definition, split, config.data_dir, None, Problems())
     picked = pick_demonstrations(documents, definition.task, config.few_shot)
     if len(picked) < config.few_shot:
         raise BenchmarkError(f"split '{split}' has only {len(picked)} documents with records "
@@ -238,80 +245,121 @@ def _demonstrations(definition: BenchmarkDefinition, config: EvaluationConfig) -
     return picked
 
 
-def run_benchmark(config: EvaluationConfig, backend: Backend, model_name: str) -> EvaluationResult:
-    """Extract, score and report one benchmark split with ``backend``; see the module doc."""
-    from deepke_llm import __version__
-    from deepke_llm.extractor import Extractor
+@dataclass
+class _Run:
+    """One benchmark run being made: what it reads, where it writes, what it has found."""
+
+    config: EvaluationConfig
+    definition: BenchmarkDefinition
+    split: str
+    modes: tuple[str, ...]
+    gold: list[Document]
+    data: dict[str, str]
+    paths: dict[str, Path]
+    diagnostics: Diagnostics
+    stats: ExtractionStats = field(default_factory=ExtractionStats)
+    with_errors: int = 0
+
+
+def _start(config: EvaluationConfig, model_name: str) -> _Run:
+    """Read the gold split (reader problems -> the run's diagnostics) and name the outputs."""
+    from deepke_llm.io import write_jsonl_atomic
 
     definition = load_benchmark(config.benchmark)
     split = config.split or definition.default_split
-    modes = tuple(config.modes or definition.modes)
-    reader_problems: list[str] = []
-    data_file, gold = load_gold(definition, split, config.data_dir, config.limit, reader_problems)
-    data = data_record(definition, split, data_file)
+    diagnostics = Diagnostics()
+    shown, path = data_file_name(definition, split), resolve_data_path(definition, split,
+                                                                        config.data_dir)
+    # "FILE:LINE: ...": the file as the report names it
+    reader = Problems(lambda m: diagnostics.add("dataset_problem", m.replace(str(path), shown)))
+    data_file, gold = load_gold(definition, split, config.data_dir, config.limit, reader)
     directory = Path(config.output_dir) / definition.name
     directory.mkdir(parents=True, exist_ok=True)
-    slug = model_slug(model_name)
-    stem = _stem(directory, slug, config.resume)
+    stem = _stem(directory, model_slug(model_name), config.resume)
     paths = {"json": directory / f"{stem}.json", "markdown": directory / f"{stem}.md",
              "chart": directory / f"{stem}.png", "gold": directory / f"{stem}.gold.jsonl"}
-    from deepke_llm.io import write_jsonl_atomic
-
     write_jsonl_atomic(paths["gold"], gold)
+    return _Run(config, definition, split, tuple(config.modes or definition.modes), gold,
+                data_record(definition, split, data_file), paths, diagnostics)
 
+
+def _score_runs(run: _Run, backend: Backend) -> list[TaskScore]:
+    """Extract and score once, or once per shuffled schema order; the first run keeps its
+    mismatches (for the error sample) and the run's diagnostics."""
+    from deepke_llm.extractor import Extractor
+
+    config, definition = run.config, run.definition
     demonstrations = _demonstrations(definition, config)
-    seeds: list[int | None] = list(range(config.shuffle_runs)) if config.shuffle_runs else [None]
     generation = GenerationConfig(max_new_tokens=config.max_new_tokens,
                                   batch_size=config.batch_size)
     scores: list[TaskScore] = []
-    run_stats = {"prompts": 0, "generated_tokens": 0, "seconds": 0.0}
-    for seed in seeds:
+    for seed in _seeds(config):
         name = "pred" if seed is None else f"shuffle{seed}.pred"
-        pred_path = paths.setdefault(name, directory / f"{stem}.{name}.jsonl")
+        pred_path = run.paths.setdefault(name, run.paths["json"].with_name(
+            f"{run.paths['json'].stem}.{name}.jsonl"))
         extractor = Extractor(backend, definition.schema, definition.task,
                               language=config.language or definition.language,
                               prompt_style=config.prompt_style, generation=generation,
                               split_num=config.split_num, schema_shuffle_seed=seed,
                               demonstrations=demonstrations,
                               trim_punctuation=definition.trim_punctuation)
-        predictions = _extract(extractor, gold, pred_path, config.resume, config.progress)
-        run_stats["prompts"] += extractor.stats.prompts
-        run_stats["generated_tokens"] += extractor.stats.generated_tokens
-        run_stats["seconds"] += extractor.stats.seconds
+        predictions = _extract(extractor, run.gold, pred_path, config.resume, config.progress)
+        for name in ("prompts", "generated_tokens", "seconds"):
+            setattr(run.stats, name, getattr(run.stats, name) + getattr(extractor.stats, name))
         first = not scores
         if first:
-            with_errors = sum(1 for d in predictions if d.errors)
-        scores.append(score_documents(definition.task, gold, predictions, modes,
-                                      schema=definition.schema, gold_name=paths["gold"].name,
+            run.with_errors = sum(1 for d in predictions if d.errors)
+        scores.append(score_documents(definition.task, run.gold, predictions, run.modes,
+                                      schema=definition.schema, gold_name=run.paths["gold"].name,
                                       pred_name=pred_path.name,
-                                      keep_mismatches=modes[:1] if first else ()))
-    score = scores[0]
-    for message in reader_problems:  # "FILE:LINE: ...": the file as the report names it
-        score.diagnostics.add("dataset_problem", message.replace(str(data_file), data["file"]))
+                                      keep_mismatches=run.modes[:1] if first else (),
+                                      diagnostics=run.diagnostics if first else None))
+    return scores
 
-    summary: dict[str, Any] = {
-        "benchmark": definition.name, "task": definition.task, "split": split,
+
+def _seeds(config: EvaluationConfig) -> list[int | None]:
+    return list(range(config.shuffle_runs)) if config.shuffle_runs else [None]
+
+
+def _summary(run: _Run, scores: list[TaskScore], model_name: str) -> dict[str, Any]:
+    """The ``<stem>.json`` report (see the module doc)."""
+    from deepke_llm import __version__
+
+    config, score = run.config, scores[0]
+    stats = run.stats
+    return {
+        "benchmark": run.definition.name, "task": run.definition.task, "split": run.split,
         "model": model_name, "date": datetime.date.today().isoformat(),
-        "deepke_llm_version": __version__, "documents": len(gold),
-        "data": data,
+        "deepke_llm_version": __version__, "documents": len(run.gold),
+        "data": run.data,
         "scores": score.to_dict(),
         "confidence_intervals": _intervals(score, config.bootstrap, config.seed)
         if config.bootstrap else None,
-        "prompt_variance": {"runs": len(seeds), "seeds": seeds, "scores": _variance(scores)}
-        if config.shuffle_runs else None,
+        "prompt_variance": {"runs": len(scores), "seeds": _seeds(config),
+                            "scores": _variance(scores)} if config.shuffle_runs else None,
         "warnings": [{"kind": kind, "what": KINDS[kind], **entry}
                      for kind, entry in score.diagnostics.to_dict().items()],
-        "extraction": {**run_stats, "seconds": round(run_stats["seconds"], 3),
-                       "documents_with_errors": with_errors},
-        "settings": _settings(config, definition, modes),
-        "files": {key: path.name for key, path in paths.items()},
+        "extraction": {"prompts": stats.prompts, "generated_tokens": stats.generated_tokens,
+                       "seconds": round(stats.seconds, 3),
+                       "documents_with_errors": run.with_errors},
+        "settings": _settings(config, run.definition, run.modes),
+        "files": {key: path.name for key, path in run.paths.items()},
     }
-    mismatches = score.mismatches.get(modes[0], [])
+
+
+def run_benchmark(config: EvaluationConfig, backend: Backend, model_name: str) -> EvaluationResult:
+    """Extract, score and report one benchmark split with ``backend``; see the module doc."""
+    run = _start(config, model_name)
+    scores = _score_runs(run, backend)
+    score, paths, mode = scores[0], run.paths, run.modes[0]
+    summary = _summary(run, scores, model_name)
+    mismatches = score.mismatches.get(mode, [])
     errors = sample_errors(mismatches, ERROR_SAMPLES, config.seed)
-    if not write_chart(paths["chart"], score, f"{definition.name} ({split}) — {model_name}"):
+    title = f"{run.definition.name} ({run.split}) — {model_name}"
+    if not write_chart(paths["chart"], score, title):
         del paths["chart"]
         summary["files"].pop("chart")
-    write_markdown(paths["markdown"], summary, score, modes[0], errors, len(mismatches),
-                   redact=bool(definition.data_note))  # data not shipped = not ours to publish
+    write_markdown(paths["markdown"], summary, score, mode, errors, len(mismatches),
+                   redact=bool(run.definition.data_note))  # data not shipped = not ours to publish
     write_json(paths["json"], summary)
     return EvaluationResult(summary, paths, score)
