@@ -8,12 +8,11 @@ Sentence splitting is :mod:`deepke_llm.sentences` (one splitter for the whole pa
 
 from __future__ import annotations
 
-import bz2
-import gzip
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+
+from deepke_llm.io import open_input
 
 COMPRESSED_SUFFIXES = (".gz", ".bz2")
 
@@ -51,21 +50,13 @@ class BadLine:
     reason: str
 
 
-def _open_binary(path: Path) -> IO[bytes]:
-    if path.suffix == ".gz":
-        return gzip.open(path, "rb")
-    if path.suffix == ".bz2":
-        return bz2.open(path, "rb")
-    return open(path, "rb")  # noqa: SIM115 - returned to the caller
-
-
 def iter_lines(path: Path) -> Iterator[tuple[int, str | BadLine]]:
     """``(line_number, text)`` of each line, ``BadLine`` for a line that is not valid UTF-8.
 
     Decoding is strict on purpose: replacing bad bytes would put U+FFFD into the corpus without a
     trace; a bad line is reported with its number instead (fix the file, e.g. with iconv).
     """
-    with _open_binary(path) as handle:
+    with open_input(path) as handle:
         for number, raw in enumerate(handle, 1):
             try:
                 yield number, raw.decode("utf-8")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deepke_llm.io import read_jsonl
 from deepke_llm.prompts.chat import Prompt, encode_rendered, render_prompt
 
 __all__ = ["IGNORE_INDEX", "DataStats", "SftCollator", "SftRecord", "encode_prompt",
@@ -63,21 +64,14 @@ def read_sft_records(path: str | Path, data_format: str = "auto") -> list[SftRec
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: training data file not found")
-    records = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                records.append(_parse_line(line, data_format, f"{path}:{number}"))
+    records = [_record(data, data_format, f"{path}:{number}")
+               for number, data in read_jsonl(path)]  # a bad line raises io.LineError
     if not records:
         raise ValueError(f"{path}: no records (expected JSON lines with instruction and output)")
     return records
 
 
-def _parse_line(line: str, data_format: str, where: str) -> SftRecord:
-    try:
-        data = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
+def _record(data: Any, data_format: str, where: str) -> SftRecord:
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a JSON object with 'instruction' and 'output'")
     for key in ("instruction", "output"):
