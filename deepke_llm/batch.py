@@ -13,10 +13,11 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepke_llm.config import config_field
 from deepke_llm.extractor import ExtractionStats, Extractor, detect_language, parse_output
 from deepke_llm.io import ProgressBar, ResumableWriter, count_lines, json_chunks, read_jsonl
 from deepke_llm.problems import ErrorCallback, Problems, print_errors
@@ -57,37 +58,33 @@ class RunSummary(ExtractionStats):
         return ", ".join(parts)
 
 
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
-
-
 @dataclass
 class ExtractConfig:
     """Everything ``deepke-llm extract`` runs besides the model (each field is the option of the
     same name: ``max_new_tokens`` -> ``--max-new-tokens``)."""
 
-    task: str = field(metadata=_help("What to extract: ner, re or ee."))
-    schema: str | Schema = field(metadata=_help("Bundled schema name (see `deepke-llm schemas`) or path "
-                                       "to a schema JSON file."))
-    prompt_style: str = field(default="iepile", metadata=_help(
-        "iepile: OneKE/IEPile JSON; knowlm: ZhiXi free text."))
-    language: str | None = field(default=None, metadata=_help(
-        "Prompt language [default: the document's, else the schema's]."))
-    batch_size: int = field(default=8, metadata=_help(
-        "Prompts per forward pass / concurrent requests."))
-    max_new_tokens: int = field(default=512, metadata=_help("Generation limit per prompt."))
-    split_num: int | None = field(default=None, metadata=_help(
-        "Schema types per prompt [default: NER 6, RE/EE 4]."))
-    few_shot: int = field(default=0, metadata=_help(
-        "Show N gold examples from --few-shot-file before each prompt."))
-    few_shot_file: str | None = field(default=None, metadata=_help(
-        "Records JSONL to take the first N documents with records from."))
-    keep_punctuation: bool = field(default=False, metadata=_help(
-        "Keep punctuation a model copies at a mention's end."))
-    input: str | None = field(default=None, metadata=_help('JSONL file of {"id", "text"} lines.'))
-    output: str | None = field(default=None, metadata=_help("Records JSONL [default: stdout]."))
-    resume: bool = field(default=False, metadata=_help("Skip ids already in --output."))
-    progress: bool = field(default=True, metadata=_help("Show a progress bar on stderr."))
+    task: str = config_field(help="What to extract: ner, re or ee.")
+    schema: str | Schema = config_field(help="Bundled schema name (see `deepke-llm schemas`) or "
+                                        "path to a schema JSON file.")
+    prompt_style: str = config_field("iepile", help="iepile: OneKE/IEPile JSON; knowlm: ZhiXi "
+                                                    "free text.")
+    language: str | None = config_field(None, help="Prompt language [default: the document's, "
+                                                   "else the schema's].")
+    batch_size: int = config_field(8, minimum=1, help="Prompts per forward pass / concurrent "
+                                                      "requests.")
+    max_new_tokens: int = config_field(512, minimum=1, help="Generation limit per prompt.")
+    split_num: int | None = config_field(None, minimum=1, help="Schema types per prompt "
+                                                               "[default: NER 6, RE/EE 4].")
+    few_shot: int = config_field(0, minimum=0, help="Show N gold examples from --few-shot-file "
+                                                    "before each prompt.")
+    few_shot_file: str | None = config_field(None, help="Records JSONL to take the first N "
+                                                        "documents with records from.")
+    keep_punctuation: bool = config_field(False, help="Keep punctuation a model copies at a "
+                                                      "mention's end.")
+    input: str | None = config_field(None, help='JSONL file of {"id", "text"} lines.')
+    output: str | None = config_field(None, help="Records JSONL [default: stdout].")
+    resume: bool = config_field(False, help="Skip ids already in --output.")
+    progress: bool = config_field(True, help="Show a progress bar on stderr.")
 
     def __post_init__(self) -> None:
         from deepke_llm.prompts.styles import get_style

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from deepke_llm.config import config_field
 from kg2instruction.kb import KnowledgeBase
 from kg2instruction.mentions import Mention
 
@@ -25,14 +26,21 @@ from kg2instruction.mentions import Mention
 class LinkerConfig:
     """Weights of the evidence (see the module docstring) and candidate limits."""
 
-    sentence_coherence: float = 4.0  # per related mention in the same sentence
-    document_coherence: float = 1.0  # per related mention elsewhere in the document
-    same_entity_in_document: float = 2.0  # entity named unambiguously elsewhere in the document
-    context: float = 2.0  # times similarity in [0, 1]
-    prior: float = 0.5  # times normalised prior in [0, 1]
-    proximity_scale: float = 50.0  # characters at which a partner's weight is 3/4 of an adjacent one
-    max_candidates: int = 50  # keep the most prior-likely candidates of very ambiguous aliases
-    max_document_mentions: int = 200  # coherence partners per mention: the nearest ones
+    sentence_coherence: float = config_field(4.0, help="Weight per related mention in the same "
+                                                       "sentence.")
+    document_coherence: float = config_field(1.0, help="Weight per related mention elsewhere in "
+                                                       "the document.")
+    same_entity_in_document: float = config_field(2.0, help="Weight of the entity being named "
+                                                            "unambiguously elsewhere in the "
+                                                            "document.")
+    context: float = config_field(2.0, help="Times the context similarity in [0, 1].")
+    prior: float = config_field(0.5, help="Times the normalised prior in [0, 1].")
+    proximity_scale: float = config_field(50.0, help="Characters at which a partner's weight is "
+                                                     "3/4 of an adjacent one.")
+    max_candidates: int = config_field(50, minimum=1, help="Keep the most prior-likely "
+                                                           "candidates of very ambiguous aliases.")
+    max_document_mentions: int = config_field(200, help="Coherence partners per mention: the "
+                                                        "nearest ones.")
 
     def __post_init__(self) -> None:
         if self.max_candidates < 1:

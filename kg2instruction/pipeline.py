@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from deepke_llm.batch import RunSummary
+from deepke_llm.config import config_field
 from deepke_llm.problems import Problems
 from deepke_llm.progress import ProgressBar
 from deepke_llm.records import Document, Entity, Relation
@@ -36,19 +37,26 @@ _RECORD_KEYS = {"id", "text", "language", "entities", "relations", "events", "ra
 class BuildConfig:
     """Options of a build run (the CLI flags of ``kg2instruction build``)."""
 
-    language: str = "en"  # en or zh: sentence rules and relation names
-    splitter: str = "rules"  # rules, spacy or none
-    context: str = "tfidf"  # tfidf, none, minilm or a sentence-embedding model directory
-    max_distance: int = 300  # characters between two mentions of one triple; 0 = no limit
-    ignore_case: bool = False  # match aliases case-insensitively
-    drop_uncertain: bool = True  # tied (coin-flip) links: no kb_id, their triples dropped
-    keep_empty: bool = True  # also write documents that got no relation
-    workers: int = 1
-    shard: tuple[int, int] = (0, 1)  # (index, count): this run handles index of count shards
-    chunk_size: int = 64  # documents per worker task
-    ner_model: str | None = None  # spaCy pipeline name or directory (optional)
-    ner_mode: str = "confirm"  # confirm: NER must cover a mention; propose: NER adds mentions
-    linker: LinkerConfig = field(default_factory=LinkerConfig)
+    language: str = config_field("en", help="en or zh: sentence rules and relation names.")
+    splitter: str = config_field("rules", help="Sentence splitter: rules, spacy or none.")
+    context: str = config_field("tfidf", help="Context scorer: tfidf, none, minilm or a "
+                                              "sentence-embedding model directory.")
+    max_distance: int = config_field(300, minimum=0, help="Characters between two mentions of "
+                                                          "one triple; 0 = no limit.")
+    ignore_case: bool = config_field(False, help="Match aliases case-insensitively.")
+    drop_uncertain: bool = config_field(True, help="Tied (coin-flip) links get no kb_id and "
+                                                   "their triples are dropped.")
+    keep_empty: bool = config_field(True, help="Also write documents that got no relation.")
+    workers: int = config_field(1, minimum=1, help="Worker processes.")
+    shard: tuple[int, int] = config_field((0, 1), help="(index, count): this run handles shard "
+                                                       "index of count.")
+    chunk_size: int = config_field(64, minimum=1, help="Documents per worker task.")
+    ner_model: str | None = config_field(None, help="spaCy pipeline name or directory "
+                                                    "(optional).")
+    ner_mode: str = config_field("confirm", help="confirm: NER must cover a mention; propose: "
+                                                 "NER adds mentions.")
+    linker: LinkerConfig = config_field(help="Entity-linking weights and limits.",
+                                        default_factory=LinkerConfig)
 
     def __post_init__(self) -> None:
         if self.language not in ("en", "zh"):

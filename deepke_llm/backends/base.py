@@ -8,9 +8,10 @@ backend's own module; a test double is a few lines.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from deepke_llm.config import config_field
 from deepke_llm.prompts.chat import Prompt
 
 
@@ -18,20 +19,18 @@ from deepke_llm.prompts.chat import Prompt
 class GenerationConfig:
     """Decoding settings shared by all backends (plain data so backends and servers can read it)."""
 
-    max_new_tokens: int = 512
-    """Upper bound of generated tokens per prompt."""
-    temperature: float = 0.0
-    """0 means greedy decoding."""
-    top_p: float = 1.0
-    """Nucleus sampling mass (ignored when greedy)."""
-    stop: tuple[str, ...] = ()
-    """Extra stop strings; generation always stops at the model's end-of-sequence token."""
-    batch_size: int = 8
-    """Prompts per forward pass (local backends) or concurrent requests (served backends)."""
-    seed: int | None = None
-    """Sampling seed where the backend supports one."""
-    extra: dict[str, Any] = field(default_factory=dict)
-    """Backend-specific settings passed through untouched (e.g. structured-output parameters)."""
+    max_new_tokens: int = config_field(512, minimum=1, help="Upper bound of generated tokens "
+                                                            "per prompt.")
+    temperature: float = config_field(0.0, minimum=0, help="0 means greedy decoding.")
+    top_p: float = config_field(1.0, help="Nucleus sampling mass (ignored when greedy).")
+    stop: tuple[str, ...] = config_field((), help="Extra stop strings; generation always stops "
+                                                  "at the model's end-of-sequence token.")
+    batch_size: int = config_field(8, minimum=1, help="Prompts per forward pass (local "
+                                                      "backends) or concurrent requests (served "
+                                                      "backends).")
+    seed: int | None = config_field(None, help="Sampling seed where the backend supports one.")
+    extra: dict[str, Any] = config_field({}, help="Backend-specific settings passed through "
+                                                  "untouched (e.g. structured-output parameters).")
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:

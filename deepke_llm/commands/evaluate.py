@@ -19,39 +19,37 @@ from deepke_llm.commands.options import (
     show_progress,
 )
 from deepke_llm.commands.score import MODES, print_tables, warn
-from deepke_llm.evaluation.runner import DEFAULT_OUTPUT_DIR
+from deepke_llm.config import field_help
+from deepke_llm.evaluation.runner import DEFAULT_OUTPUT_DIR, EvaluationConfig
+
+
+def _help(name: str) -> str:
+    """An option's help: the EvaluationConfig field's own (one text for library and CLI)."""
+    return field_help(EvaluationConfig, name)
 
 
 @click.command(context_settings={"show_default": True})
 @click.argument("benchmark")
 @model_options
 @click.option("--model-name", help="Name used in result file names [default: from --model/--api-model].")
-@click.option("--split", help="Dataset split [default: the benchmark's, usually test].")
-@click.option("--limit", type=click.IntRange(min=1), help="Only the first N documents.")
+@click.option("--split", help=_help("split"))
+@click.option("--limit", type=click.IntRange(min=1), help=_help("limit"))
 @click.option("-o", "--output", "--output-dir", "output_dir", default=DEFAULT_OUTPUT_DIR,
-              type=click.Path(file_okay=False),
-              help="Results go to OUTPUT/BENCHMARK/ (runs to publish in the README: "
-              "benchmarks/results).")
-@click.option("--data-dir", type=click.Path(file_okay=False),
-              help="Root of dataset paths [default: $DEEPKE_DATA, else ../shared/data].")
-@prompt_style_option(help="Prompt style.")
-@language_option("Prompt language [default: the benchmark's].")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8,
-              help="Prompts per forward pass / concurrent requests.")
+              type=click.Path(file_okay=False), help=_help("output_dir"))
+@click.option("--data-dir", type=click.Path(file_okay=False), help=_help("data_dir"))
+@prompt_style_option(help=_help("prompt_style"))
+@language_option(_help("language"))
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, help=_help("batch_size"))
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=512,
-              help="Generation limit per prompt.")
-@click.option("--split-num", type=click.IntRange(min=1), help="Schema types per prompt.")
-@click.option("--mode", "modes", type=click.Choice(MODES[:3]), multiple=True,
-              help="Scoring mode (repeatable) [default: the benchmark's].")
-@click.option("--shuffle-runs", type=click.IntRange(min=0), default=0,
-              help="Repeat with N shuffled schema orders and report F1 mean ± std.")
-@click.option("--bootstrap", type=click.IntRange(min=0), default=1000,
-              help="Bootstrap samples for the 95% CI of F1 (0 = none).")
-@click.option("--seed", type=int, default=0, help="Seed of the bootstrap and the error sample.")
-@click.option("--few-shot", type=click.IntRange(min=0), default=0,
-              help="Gold demonstrations shown before each prompt (from the train or dev split).")
-@click.option("--few-shot-split", help="Split the demonstrations come from [default: train, else dev].")
-@click.option("--resume", is_flag=True, help="Continue this model's interrupted run.")
+              help=_help("max_new_tokens"))
+@click.option("--split-num", type=click.IntRange(min=1), help=_help("split_num"))
+@click.option("--mode", "modes", type=click.Choice(MODES[:3]), multiple=True, help=_help("modes"))
+@click.option("--shuffle-runs", type=click.IntRange(min=0), default=0, help=_help("shuffle_runs"))
+@click.option("--bootstrap", type=click.IntRange(min=0), default=1000, help=_help("bootstrap"))
+@click.option("--seed", type=int, default=0, help=_help("seed"))
+@click.option("--few-shot", type=click.IntRange(min=0), default=0, help=_help("few_shot"))
+@click.option("--few-shot-split", help=_help("few_shot_split"))
+@click.option("--resume", is_flag=True, help=_help("resume"))
 @progress_option()
 def evaluate(benchmark, model_name, split, limit, output_dir, data_dir, prompt_style, language,
              batch_size, max_new_tokens, split_num, modes, shuffle_runs, bootstrap, seed, few_shot,
@@ -76,12 +74,12 @@ def evaluate(benchmark, model_name, split, limit, output_dir, data_dir, prompt_s
       deepke-llm evaluate conll04 --base-url http://127.0.0.1:8000/v1 --api-model oneke \\
           --shuffle-runs 3 --data-dir ~/data
     """
-    from deepke_llm.evaluation.definitions import BenchmarkError, load_benchmark
-    from deepke_llm.evaluation.runner import BackendFailures, EvaluationConfig, run_benchmark
+    from deepke_llm.evaluation.definitions import BenchmarkError
+    from deepke_llm.evaluation.runner import BackendFailures, run_benchmark
     from deepke_llm.schema import SchemaError
 
+    options = pop_model_options(kwargs)
     try:
-        definition = load_benchmark(benchmark)
         config = EvaluationConfig(
             benchmark=benchmark, split=split, limit=limit, output_dir=output_dir,
             data_dir=data_dir, prompt_style=prompt_style, language=language,
@@ -89,20 +87,9 @@ def evaluate(benchmark, model_name, split, limit, output_dir, data_dir, prompt_s
             modes=tuple(modes) or None, shuffle_runs=shuffle_runs, bootstrap=bootstrap, seed=seed,
             few_shot=few_shot, few_shot_split=few_shot_split, resume=resume,
             progress=show_progress(progress))
-        from deepke_llm.evaluation.definitions import resolve_data_path
-
-        resolve_data_path(definition, split or definition.default_split, data_dir)  # fail early
-        options = pop_model_options(kwargs)
+        _check_data(config)
         backend = backend_from_options(options, batch_size)
-        model, lora, api_model = options["model"], options["lora"], options["api_model"]
-        name = model_name or api_model or model or "deepke-default"
-        if model == "default" and not model_name:
-            name = "gemma-3-270m"  # the default base alone
-        if lora and not model_name:
-            name = f"{name}+{os.path.basename(os.path.normpath(lora))}"
-        if few_shot and not model_name:
-            name = f"{name}-{few_shot}shot"
-        result = run_benchmark(config, backend, name)
+        result = run_benchmark(config, backend, _model_name(options, model_name, few_shot))
     except BackendFailures as exc:
         fail(str(exc), ExitCode.BACKEND)
     except (BenchmarkError, SchemaError, ValueError, OSError) as exc:
@@ -114,3 +101,27 @@ def evaluate(benchmark, model_name, split, limit, output_dir, data_dir, prompt_s
     warn(result.score.diagnostics)
     print_tables(result.score)
     click.echo("\n" + "\n".join(f"wrote {path}" for path in result.paths.values()))
+
+
+def _check_data(config: EvaluationConfig) -> None:
+    """Fail before loading a model when the benchmark or its data file cannot be found."""
+    from deepke_llm.evaluation.definitions import load_benchmark, resolve_data_path
+
+    definition = load_benchmark(config.benchmark)
+    resolve_data_path(definition, config.split or definition.default_split, config.data_dir)
+
+
+def _model_name(options: dict, given: str | None, few_shot: int) -> str:
+    """The model's name in result files: ``--model-name``, else from the model options (the
+    adapter and the few-shot count appended)."""
+    if given:
+        return given
+    model, lora, api_model = options["model"], options["lora"], options["api_model"]
+    name = api_model or model or "deepke-default"
+    if model == "default":
+        name = "gemma-3-270m"  # the default base alone
+    if lora:
+        name = f"{name}+{os.path.basename(os.path.normpath(lora))}"
+    if few_shot:
+        name = f"{name}-{few_shot}shot"
+    return name

@@ -12,6 +12,7 @@ import click
 
 from deepke_llm.commands.common import fail, refuse_same_output
 from deepke_llm.commands.options import output_option, progress_option, show_progress
+from deepke_llm.config import field_help
 from deepke_llm.training.pretrain.prepare import PrepareOptions
 
 _PREPARE_FIELDS = {f.name: f for f in fields(PrepareOptions)}
@@ -19,7 +20,7 @@ _PREPARE_FIELDS = {f.name: f for f in fields(PrepareOptions)}
 
 def _help(name: str) -> str:
     """An option's help: the PrepareOptions field's own (one text for library and CLI)."""
-    return _PREPARE_FIELDS[name].metadata["help"]
+    return field_help(PrepareOptions, name)
 
 
 def _default(name: str) -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from deepke_llm.commands.common import fail, refuse_same_output
+from deepke_llm.config import field_help
 from deepke_llm.training.sft.config import SftConfig
 
 # extra names of a field's option: the output flag every command shares, and the old spelling
@@ -44,7 +45,7 @@ def config_options(func: Callable) -> Callable:
     for field in reversed(fields(SftConfig)):
         flag = "--" + field.name.replace("_", "-")
         kind = hints[field.name]
-        help_text = field.metadata.get("help", "") + _default_text(field)
+        help_text = field_help(SftConfig, field.name) + _default_text(field)
         if kind is bool:
             decl = f"{flag}/--no-{flag[2:]}"
             func = click.option(decl, field.name, default=None, help=help_text)(func)

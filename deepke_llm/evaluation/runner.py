@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from deepke_llm.backends.base import Backend, GenerationConfig
+from deepke_llm.config import check_ranges, config_field
 from deepke_llm.extractor import ExtractionStats
 from deepke_llm.problems import Problems
 from deepke_llm.records import Document, read_documents
@@ -50,48 +51,40 @@ DEFAULT_OUTPUT_DIR = "runs/evaluate"
 class EvaluationConfig:
     """What to evaluate and how; saved into every result file."""
 
-    benchmark: str
-    """Bundled benchmark name or path to a definition JSON file."""
-    split: str | None = None
-    """Dataset split [default: the definition's default split, usually test]."""
-    limit: int | None = None
-    """Score only the first N documents of the split."""
-    output_dir: str = DEFAULT_OUTPUT_DIR
-    """Results go to OUTPUT_DIR/<benchmark>/ (published runs: benchmarks/results)."""
-    data_dir: str | None = None
-    """Root of relative dataset paths [default: $DEEPKE_DATA, else ../shared/data]."""
-    prompt_style: str = "iepile"
-    """Prompt style (iepile or knowlm)."""
-    language: str | None = None
-    """Prompt language [default: the definition's]."""
-    batch_size: int = 8
-    """Prompts per forward pass / concurrent requests."""
-    max_new_tokens: int = 512
-    """Generation limit per prompt."""
-    split_num: int | None = None
-    """Schema types per prompt [default: NER 6, RE/EE 4]."""
-    modes: tuple[str, ...] | None = None
-    """Scoring modes [default: the definition's]."""
-    shuffle_runs: int = 0
-    """Repeat with N shuffled schema orders (seeds 0..N-1) and report mean ± std."""
-    bootstrap: int = 1000
-    """Bootstrap samples for the 95% interval of F1 (0: none)."""
-    seed: int = 0
-    """Seed of the bootstrap and of the error sample."""
-    few_shot: int = 0
-    """Show the model this many gold documents (prompt + answer) before each prompt."""
-    few_shot_split: str | None = None
-    """Split the demonstrations come from [default: train, else dev]."""
-    resume: bool = False
-    """Continue the latest interrupted run of this model on this benchmark."""
-    progress: bool = True
-    """Show a progress bar on stderr."""
+    benchmark: str = config_field(help="A bundled benchmark name or a definition JSON file.")
+    split: str | None = config_field(None, help="Dataset split [default: the benchmark's, "
+                                                "usually test].")
+    limit: int | None = config_field(None, minimum=1, help="Only the first N documents.")
+    output_dir: str = config_field(DEFAULT_OUTPUT_DIR, help=(
+        "Results go to OUTPUT/BENCHMARK/ (runs to publish in the README: benchmarks/results)."))
+    data_dir: str | None = config_field(None, help="Root of dataset paths [default: "
+                                                   "$DEEPKE_DATA, else ../shared/data].")
+    prompt_style: str = config_field("iepile", help="Prompt style.")
+    language: str | None = config_field(None, help="Prompt language [default: the benchmark's].")
+    batch_size: int = config_field(8, minimum=1, help="Prompts per forward pass / concurrent "
+                                                      "requests.")
+    max_new_tokens: int = config_field(512, minimum=1, help="Generation limit per prompt.")
+    split_num: int | None = config_field(None, minimum=1, help="Schema types per prompt.")
+    modes: tuple[str, ...] | None = config_field(None, help="Scoring mode (repeatable) "
+                                                            "[default: the benchmark's].")
+    shuffle_runs: int = config_field(0, minimum=0, help="Repeat with N shuffled schema orders "
+                                                        "and report F1 mean ± std.")
+    bootstrap: int = config_field(1000, minimum=0, help="Bootstrap samples for the 95% CI of F1 "
+                                                        "(0 = none).")
+    seed: int = config_field(0, help="Seed of the bootstrap and the error sample.")
+    few_shot: int = config_field(0, minimum=0, help="Gold demonstrations shown before each "
+                                                    "prompt (from the train or dev split).")
+    few_shot_split: str | None = config_field(None, help="Split the demonstrations come from "
+                                                         "[default: train, else dev].")
+    resume: bool = config_field(False, help="Continue this model's interrupted run.")
+    progress: bool = config_field(True, help="Show a progress bar on stderr.")
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
         if self.shuffle_runs < 0 or self.bootstrap < 0:
             raise ValueError("shuffle_runs and bootstrap must be >= 0")
+        check_ranges(self)
 
 
 @dataclass

@@ -3,10 +3,10 @@
 Kept small on purpose: each recipe stays readable top to bottom and only the plumbing that would
 otherwise be copied lives here.
 
-Every training config is a dataclass whose fields are declared with :func:`config_field`: the
-field's help text (and, for a number, its lower bound) sits in its metadata, where the
-command line (``--help``, ``click.IntRange``), the saved run config and validation
-(:func:`check_ranges`) all read it.
+Every training config is a dataclass whose fields are declared with
+:func:`deepke_llm.config.config_field`, as every config of the package is: the field's help text
+(and, for a number, its lower bound) sits in its metadata, where the command line (``--help``,
+``click.IntRange``), the saved run config and validation (``check_ranges``) all read it.
 """
 
 from __future__ import annotations
@@ -25,32 +25,6 @@ C = TypeVar("C")
 # Package data: deepke_llm/training/configs is a link to training/configs in the source tree
 # (like deepke_llm/schemas -> ../schemas) and a real directory in an installed wheel.
 DEEPSPEED_PRESETS = ("zero2", "zero3", "zero3_offload")
-
-
-def config_field(default: Any = dataclasses.MISSING, help: str = "", minimum: float | None = None,
-                 **kwargs: Any) -> Any:
-    """A dataclass field carrying its help text and, for a number, the least value it allows.
-
-    ``--help`` shows the help; :func:`check_ranges` enforces ``minimum`` and the command line
-    turns it into a ``click.IntRange``/``FloatRange``.
-    """
-    if isinstance(default, list | dict):
-        value = default
-        kwargs["default_factory"] = lambda: type(value)(value)
-        default = dataclasses.MISSING
-    metadata: dict[str, Any] = {"help": help}
-    if minimum is not None:
-        metadata["minimum"] = minimum
-    return dataclasses.field(default=default, metadata=metadata, **kwargs)
-
-
-def check_ranges(config: Any) -> None:
-    """Raise ``ValueError`` naming the first field below the ``minimum`` its metadata gives."""
-    for field in dataclasses.fields(config):
-        minimum = field.metadata.get("minimum")
-        value = getattr(config, field.name)
-        if minimum is not None and value < minimum:
-            raise ValueError(f"{field.name}: must be >= {minimum}, got {value}")
 
 
 def resolve_deepspeed_config(name_or_path: str | None) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deepke_llm.training.common import check_ranges, config_field
+from deepke_llm.config import check_ranges, config_field
 
 __all__ = ["CONFIG_FILENAME", "PretrainConfig"]
 

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from deepke_llm.config import check_ranges, config_field
 from deepke_llm.sentences import sentence_spans
-from deepke_llm.training.common import check_ranges, config_field
 from deepke_llm.training.pretrain.corpus import BadLine, SourceSpec, StreamPacker, iter_raw_records
 from deepke_llm.training.pretrain.indexed_dataset import IndexedDatasetWriter, token_dtype
 

@@ -10,12 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from deepke_llm.training.common import (
-    check_ranges,
-    config_field,
-    config_from_dict,
-    load_run_config,
-)
+from deepke_llm.config import check_ranges, config_field
+from deepke_llm.training.common import config_from_dict, load_run_config
 
 __all__ = ["CONFIG_FILENAME", "METHODS", "PRECISIONS", "SftConfig", "load_sft_config"]
 
