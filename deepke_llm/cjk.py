@@ -41,3 +41,24 @@ def count_wide(text: str) -> int:
     """How many characters of ``text`` are :func:`is_wide` (one regex pass, not a Python loop)."""
     # whole runs, not single characters: a third of the per-match work on Chinese text
     return sum(map(len, _WIDE_RUN.findall(text)))
+
+
+# enough text to tell the script apart; a 50 MB document is not read letter by letter
+_DETECTION_SAMPLE = 20_000
+
+
+def detect_language(text: str) -> str | None:
+    """``zh`` when CJK characters make up a fifth of the letters (of the first 20,000
+    characters), ``en`` when there are letters, None when there are none."""
+    letters = [ch for ch in text[:_DETECTION_SAMPLE] if ch.isalpha()]
+    if not letters:
+        return None
+    return "zh" if sum(map(is_cjk, letters)) / len(letters) >= 0.2 else "en"
+
+
+def document_language(text: str, option: str | None = None, declared: str | None = None,
+                      schema_language: str = "en") -> str:
+    """The language a document is read in (``extract`` and ``parse`` alike): the explicit
+    option, else the document's own ``language`` field, else detected from its text, else the
+    schema's language."""
+    return option or declared or detect_language(text) or schema_language

@@ -15,7 +15,6 @@ the run.
 
 from __future__ import annotations
 
-import bisect
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -30,27 +29,19 @@ from deepke_llm.backends.base import (
     context_length,
     count_tokens,
 )
-from deepke_llm.cjk import is_cjk
-from deepke_llm.grounding import ground_records, shift
-from deepke_llm.prompts.styles import chunk_schema, get_style
+from deepke_llm.cjk import document_language
+from deepke_llm.grounding import GroundingOptions
+from deepke_llm.prompts.styles import Style, chunk_schema, get_style
 from deepke_llm.records import Document, RecordError, replace_surrogates
 from deepke_llm.schema import Schema, load_schema
-from deepke_llm.tasks import get_task
+from deepke_llm.tasks import Task, get_task
 from deepke_llm.tasks.base import unique
-from deepke_llm.windows import Window, iter_windows
+from deepke_llm.windows import Window, WindowPlace, iter_windows, merge_window_records
 
-__all__ = ["BatchStatus", "ExtractionStats", "Extractor", "detect_language", "parse_output",
-           "pick_demonstrations"]
+__all__ = ["BatchStatus", "ExtractionStats", "Extractor", "parse_output", "pick_demonstrations"]
 
 # a window needs room for at least this many tokens of text to be worth a prompt
 MIN_WINDOW_TOKENS = 16
-
-
-def detect_language(text: str) -> str:
-    """``zh`` when CJK characters make up a fifth of the letters, else ``en``."""
-    letters = [ch for ch in text if ch.isalpha()]
-    cjk = sum(1 for ch in letters if is_cjk(ch))
-    return "zh" if letters and cjk / len(letters) >= 0.2 else "en"
 
 
 @dataclass
@@ -80,16 +71,6 @@ class BatchStatus:
         return f"{self.document_id}: window {self.windows_done} of ~{self.windows_estimate}"
 
 
-@dataclass(frozen=True)
-class _Span:
-    """A window's place in its document (its text is not kept once its prompts are made)."""
-
-    start: int
-    end: int
-    first: bool
-    last: bool
-
-
 @dataclass
 class _Pending:
     """A document whose prompts are being made and answered."""
@@ -97,7 +78,7 @@ class _Pending:
     document: Document
     language: str
     errors: list[str] = field(default_factory=list)
-    windows: list[_Span] = field(default_factory=list)
+    windows: list[WindowPlace] = field(default_factory=list)
     found: dict[int, list] = field(default_factory=dict)  # window index -> its records
     window_errors: list[tuple[int, str]] = field(default_factory=list)
     raw_outputs: list[str] = field(default_factory=list)
@@ -146,7 +127,7 @@ class Extractor:
         self.generation = generation or GenerationConfig()
         self.chunks = chunk_schema(self.task, self.schema, split_num, schema_shuffle_seed)
         self.window_overlap = window_overlap
-        self.trim_punctuation = trim_punctuation  # see deepke_llm.grounding.find_mention
+        self.grounding = GroundingOptions(trim_punctuation=trim_punctuation)
         self.stats = ExtractionStats()
         self.on_batch: Callable[[BatchStatus], None] | None = None
         """Called after every backend call (progress displays)."""
@@ -208,11 +189,9 @@ class Extractor:
                 "text: lone surrogates (not Unicode text) replaced by U+FFFD")
         return item
 
-    def _language(self, document: Document) -> str:
-        return self.language or document.language or self.schema.language
-
     def _start(self, document: Document) -> _Pending:
-        return _Pending(document, self._language(document))
+        return _Pending(document, document_language(document.text, self.language, document.language,
+                                                    self.schema.language))
 
     def _jobs(self, pending: _Pending) -> Iterator[_Job]:
         """The document's prompts, window by window (windows are cut as they are needed)."""
@@ -236,8 +215,7 @@ class Extractor:
             return count_tokens(self.backend, prompt) - overhead
 
         for index, window in enumerate(iter_windows(text, room, text_tokens, self.window_overlap)):
-            pending.windows.append(_Span(window.start, window.start + len(window.text),
-                                         window.first, window.last))
+            pending.windows.append(window.place)
             for i in range(len(self.chunks)):
                 pending.open_jobs += 1
                 yield _Job(pending, index, window, i, self._build(i, window.text, language))
@@ -326,12 +304,12 @@ class Extractor:
             pending.failures.append(f"no output for schema chunk {name!r}...: {job.failure}")
             return
         pending.raw_outputs.append(job.output)
-        grounded, errors = parse_output(self.task.name, job.output, self.chunks[job.chunk_index],
-                                        job.window.text, pending.language, self.style.name,
-                                        self.trim_punctuation)
+        grounded, errors = parse_output(self.task, job.output, self.chunks[job.chunk_index],
+                                        job.window.text, pending.language, self.style,
+                                        self.grounding)
         pending.window_errors.extend((job.window_index, e) for e in errors)
         pending.found.setdefault(job.window_index, []).extend(
-            shift(r, job.window.start) for r in grounded)
+            r.shifted(job.window.start) for r in grounded)
 
     def _finished(self, queue: deque[_Pending]) -> Iterator[Document]:
         while queue and queue[0].done:
@@ -349,22 +327,9 @@ class Extractor:
         errors = list(pending.errors)
         errors.extend((f"window at {windows[i].start}: " if several else "") + e
                       for i, e in pending.window_errors)
-        records: list = []
-        starts = [w.start for w in windows]
-        widest = max((w.end - w.start for w in windows), default=0)
-        for index, found in pending.found.items():
-            for record in found:
-                if several and _touches_cut(record, windows[index]) and \
-                        _held_by_other(record, index, windows, starts, widest):
-                    continue  # cut by this window's edge; an overlapping window sees it whole
-                records.append(record)
-        records = unique(records)
-        if several:
-            records = _drop_ungrounded_twins(records)
-        fields = {"entities": (), "relations": (), "events": ()}
-        fields[self.task.record_field] = tuple(records)
-        document = replace(pending.document, language=pending.language, **fields,
-                           raw_output=tuple(pending.raw_outputs),
+        records = merge_window_records(pending.found, windows)
+        document = replace(self.task.with_records(pending.document, records),
+                           language=pending.language, raw_output=tuple(pending.raw_outputs),
                            errors=tuple(unique(list(pending.document.errors) + errors)))
         if pending.failures:
             document = replace(document, failure=pending.failures[0])
@@ -382,72 +347,19 @@ def _windows_estimate(pending: _Pending) -> int:
     return len(windows) + max(1, round(remaining / max(stride, 1)))
 
 
-def parse_output(task: str, output: str, schema: Schema, text: str, language: str,
-                 prompt_style: str = "iepile", trim_punctuation: bool = True
+def parse_output(task: Task, output: str, schema: Schema, text: str, language: str,
+                 style: Style | None = None, grounding: GroundingOptions | None = None
                  ) -> tuple[list, list[str]]:
-    """Parse one model output for ``task`` and ground it in ``text``; never raises.
+    """Parse one model output for ``task`` in ``style`` (default ``iepile``) and ground it in
+    ``text``; never raises.
 
     Lone surrogates (a server's broken ``\\ud800`` escape) become U+FFFD first, so nothing
     parsed from the output can break a UTF-8 writer downstream.
     """
     output = replace_surrogates(output)
-    task_obj = get_task(task)
-    parsed, errors = get_style(prompt_style).parse(task_obj, output, schema, language)
-    grounded, ground_errors = ground_records(task_obj.name, text, parsed, trim_punctuation)
+    parsed, errors = (style or get_style("iepile")).parse(task, output, schema, language)
+    grounded, ground_errors = task.ground(text, parsed, grounding or GroundingOptions())
     return grounded, errors + ground_errors
-
-
-def _spans(record: Any) -> list[tuple[int, int]]:
-    parts = []
-    for part in (record, getattr(record, "head", None), getattr(record, "tail", None),
-                 getattr(record, "trigger", None), *getattr(record, "arguments", ())):
-        if part is not None and getattr(part, "start", None) is not None:
-            parts.append((part.start, part.end))
-    return parts
-
-
-def _touches_cut(record: Any, window: _Span) -> bool:
-    """Does a span (document offsets) run into an edge where ``window`` cut the text?"""
-    return any((not window.last and end >= window.end) or (not window.first and start <= window.start)
-               for start, end in _spans(record))
-
-
-def _held_by_other(record: Any, index: int, windows: list[_Span], starts: list[int],
-                   widest: int) -> bool:
-    """Does another window hold all of the record's spans? Only windows starting at most
-    ``widest`` characters before the record can, so bisection finds the few to look at."""
-    spans = _spans(record)
-    if not spans:
-        return False
-    lo = min(s for s, _ in spans)
-    hi = max(e for _, e in spans)
-    first = bisect.bisect_left(starts, lo - widest)
-    last = bisect.bisect_right(starts, lo)  # windows[first:last] start in [lo - widest, lo]
-    return any(i != index and windows[i].end >= hi for i in range(first, last))
-
-
-def _strings(record: Any) -> tuple:
-    """What a record says, without offsets (to match an ungrounded copy with a grounded one)."""
-    if hasattr(record, "head"):
-        return (record.type, record.head.text.casefold(), record.tail.text.casefold())
-    if hasattr(record, "trigger"):
-        return (record.type, record.trigger.text.casefold())
-    return (record.type, record.text.casefold())
-
-
-def _drop_ungrounded_twins(records: list) -> list:
-    """A mention a window's model named without it being in that window is dropped when another
-    window grounded the same thing."""
-    grounded = {_strings(r) for r in records if len(_spans(r)) == _parts(r)}
-    return [r for r in records if len(_spans(r)) == _parts(r) or _strings(r) not in grounded]
-
-
-def _parts(record: Any) -> int:
-    if hasattr(record, "head"):
-        return 2
-    if hasattr(record, "trigger"):
-        return 1 + len(record.arguments)
-    return 1
 
 
 def pick_demonstrations(documents: Iterable[Document], task: str, count: int) -> list[Document]:

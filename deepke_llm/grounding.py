@@ -24,7 +24,7 @@ import re
 import unicodedata
 from array import array
 from collections.abc import Callable, Sequence
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache, partial
 from itertools import compress
 from operator import not_
@@ -34,9 +34,20 @@ from deepke_llm.cjk import is_cjk
 from deepke_llm.records import Argument, Entity, Event, Relation
 from deepke_llm.span_index import Offsets, SpanIndex, TakenSpans
 
-__all__ = ["find_mention", "ground_entities", "ground_events", "ground_records",
-           "ground_relations", "shift"]
+__all__ = ["GroundingOptions", "find_mention", "ground_entities", "ground_events",
+           "ground_relations"]
 
+
+@dataclass(frozen=True)
+class GroundingOptions:
+    """How mention strings are matched to the text (one object, passed through every grounder)."""
+
+    trim_punctuation: bool = True
+    """Leave out sentence/clause punctuation the model copied with a mention (see
+    :func:`_without_clause_punctuation`); off for corpora whose gold spans keep it."""
+
+
+DEFAULT_GROUNDING = GroundingOptions()
 
 
 def _is_word_char(ch: str) -> bool:
@@ -105,21 +116,18 @@ def _fuzzy(text: str, mention: str) -> list[Offsets]:
     return [(origin[s], origin[e - 1] + 1) for s, e in _exact(folded_text, folded_mention)]
 
 
-def find_mention(text: str, mention: str, trim_punctuation: bool = True) -> list[Offsets]:
-    """All non-overlapping occurrences of ``mention`` in ``text`` as (start, end) offsets.
-
-    ``trim_punctuation`` leaves out sentence/clause punctuation the model copied with the mention
-    (see :func:`_without_clause_punctuation`); turn it off for corpora whose gold spans keep it.
-    """
+def find_mention(text: str, mention: str, options: GroundingOptions = DEFAULT_GROUNDING
+                 ) -> list[Offsets]:
+    """All non-overlapping occurrences of ``mention`` in ``text`` as (start, end) offsets."""
     if not mention or not mention.strip():
         return []
     found = _exact(text, mention)
     if found:
         found = _exact_on_boundary(text, mention, found)
-        return _trim_exact(text, mention, found) if trim_punctuation else found
+        return _trim_exact(text, mention, found) if options.trim_punctuation else found
     found = _fuzzy(text, mention)
     found = [o for o in found if _on_boundary(text, *o)] or found
-    if not trim_punctuation:
+    if not options.trim_punctuation:
         return found
     return [_without_clause_punctuation(text, o) for o in found]
 
@@ -217,7 +225,8 @@ _ABBREVIATIONS = frozenset({
     "prof", "gen", "col", "capt", "lt", "sgt", "rev", "bros", "ave"})
 
 
-def ground_entities(text: str, entities: Sequence[Entity], trim_punctuation: bool = True
+def ground_entities(text: str, entities: Sequence[Entity],
+                    options: GroundingOptions = DEFAULT_GROUNDING
                     ) -> tuple[list[Entity], list[str]]:
     """Ground NER predictions: every non-overlapping occurrence becomes one entity."""
     errors: list[str] = []
@@ -235,7 +244,7 @@ def ground_entities(text: str, entities: Sequence[Entity], trim_punctuation: boo
             out.append(entity)
             keys.append(entity.start * stride + i)
             continue
-        occurrences = find_mention(text, entity.text, trim_punctuation)
+        occurrences = find_mention(text, entity.text, options)
         if not occurrences:
             errors.append(f"entity '{_shown(entity.text)}' ({entity.type}) not found in the text")
             out.append(entity)
@@ -264,16 +273,17 @@ def ground_entities(text: str, entities: Sequence[Entity], trim_punctuation: boo
     return [out[k] for k in sorted(range(len(out)), key=keys.__getitem__)], errors
 
 
-def ground_relations(text: str, relations: Sequence[Relation], trim_punctuation: bool = True
+def ground_relations(text: str, relations: Sequence[Relation],
+                     options: GroundingOptions = DEFAULT_GROUNDING
                      ) -> tuple[list[Relation], list[str]]:
     """Ground RE predictions: head and tail at the nearest pair of occurrences."""
     errors: list[str] = []
     out: list[Relation] = []
     for relation in relations:
         heads = [(relation.head.start, relation.head.end)] if relation.head.start is not None \
-            else find_mention(text, relation.head.text, trim_punctuation)
+            else find_mention(text, relation.head.text, options)
         tails = [(relation.tail.start, relation.tail.end)] if relation.tail.start is not None \
-            else find_mention(text, relation.tail.text, trim_punctuation)
+            else find_mention(text, relation.tail.text, options)
         for side, found in (("head", heads), ("tail", tails)):
             if not found:
                 mention = relation.head.text if side == "head" else relation.tail.text
@@ -316,7 +326,8 @@ def _first_best(costs: list[int], spans: Sequence[Offsets]) -> int:
     return min((spans[k][0], k) for k, cost in enumerate(costs) if cost == lowest)[1]
 
 
-def ground_events(text: str, events: Sequence[Event], trim_punctuation: bool = True
+def ground_events(text: str, events: Sequence[Event],
+                  options: GroundingOptions = DEFAULT_GROUNDING
                   ) -> tuple[list[Event], list[str]]:
     """Ground EE predictions: trigger nearest its arguments, arguments nearest the trigger."""
     errors: list[str] = []
@@ -325,27 +336,27 @@ def ground_events(text: str, events: Sequence[Event], trim_punctuation: bool = T
         if event.trigger.start is not None:
             trigger_options = [(event.trigger.start, event.trigger.end)]
         else:
-            trigger_options = find_mention(text, event.trigger.text, trim_punctuation)
+            trigger_options = find_mention(text, event.trigger.text, options)
         if not trigger_options:
             errors.append(f"event '{event.type}': trigger '{_shown(event.trigger.text)}' not found in the text")
         arg_options = [
             [(a.start, a.end)] if a.start is not None
-            else find_mention(text, a.text, trim_punctuation)
+            else find_mention(text, a.text, options)
             for a in event.arguments
         ]
         trigger: Offsets | None = None
         if trigger_options:
             trigger = _closest(trigger_options, [opts for opts in arg_options if opts])
         arguments: list[Argument] = []
-        for argument, options in zip(event.arguments, arg_options, strict=True):
-            if not options:
+        for argument, places in zip(event.arguments, arg_options, strict=True):
+            if not places:
                 errors.append(f"event '{event.type}': argument '{_shown(argument.text)}' "
                               f"({argument.role}) not found in the text")
                 arguments.append(argument)
                 continue
-            a_start, a_end = trigger or options[0]
-            distances = [max(0, max(a_start, s) - min(a_end, e)) for s, e in options]
-            arguments.append(_at(argument, text, options[_first_best(distances, options)]))
+            a_start, a_end = trigger or places[0]
+            distances = [max(0, max(a_start, s) - min(a_end, e)) for s, e in places]
+            arguments.append(_at(argument, text, places[_first_best(distances, places)]))
         span = _at(event.trigger, text, trigger)
         out.append(Event(event.type, span, tuple(arguments)))
     return out, errors
@@ -371,29 +382,3 @@ def _at(item, text: str, offsets: Offsets | None):
         return item
     start, end = offsets
     return replace(item, text=text[start:end], start=start, end=end)
-
-
-def ground_records(task: str, text: str, records: Sequence, trim_punctuation: bool = True
-                   ) -> tuple[list, list[str]]:
-    """Ground the records of one task (``ner``/``re``/``ee``) against ``text``."""
-    grounders = {"ner": ground_entities, "re": ground_relations, "ee": ground_events}
-    return grounders[task](text, records, trim_punctuation)
-
-
-def _shift_offsets(item, delta: int):
-    if getattr(item, "start", None) is None:
-        return item
-    return replace(item, start=item.start + delta, end=item.end + delta)
-
-
-def shift(record, delta: int):
-    """The record with all offsets moved by ``delta`` (window -> document coordinates)."""
-    if delta == 0:
-        return record
-    if isinstance(record, Relation):
-        return replace(record, head=_shift_offsets(record.head, delta),
-                       tail=_shift_offsets(record.tail, delta))
-    if isinstance(record, Event):
-        return Event(record.type, _shift_offsets(record.trigger, delta),
-                     tuple(_shift_offsets(a, delta) for a in record.arguments))
-    return _shift_offsets(record, delta)

@@ -20,16 +20,15 @@ from typing import Any
 from deepke_llm.prompts.styles import get_style, split_schema
 from deepke_llm.records import Document
 from deepke_llm.schema import Schema, load_schema
-from deepke_llm.tasks import get_task
+from deepke_llm.tasks import get_task, task_names
 from deepke_llm.tasks.base import Task
 
 __all__ = ["documents_to_instructions", "schema_tasks"]
 
 
 def schema_tasks(schema: Schema) -> list[str]:
-    """Tasks a schema defines types for, in ner/re/ee order."""
-    fields = {"ner": schema.entity_types, "re": schema.relation_types, "ee": schema.event_types}
-    return [task for task, types in fields.items() if types]
+    """Tasks a schema defines types for, in registry order (ner, re, ee)."""
+    return [task for task in task_names() if schema.defines(task)]
 
 
 def _positive_types(task: Task, document: Document) -> set[str]:
@@ -90,7 +89,7 @@ def documents_to_instructions(documents: Iterable[Document], schema: str | Schem
             rng = random.Random(f"{seed}\x00{document.id}\x00{task.name}")
             asked = _sample_types(names, _positive_types(task, document), neg_ratio, rng,
                                   shuffle_schema)
-            size = split_num if split_num is not None else _default_split(task)
+            size = split_num if split_num is not None else task.chunk_size
             for chunk_names in split_schema(asked, size):
                 chunk = schema.subset(task.name, chunk_names, ordered=True)
                 prompt = style.build(task, chunk, document.text, lang)
@@ -103,9 +102,3 @@ def documents_to_instructions(documents: Iterable[Document], schema: str | Schem
                 else:
                     line["label"] = json.dumps(task.to_label(document, schema, lang), ensure_ascii=False)
                 yield line
-
-
-def _default_split(task: Task) -> int:
-    from deepke_llm.prompts.iepile import CHUNK_SIZES
-
-    return CHUNK_SIZES[task.name]

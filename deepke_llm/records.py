@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -57,6 +57,13 @@ def _offsets(data: Mapping[str, Any], where: str) -> tuple[int | None, int | Non
     return start, end
 
 
+def _shifted(item: Any, delta: int) -> Any:
+    """A span-like record with its offsets moved by ``delta`` (unchanged when ungrounded)."""
+    if delta == 0 or item.start is None:
+        return item
+    return replace(item, start=item.start + delta, end=item.end + delta)
+
+
 @dataclass(frozen=True, slots=True)
 class Span:
     """A piece of text with optional character offsets (event triggers use this)."""
@@ -68,6 +75,9 @@ class Span:
     @property
     def grounded(self) -> bool:
         return self.start is not None
+
+    def shifted(self, delta: int) -> Span:
+        return _shifted(self, delta)
 
     def to_dict(self) -> dict[str, Any]:
         return {"text": self.text, "start": self.start, "end": self.end}
@@ -91,6 +101,18 @@ class Entity:
     @property
     def grounded(self) -> bool:
         return self.start is not None
+
+    def mentions(self) -> tuple[Entity]:
+        """The pieces of text this record names (see :meth:`Relation.mentions`)."""
+        return (self,)
+
+    def content_key(self) -> tuple[str, ...]:
+        """What the record says, without offsets and case (to match copies from two windows)."""
+        return (self.type, self.text.casefold())
+
+    def shifted(self, delta: int) -> Entity:
+        """This record with every offset moved by ``delta`` (window -> document offsets)."""
+        return _shifted(self, delta)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type, "text": self.text,
@@ -119,6 +141,17 @@ class Relation:
     head: Entity
     tail: Entity
     kb_relation: str | None = None
+
+    def mentions(self) -> tuple[Entity, Entity]:
+        return (self.head, self.tail)
+
+    def content_key(self) -> tuple[str, ...]:
+        return (self.type, self.head.text.casefold(), self.tail.text.casefold())
+
+    def shifted(self, delta: int) -> Relation:
+        if delta == 0:
+            return self
+        return replace(self, head=_shifted(self.head, delta), tail=_shifted(self.tail, delta))
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type, "head": self.head.to_dict(),
@@ -151,6 +184,9 @@ class Argument:
     def grounded(self) -> bool:
         return self.start is not None
 
+    def shifted(self, delta: int) -> Argument:
+        return _shifted(self, delta)
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"role": self.role, "text": self.text,
                                "start": self.start, "end": self.end}
@@ -177,6 +213,18 @@ class Event:
     type: str
     trigger: Span
     arguments: tuple[Argument, ...] = ()
+
+    def mentions(self) -> tuple[Span | Argument, ...]:
+        return (self.trigger, *self.arguments)
+
+    def content_key(self) -> tuple[str, ...]:
+        return (self.type, self.trigger.text.casefold())
+
+    def shifted(self, delta: int) -> Event:
+        if delta == 0:
+            return self
+        return Event(self.type, _shifted(self.trigger, delta),
+                     tuple(_shifted(a, delta) for a in self.arguments))
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.type, "trigger": self.trigger.to_dict(),
@@ -243,9 +291,7 @@ class Document:
         if self.failure is not None:
             yield "failure", self.failure
         # extra keys of the input line last, so the record fields lead each line
-        fixed = {"id", "text", "language", "entities", "relations", "events", "raw_output",
-                 "errors", "failure"}
-        yield from ((k, v) for k, v in self.meta.items() if k not in fixed)
+        yield from ((k, v) for k, v in self.meta.items() if k not in _DOCUMENT_FIELDS)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False)
@@ -260,8 +306,6 @@ class Document:
         if not isinstance(doc_id, str) or not doc_id:
             raise RecordError(f"{where}: missing or empty field 'id'")
         text = _get(data, "text", str, where)
-        known = {"id", "text", "language", "entities", "relations", "events", "raw_output", "errors",
-                 "failure"}
         raw = data.get("raw_output")
         if isinstance(raw, str):
             raw = [raw]
@@ -278,10 +322,12 @@ class Document:
             raw_output=tuple(str(r) for r in raw) if isinstance(raw, list) else None,
             errors=tuple(str(e) for e in _get(data, "errors", list, where, False, [])),
             failure=_get(data, "failure", str, where, required=False),
-            meta={k: v for k, v in data.items() if k not in known},
+            meta={k: v for k, v in data.items() if k not in _DOCUMENT_FIELDS},
         )
 
 
+_DOCUMENT_FIELDS = frozenset({"id", "text", "language", "entities", "relations", "events",
+                              "raw_output", "errors", "failure"})
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -351,9 +397,3 @@ def read_documents(path: str, errors: list[str] | None = None) -> Iterator[Docum
             if errors is None:
                 raise
             errors.append(str(exc))
-
-
-def documents_from(items: Iterable[Document | Mapping[str, Any]]) -> Iterator[Document]:
-    """Accept Documents or plain dicts and yield Documents."""
-    for i, item in enumerate(items):
-        yield item if isinstance(item, Document) else Document.from_dict(item, f"item {i}")

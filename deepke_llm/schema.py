@@ -19,7 +19,7 @@ from typing import Any
 __all__ = ["EntityType", "EventType", "RelationType", "Role", "Schema", "SchemaError",
            "bundled_schemas", "load_schema"]
 
-TASKS = ("ner", "re", "ee")
+INVENTORIES = ("entity_types", "relation_types", "event_types")
 
 
 class SchemaError(ValueError):
@@ -160,20 +160,18 @@ class Schema:
     # ---- lookups ------------------------------------------------------------------------------
     def types_for(self, task: str) -> tuple[EntityType, ...] | tuple[RelationType, ...] | \
             tuple[EventType, ...]:
-        """The type inventory a task queries: entities for NER, relations for RE, events for EE."""
-        if task == "ner":
-            items: Sequence[_Named] = self.entity_types
-        elif task == "re":
-            items = self.relation_types
-        elif task == "ee":
-            items = self.event_types
-        else:
-            raise SchemaError(f"unknown task '{task}': use one of {', '.join(TASKS)}")
+        """The type inventory a task queries (the task's ``schema_field``: entities for NER,
+        relations for RE, events for EE)."""
+        items: Sequence[_Named] = getattr(self, _inventory(task))
         if not items:
             where = self.path or self.name
-            raise SchemaError(f"schema '{where}' has no {_KIND[task]}: pick a schema that defines "
+            raise SchemaError(f"schema '{where}' has no {_kind(task)}: pick a schema that defines "
                               f"them or another --task")
         return tuple(items)  # type: ignore[return-value]
+
+    def defines(self, task: str) -> bool:
+        """Does the schema have types for ``task``?"""
+        return bool(getattr(self, _inventory(task)))
 
     def by_label(self, task: str) -> dict[str, _Named]:
         """Dataset label -> type (for dataset readers)."""
@@ -214,17 +212,27 @@ class Schema:
         wanted = set(names)
         unknown = wanted - {t.name for t in self.types_for(task)}
         if unknown:
-            raise SchemaError(f"schema '{self.name}' has no {_KIND[task]} named "
+            raise SchemaError(f"schema '{self.name}' has no {_kind(task)} named "
                               f"{', '.join(sorted(unknown))}")
         by_name = {t.name: t for t in self.types_for(task)}
         order = list(dict.fromkeys(names)) if ordered else [t.name for t in self.types_for(task)]
-        kwargs = {_FIELD[task]: tuple(by_name[n] for n in order if n in wanted)}
+        kwargs = {_inventory(task): tuple(by_name[n] for n in order if n in wanted)}
         return Schema(name=self.name, language=self.language, description=self.description,
-                      path=self.path, **{**{f: () for f in _FIELD.values()}, **kwargs})
+                      path=self.path, **{**{f: () for f in INVENTORIES}, **kwargs})
 
 
-_KIND = {"ner": "entity types", "re": "relation types", "ee": "event types"}
-_FIELD = {"ner": "entity_types", "re": "relation_types", "ee": "event_types"}
+def _inventory(task: str) -> str:
+    """The Schema field holding ``task``'s types (the task says which)."""
+    from deepke_llm.tasks import get_task  # tasks build on schemas: looked up when asked
+
+    try:
+        return get_task(task).schema_field
+    except ValueError as exc:
+        raise SchemaError(str(exc)) from None
+
+
+def _kind(task: str) -> str:
+    return _inventory(task).replace("_", " ")
 
 
 def _fold(text: str) -> str:

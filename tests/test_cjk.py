@@ -53,3 +53,15 @@ def test_count_wide_counts_what_is_wide_over_all_planes():
     text += "北京大学，東京タワー、서울 ＩＢＭ ok"
     assert count_wide(text) == sum(map(is_wide, text))
     assert count_wide("") == 0 and count_wide("plain ascii") == 0
+
+
+def test_language_is_detected_from_letters_and_undecided_without_any():
+    from deepke_llm.cjk import detect_language, document_language
+
+    assert detect_language("张三在北京工作。") == "zh"
+    assert detect_language("Zhang San works in Beijing 北京.") == "en"  # 2 of 24 letters
+    assert detect_language("1999 - 2024") is None and detect_language("") is None
+    assert document_language("张三", schema_language="en") == "zh"
+    assert document_language("张三", declared="en") == "en"
+    assert document_language("张三", option="en", declared="zh") == "en"
+    assert document_language("42", schema_language="zh") == "zh"

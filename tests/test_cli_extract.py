@@ -162,3 +162,27 @@ def test_texts_as_arguments_go_to_stdout():
     assert result.exit_code == 0
     lines = [json.loads(x) for x in result.stdout.splitlines()]
     assert [x["entities"][0]["text"] for x in lines] == ["Alice", "Bob"]
+
+
+@pytest.mark.parametrize("line, options, expected", [
+    ({"text": "张三在北京工作。"}, [], "zh"),  # no language field, Chinese text, English schema
+    ({"text": "张三在北京工作。", "language": "en"}, [], "en"),  # the document's own field
+    ({"text": "张三在北京工作。", "language": "en"}, ["--language", "zh"], "zh"),  # the option
+    ({"text": "1999 - 2024"}, ["--schema", "peoples_daily"], "zh"),  # no letters: the schema's
+])
+def test_extract_and_parse_read_a_document_in_the_same_language(tmp_path, line, options, expected):
+    """One rule for both commands: --language, else the document's field, else detected from
+    the text, else the schema's language."""
+    inp = write_lines(tmp_path / "in.jsonl", [json.dumps({"id": "d", **line, "output": "{}"})])
+    schema = ["--schema", "conll03"] if "--schema" not in options else []
+    languages = {}
+    with rule_server() as (url, _):
+        for command in ("extract", "parse"):
+            out = tmp_path / f"{command}.jsonl"
+            backend = ["--base-url", url, "--api-model", "rule", "--no-progress"] \
+                if command == "extract" else []
+            result = run(command, "--task", "ner", *schema, *options, "--input", str(inp),
+                         "--output", str(out), *backend)
+            assert result.exit_code == 0, result.output
+            languages[command] = json.loads(out.read_text())["language"]
+    assert languages == {"extract": expected, "parse": expected}

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from deepke_llm.grounding import find_mention, ground_entities, ground_events, ground_relations
+from deepke_llm.grounding import (
+    GroundingOptions,
+    find_mention,
+    ground_entities,
+    ground_events,
+    ground_relations,
+)
 from deepke_llm.records import Argument, Entity, Event, Relation, Span
 
 
@@ -108,10 +114,10 @@ def test_sentence_and_clause_punctuation_copied_by_the_model_is_left_out():
 
 def test_trimming_can_be_turned_off_for_corpora_whose_gold_keeps_the_period():
     text = "The plant is in Galveston."
-    assert find_mention(text, "Galveston.", trim_punctuation=False) == [(16, 26)]
+    keep = GroundingOptions(trim_punctuation=False)
+    assert find_mention(text, "Galveston.", keep) == [(16, 26)]
     relations, _ = ground_relations(text, [Relation("located in", Entity("location", "plant"),
-                                                    Entity("location", "Galveston."))],
-                                    trim_punctuation=False)
+                                                    Entity("location", "Galveston."))], keep)
     assert relations[0].tail.text == "Galveston."
     relations, _ = ground_relations(text, [Relation("located in", Entity("location", "plant"),
                                                     Entity("location", "Galveston."))])

@@ -13,6 +13,7 @@ import pytest
 
 from deepke_llm import grounding
 from deepke_llm.grounding import (
+    GroundingOptions,
     _exact,
     _nearest_pair,
     _on_boundary,
@@ -223,21 +224,22 @@ def test_grounding_chooses_what_the_brute_force_reference_chooses(seed):
     for _ in range(60):
         text = _random_text(rng)
         trim = rng.random() < 0.7
+        options = GroundingOptions(trim_punctuation=trim)
         for _ in range(3):
             mention = _random_mention(rng, text)
-            assert find_mention(text, mention, trim) == _reference_find_mention(text, mention, trim)
+            assert find_mention(text, mention, options) == _reference_find_mention(text, mention, trim)
         entities = [_random_part(rng, text, lambda m, s, e: Entity(rng.choice("PL"), m, s, e))
                     for _ in range(rng.randint(1, 8))]
-        assert ground_entities(text, entities, trim) == _reference_entities(text, entities, trim)
+        assert ground_entities(text, entities, options) == _reference_entities(text, entities, trim)
         relations = [Relation("r", _random_part(rng, text, lambda m, s, e: Entity("", m, s, e)),
                               _random_part(rng, text, lambda m, s, e: Entity("", m, s, e)))
                      for _ in range(rng.randint(1, 4))]
-        assert ground_relations(text, relations, trim) == _reference_relations(text, relations, trim)
+        assert ground_relations(text, relations, options) == _reference_relations(text, relations, trim)
         events = [Event("e", _random_part(rng, text, lambda m, s, e: Span(m, s, e)),
                         tuple(_random_part(rng, text, lambda m, s, e, r=r: Argument(r, m, s, e))
                               for r in rng.sample("abcd", rng.randint(0, 4))))
                   for _ in range(rng.randint(1, 3))]
-        assert ground_events(text, events, trim) == _reference_events(text, events, trim)
+        assert ground_events(text, events, options) == _reference_events(text, events, trim)
 
 
 def _random_spans(rng: random.Random, n: int) -> list[Offsets]:

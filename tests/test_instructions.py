@@ -149,7 +149,7 @@ def test_round_trip_gives_the_gold_records_back_with_offsets():
         got = []
         for line in documents_to_instructions([DOC], schema, task_name):
             chunk = schema.subset(task_name, _chunk_names(line, task_name, schema, "iepile"))
-            records, errors = parse_output(task_name, line["output"], chunk, DOC.text, "en")
+            records, errors = parse_output(task, line["output"], chunk, DOC.text, "en")
             assert errors == []
             got.extend(records)
         assert sorted(map(repr, got)) == sorted(map(repr, task.records(DOC))), task_name

@@ -9,10 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deepke_llm.lenient_json import loads_lenient
+from deepke_llm.prompts.styles import get_style
 from deepke_llm.records import Argument, Entity, Event, Relation, Span
 from deepke_llm.schema import load_schema
 from deepke_llm.tasks import get_task
 
+IEPILE = get_style("iepile")
+KNOWLM = get_style("knowlm")
 NER = get_task("ner")
 RE = get_task("re")
 EE = get_task("ee")
@@ -54,7 +57,7 @@ def test_lenient_json_reports_truncation_and_garbage():
 def test_ner_iepile_maps_names_labels_and_drops_unknown_keys():
     out = json.dumps({"person": ["Robert Allenby"], "LOC": "Australia", "Location": ["Spain"],
                       "else": "NAN", "animal": ["cat"], "organization": []})
-    records, errors = NER.parse_iepile(out, CONLL03, "en")
+    records, errors = IEPILE.parse(NER, out, CONLL03, "en")
     assert set(records) == {Entity("person", "Robert Allenby"), Entity("location", "Australia"),
                             Entity("location", "Spain")}
     assert errors == ["unknown entity type 'animal' (not in the schema): dropped"]
@@ -62,10 +65,10 @@ def test_ner_iepile_maps_names_labels_and_drops_unknown_keys():
 
 def test_ner_iepile_chinese_names_from_english_schema_and_chinese_punctuation():
     out = '{"人物"：["张三"], "地理位置"：["北京"，"上海"]}'
-    records, errors = NER.parse_iepile(out, PD, "zh")
+    records, errors = IEPILE.parse(NER, out, PD, "zh")
     assert set(records) == {Entity("人物", "张三"), Entity("地理位置", "北京"), Entity("地理位置", "上海")}
     # an English prompt over the Chinese schema shows English names; they map back to canonical
-    records, _ = NER.parse_iepile('{"person": ["张三"]}', PD, "en")
+    records, _ = IEPILE.parse(NER, '{"person": ["张三"]}', PD, "en")
     assert records == [Entity("人物", "张三")]
 
 
@@ -77,7 +80,7 @@ def test_re_iepile_head_tail_synonyms_lists_and_bad_items():
         "Live_In": {"subject": "John Smith", "object": "Boston"},
         "likes": [{"subject": "a", "object": "b"}],
     })
-    records, errors = RE.parse_iepile(out, CONLL04, "en")
+    records, errors = IEPILE.parse(RE, out, CONLL04, "en")
     pairs = {(r.type, r.head.text, r.tail.text) for r in records}
     assert pairs == {("work for", "John Smith", "Acme"), ("work for", "Mary", "Acme"),
                      ("work for", "Mary", "Initech"), ("live in", "John Smith", "Boston")}
@@ -93,22 +96,22 @@ def test_ee_iepile_nan_lists_roles_and_missing_trigger():
         {"trigger": "收购", "arguments": {roles[0]: "NAN", roles[1]: ["甲公司", "乙公司"], "不存在的角色": "x"}},
         {"arguments": {roles[0]: "昨天"}},
     ]}, ensure_ascii=False)
-    records, errors = EE.parse_iepile(out, DUEE, "zh")
+    records, errors = IEPILE.parse(EE, out, DUEE, "zh")
     assert records == [Event(event_type.name, Span("收购"),
                              (Argument(roles[1], "甲公司"), Argument(roles[1], "乙公司")))]
     assert len(errors) == 2
 
 
 def test_knowlm_tuples_for_each_task():
-    ner, errors = NER.parse_knowlm("输入中包含的实体是：\n(张三,人物),(北京，地理位置)\n(x,动物)", PD, "zh")
+    ner, errors = KNOWLM.parse(NER, "输入中包含的实体是：\n(张三,人物),(北京，地理位置)\n(x,动物)", PD, "zh")
     assert ner == [Entity("人物", "张三"), Entity("地理位置", "北京")] and len(errors) == 1
-    rel, errors = RE.parse_knowlm("(John Smith, work for, Acme, Inc.)\n(Boston,located in,USA)\nNAN",
+    rel, errors = KNOWLM.parse(RE, "(John Smith, work for, Acme, Inc.)\n(Boston,located in,USA)\nNAN",
                                   CONLL04, "en")
     assert {(r.head.text, r.type, r.tail.text) for r in rel} == {
         ("John Smith", "work for", "Acme, Inc."), ("Boston", "located in", "USA")}
     event_type = DUEE.event_types[0]
     role = event_type.roles[1]
-    ev, errors = EE.parse_knowlm(f"(收购,{event_type.name},甲公司#{role.name};乙#没有这个角色)", DUEE, "zh")
+    ev, errors = KNOWLM.parse(EE, f"(收购,{event_type.name},甲公司#{role.name};乙#没有这个角色)", DUEE, "zh")
     assert ev == [Event(event_type.name, Span("收购"), (Argument(role.name, "甲公司"),))]
     assert len(errors) == 1
 
@@ -123,8 +126,6 @@ def test_round_trip_gold_output_parses_back():
                                        Entity("organization", "Acme", 21, 25)),))
     for task, schema in ((NER, CONLL04), (RE, CONLL04)):
         for style in ("iepile", "knowlm"):
-            from deepke_llm.prompts.styles import get_style
-
             s = get_style(style)
             records, errors = s.parse(task, s.target(task, doc, schema, "en"), schema, "en")
             assert not errors
@@ -159,8 +160,8 @@ def _mutations(text: str, data: st.DataObject) -> str:
 def test_parsers_never_raise_on_random_and_mutated_outputs(value, data):
     raw = _mutations(json.dumps(value, ensure_ascii=False), data)
     for task, schema in ((NER, CONLL03), (RE, CONLL04), (EE, DUEE), (NER, PD)):
-        for parse in (task.parse_iepile, task.parse_knowlm):
-            records, errors = parse(raw, schema, schema.language)
+        for style in (IEPILE, KNOWLM):
+            records, errors = style.parse(task, raw, schema, schema.language)
             assert isinstance(records, list) and isinstance(errors, list)
             assert all(isinstance(e, str) for e in errors)
             # total by construction: the last-resort guard must never have fired
@@ -171,8 +172,8 @@ def test_parsers_never_raise_on_random_and_mutated_outputs(value, data):
 @given(raw=st.text(max_size=200))
 def test_parsers_never_raise_on_arbitrary_text(raw):
     for task, schema in ((NER, CONLL03), (RE, CONLL04), (EE, DUEE)):
-        for parse in (task.parse_iepile, task.parse_knowlm):
-            records, errors = parse(raw, schema, "en")
+        for style in (IEPILE, KNOWLM):
+            records, errors = style.parse(task, raw, schema, "en")
             assert isinstance(records, list) and isinstance(errors, list)
             assert not any("parser failed" in e for e in errors), errors
 
@@ -180,7 +181,7 @@ def test_parsers_never_raise_on_arbitrary_text(raw):
 def test_a_number_past_pythons_int_limit_keeps_the_rest_of_the_answer():
     huge = "9" * 5000  # int() refuses more than 4,300 digits (ValueError)
     for raw in (f'{{"person": ["Robert Allenby", {huge}]}}', f'{{"person": ["Robert Allenby", {huge}'):
-        records, errors = NER.parse_iepile(raw, CONLL03, "en")
+        records, errors = IEPILE.parse(NER, raw, CONLL03, "en")
         assert Entity("person", "Robert Allenby") in records
         assert not any("parser failed" in e for e in errors), errors
 
@@ -188,7 +189,7 @@ def test_a_number_past_pythons_int_limit_keeps_the_rest_of_the_answer():
 def test_nan_and_infinity_are_no_value_not_the_mentions_nan_and_inf():
     for raw in ('{"person": ["Bob", NaN, Infinity, -Infinity, 1e999]}',  # strict JSON path
                 "{'person': ['Bob', NaN, Infinity, -Infinity, 1e999]}"):  # json_repair path
-        records, _ = NER.parse_iepile(raw, CONLL03, "en")
+        records, _ = IEPILE.parse(NER, raw, CONLL03, "en")
         texts = {r.text for r in records}
         assert "Bob" in texts and not texts & {"nan", "inf", "-inf", "NaN", "Infinity", "-Infinity"}
     value, _ = loads_lenient('{"a": NaN, "b": [Infinity]}')
@@ -205,7 +206,7 @@ def test_json_repair_reads_a_bounded_prefix_and_says_so(monkeypatch):
     monkeypatch.setattr(json_repair, "loads", lambda text, **kw: seen.append(len(text)) or real(text, **kw))
     names = [f"Person {i}" for i in range(5000)]
     python_style = "{'person': [" + ", ".join(f"'{n}'" for n in names) + "]}"  # ~70 KB
-    records, errors = NER.parse_iepile(python_style, CONLL03, "en")
+    records, errors = IEPILE.parse(NER, python_style, CONLL03, "en")
     assert seen and max(seen) <= REPAIR_LIMIT
     assert any(f"repaired only the first {REPAIR_LIMIT:,}" in e for e in errors), errors
     assert records[0] == Entity("person", "Person 0")  # what the prefix holds is kept
@@ -217,36 +218,36 @@ def test_a_long_answer_cut_off_by_the_token_limit_is_closed_without_json_repair(
     monkeypatch.setattr(json_repair, "loads", lambda *a, **k: pytest.fail("json_repair called"))
     names = [f"Person {i}" for i in range(5000)]
     cut = json.dumps({"person": names, "location": ["Paris"]})[:-30]  # stops inside a name
-    records, errors = NER.parse_iepile(cut, CONLL03, "en")
+    records, errors = IEPILE.parse(NER, cut, CONLL03, "en")
     assert [r.text for r in records] == names[:len(records)] and len(records) >= 4990
     assert errors == ["output ends inside a string (truncated?); dropped the unfinished item"]
     relations = json.dumps({"work for": [{"subject": f"P{i}", "object": "Acme"} for i in range(900)]})
-    records, _ = RE.parse_iepile(relations[:relations.rindex('"object"') + 4], CONLL04, "en")
+    records, _ = IEPILE.parse(RE, relations[:relations.rindex('"object"') + 4], CONLL04, "en")
     assert len(records) == 899  # the last item lost its object; the rest are whole
 
 
 def test_deep_nesting_and_huge_outputs_never_break_a_parser():
     deep = "[" * 900 + '"Bob"' + "]" * 900  # decodes (under the recursion limit): read it without recursing
-    records, errors = NER.parse_iepile(f'{{"person": {deep}, "location": ["Paris"]}}', CONLL03, "en")
+    records, errors = IEPILE.parse(NER, f'{{"person": {deep}, "location": ["Paris"]}}', CONLL03, "en")
     assert {r.text for r in records} == {"Bob", "Paris"} and not errors
-    records, errors = RE.parse_iepile(json.dumps({"work for": [{"subject": "A", "object": "B"}]})[:-2]
+    records, errors = IEPILE.parse(RE, json.dumps({"work for": [{"subject": "A", "object": "B"}]})[:-2]
                                       + f", {deep}]}}", CONLL04, "en")
     assert [(r.head.text, r.tail.text) for r in records] == [("A", "B")]
     assert not any("parser failed" in e for e in errors), errors
     for raw in ("[" * 100_000, "{" * 100_000, '{"a":' * 20_000):
         for task, schema in ((NER, CONLL03), (RE, CONLL04), (EE, DUEE)):
-            records, errors = task.parse_iepile(raw, schema, schema.language)
+            records, errors = IEPILE.parse(task, raw, schema, schema.language)
             assert records == [] and errors and not any("parser failed" in e for e in errors)
 
 
 def test_an_output_past_the_size_limit_is_read_up_to_it():
-    from deepke_llm.tasks.base import MAX_OUTPUT_CHARS
+    from deepke_llm.prompts.styles import MAX_OUTPUT_CHARS
 
     raw = '{"person": ["Bob"]}' + " " * MAX_OUTPUT_CHARS + '{"location": ["Paris"]}'
-    for parse in (NER.parse_iepile, NER.parse_knowlm):
-        records, errors = parse(raw if parse == NER.parse_iepile else "(Bob,person)" + raw, CONLL03, "en")
+    for style in (IEPILE, KNOWLM):
+        records, errors = style.parse(NER, raw if style is IEPILE else "(Bob,person)" + raw, CONLL03, "en")
         assert [r.text for r in records] == ["Bob"]
-        assert errors[0] == f"output is {len(raw) + (0 if parse == NER.parse_iepile else 12):,} " \
+        assert errors[0] == f"output is {len(raw) + (0 if style is IEPILE else 12):,} " \
                             f"characters; read only the first {MAX_OUTPUT_CHARS:,}"
 
 
@@ -255,7 +256,7 @@ def test_list_valued_subject_and_object_expand_to_a_bounded_number_of_pairs():
 
     out = json.dumps({"work for": [{"subject": [f"P{i}" for i in range(200)],
                                     "object": [f"O{i}" for i in range(200)]}]})
-    records, errors = RE.parse_iepile(out, CONLL04, "en")
+    records, errors = IEPILE.parse(RE, out, CONLL04, "en")
     assert len(records) == MAX_PAIRS and (records[0].head.text, records[0].tail.text) == ("P0", "O0")
     assert errors == [f"relation 'work for': 40,000 subject/object pairs in one item; kept the first "
                       f"{MAX_PAIRS:,}"]
@@ -263,6 +264,6 @@ def test_list_valued_subject_and_object_expand_to_a_bounded_number_of_pairs():
 
 def test_an_escaped_lone_surrogate_in_the_answer_becomes_a_replacement_character():
     for raw in (r'{"person": ["Bob\ud800", "Ann"]}', r"{'person': ['Bob\ud800', 'Ann']}"):
-        records, errors = NER.parse_iepile(raw, CONLL03, "en")
+        records, errors = IEPILE.parse(NER, raw, CONLL03, "en")
         assert [r.text for r in records] == ["Bob\ufffd", "Ann"]
         json.dumps([r.to_dict() for r in records], ensure_ascii=False).encode("utf-8")

@@ -65,3 +65,17 @@ def test_utf8_byte_order_mark_does_not_cost_the_first_line(tmp_path):
     path = tmp_path / "bom.jsonl"
     path.write_bytes(b'\xef\xbb\xbf{"id": "1", "text": "a"}\n{"id": "2", "text": "b"}\n')
     assert [d.id for d in read_documents(str(path))] == ["1", "2"]
+
+
+def test_records_shift_name_their_mentions_and_say_what_they_say_without_offsets():
+    from deepke_llm.records import Argument, Entity, Event, Relation, Span
+
+    head, tail = Entity("person", "Ann", 0, 3), Entity("location", "Paris", None, None)
+    relation = Relation("live in", head, tail)
+    assert relation.shifted(10) == Relation("live in", Entity("person", "Ann", 10, 13), tail)
+    assert relation.mentions() == (head, tail) and relation.shifted(0) is relation
+    assert relation.content_key() == ("live in", "ann", "paris")
+    event = Event("attack", Span("Shot", 4, 8), (Argument("attacker", "Ann", 0, 3),))
+    assert event.shifted(2).mentions() == (Span("Shot", 6, 10), Argument("attacker", "Ann", 2, 5))
+    assert event.content_key() == ("attack", "shot") and head.content_key() == ("person", "ann")
+    assert head.shifted(5).mentions() == (Entity("person", "Ann", 5, 8),)

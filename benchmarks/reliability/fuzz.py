@@ -39,7 +39,12 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from deepke_llm.extractor import parse_output  # noqa: E402
-from deepke_llm.grounding import ground_entities, ground_events, ground_relations  # noqa: E402
+from deepke_llm.grounding import (  # noqa: E402
+    GroundingOptions,
+    ground_entities,
+    ground_events,
+    ground_relations,
+)
 from deepke_llm.prompts.styles import get_style  # noqa: E402
 from deepke_llm.records import Argument, Document, Entity, Event, Relation, Span  # noqa: E402
 from deepke_llm.schema import Schema, load_schema  # noqa: E402
@@ -125,8 +130,7 @@ def valid_answer(rng: random.Random, config: Config, text: str) -> str:
             roles = rng.sample(kind.roles, k=min(len(kind.roles), rng.randint(0, 3)))
             records.append(Event(kind.name, Span(_mention(rng, text)),
                                  tuple(Argument(r.name, _mention(rng, text)) for r in roles)))
-    field = {"ner": "entities", "re": "relations", "ee": "events"}[config.task]
-    document = Document("fuzz", text, schema.language, **{field: tuple(records)})
+    document = task.with_records(Document("fuzz", text, schema.language), records)
     return get_style(config.style).target(task, document, schema, schema.language)
 
 
@@ -201,11 +205,7 @@ def megabyte_output(rng: random.Random, valid: str, text: str) -> str:
 
 
 def parts(record: Any) -> list[Any]:
-    if isinstance(record, Relation):
-        return [record.head, record.tail]
-    if isinstance(record, Event):
-        return [record.trigger, *record.arguments]
-    return [record]
+    return list(record.mentions())
 
 
 def violations(config: Config, text: str, records: Any, errors: Any) -> list[str]:
@@ -244,8 +244,9 @@ def violations(config: Config, text: str, records: Any, errors: Any) -> list[str
 
 def _timed_parse(config: Config, output: str, text: str, trim: bool) -> tuple[Any, float]:
     started = time.perf_counter()
-    result = parse_output(config.task, output, config.schema, text, config.schema.language,
-                          config.style, trim)
+    result = parse_output(get_task(config.task), output, config.schema, text,
+                          config.schema.language, get_style(config.style),
+                          GroundingOptions(trim_punctuation=trim))
     return result, time.perf_counter() - started
 
 

@@ -7,6 +7,7 @@ import sys
 import click
 
 from deepke_llm.commands.common import fail, refuse_same_output
+from deepke_llm.commands.options import prompt_style_option, task_option
 
 
 @click.command(context_settings={"show_default": True})
@@ -14,8 +15,8 @@ from deepke_llm.commands.common import fail, refuse_same_output
 @click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
               help="Records JSONL (e.g. from `deepke-llm convert`).")
 @click.option("--output", required=True, type=click.Path(dir_okay=False), help="Instruction JSONL.")
-@click.option("--task", "tasks", multiple=True, type=click.Choice(["ner", "re", "ee"]),
-              help="Tasks to write (repeatable) [default: every task the schema defines].")
+@task_option("Tasks to write (repeatable) [default: every task the schema defines].",
+             multiple=True)
 @click.option("--split", type=click.Choice(["train", "test"]), default="train",
               help="train: lines with output; test: lines with label.")
 @click.option("--split-num", type=int, help="Schema types per instruction [default: NER 6, RE/EE 4].")
@@ -25,10 +26,10 @@ from deepke_llm.commands.common import fail, refuse_same_output
 @click.option("--shuffle-schema", is_flag=True, help="Shuffle type order inside each instruction.")
 @click.option("--language", type=click.Choice(["en", "zh"]),
               help="Instruction language [default: each document's, else the schema's].")
-@click.option("--prompt-style", type=click.Choice(["iepile", "knowlm"]), default="iepile")
+@prompt_style_option()
 @click.option("--source", help="Value of the 'source' field [default: schema name].")
 @click.option("--limit", type=int, help="Use only the first N documents.")
-def instruct(schema_name, input_path, output, tasks, split, split_num, neg_ratio, seed,
+def instruct(schema_name, input_path, output, task, split, split_num, neg_ratio, seed,
              shuffle_schema, language, prompt_style, source, limit):
     """Turn records + schema into IEPile-format instruction data.
 
@@ -57,7 +58,7 @@ def instruct(schema_name, input_path, output, tasks, split, split_num, neg_ratio
     if limit is not None:
         documents = itertools.islice(documents, limit)
     try:
-        lines = documents_to_instructions(documents, schema, list(tasks) or None, split=split,
+        lines = documents_to_instructions(documents, schema, list(task) or None, split=split,
                                           language=language, split_num=split_num,
                                           neg_ratio=neg_ratio, seed=seed,
                                           shuffle_schema=shuffle_schema,

@@ -77,7 +77,7 @@ def _slots(value: Any) -> dict[str, Any]:
 
 def _documents(path: str, schema: Schema | None, problems: Problems, prefix: str,
                keep_qualifier: Callable[[str], bool], language: str) -> Iterator[Document]:
-    from deepke_llm.grounding import ground_relations
+    from deepke_llm.grounding import GroundingOptions, ground_relations
 
     entity_names = TypeNames(schema, "ner", problems)
     relation_names = TypeNames(schema, "re", problems)
@@ -115,7 +115,7 @@ def _documents(path: str, schema: Schema | None, problems: Problems, prefix: str
                     continue
                 tail = Entity(_type(object_types.get(slot), entity_names, where), value)
                 grounded, messages = ground_relations(text, [Relation(label, head, tail)],
-                                                      trim_punctuation=False)
+                                                      GroundingOptions(trim_punctuation=False))
                 for message in messages:
                     problems.report(f"{field}: {message}; offsets left null")
                 relations.append(_exact_text(grounded[0], relation_names(label, where), text,

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deepke_llm.records import iter_jsonl
+from deepke_llm.tasks import get_task
 
 from .diagnostics import Diagnostics
 from .scoring import TaskScore, new_task_score
@@ -43,7 +44,6 @@ from .scoring import TaskScore, new_task_score
 __all__ = ["score_iepile"]
 
 NAN = "NAN"
-_IEPILE_TASK = {"ner": "NER", "re": "RE", "ee": "EE"}
 
 
 @dataclass
@@ -59,13 +59,13 @@ def _is_nothing(value: Any) -> bool:
 
 
 class _Reader:
-    """Turns outputs and labels into IEPile tuples, reporting what IEPile would drop silently."""
+    """Turns outputs and labels into IEPile tuples (the task's ``iepile_tuples`` /
+    ``iepile_label_tuple``), reporting what IEPile would drop silently."""
 
     def __init__(self, task: str, diagnostics: Diagnostics) -> None:
-        self.task = task
+        self.task = get_task(task)
         self.diag = diagnostics
 
-    # ---- model outputs ------------------------------------------------------------------------
     def output_tuples(self, output: Any, where: str) -> list[tuple] | None:
         """Tuples of one output; None when it is not a JSON object (IEPile's error count)."""
         value = output
@@ -86,81 +86,16 @@ class _Reader:
                                   f"{type(values).__name__}, not a list")
                 continue
             for item in values:
-                tuples.extend(getattr(self, f"_{self.task}_item")(key, item, where))
+                tuples.extend(self.task.iepile_tuples(key, item, where, self.diag.add))
         return tuples
 
-    def _ner_item(self, key: str, item: Any, where: str) -> list[tuple]:
-        if not isinstance(item, str):
-            self.diag.add("skipped_item", f"{where}: '{key}' item {str(item)[:40]!r} is not a string")
-            return []
-        if item == NAN:
-            self.diag.add("nan_dropped", f"{where}: '{key}': \"NAN\"")
-            return []
-        return [(item, key)]
-
-    def _re_item(self, key: str, item: Any, where: str) -> list[tuple]:
-        if not isinstance(item, dict):
-            self.diag.add("skipped_item", f"{where}: '{key}' item {str(item)[:40]!r} is not an object")
-            return []
-        head = item["subject"] if "subject" in item else item.get("head", "")
-        tail = item["object"] if "object" in item else item.get("tail", "")
-        if not ({"subject", "head"} & item.keys() and {"object", "tail"} & item.keys()):
-            self.diag.add("incomplete_item", f"{where}: '{key}' item {str(item)[:40]!r} lacks "
-                          "a subject or object")
-        if not isinstance(head, str) or not isinstance(tail, str):
-            self.diag.add("skipped_item", f"{where}: '{key}' subject/object are not strings")
-            return []
-        if NAN in (head, tail):
-            self.diag.add("nan_dropped", f"{where}: '{key}': {head!r} -> {tail!r}")
-            return []
-        return [(head, key, tail)]
-
-    def _ee_item(self, key: str, item: Any, where: str) -> list[tuple]:
-        if not isinstance(item, dict):
-            self.diag.add("skipped_item", f"{where}: '{key}' item {str(item)[:40]!r} is not an object")
-            return []
-        if "trigger" not in item:
-            self.diag.add("incomplete_item", f"{where}: '{key}' item has no trigger")
-        trigger = item.get("trigger", "")
-        if not isinstance(trigger, str):
-            self.diag.add("skipped_item", f"{where}: '{key}' trigger is not a string")
-            return []
-        if trigger == NAN:
-            self.diag.add("nan_dropped", f"{where}: '{key}': trigger \"NAN\" read as no trigger")
-            trigger = ""
-        arguments = item.get("arguments", {})
-        if not isinstance(arguments, dict):
-            self.diag.add("skipped_item", f"{where}: '{key}' arguments are "
-                          f"{type(arguments).__name__}, not an object (event kept without them)")
-            arguments = {}
-        args: list[tuple[str, str]] = []
-        for role, values in arguments.items():
-            for value in values if isinstance(values, list) else [values]:
-                if value == NAN:
-                    continue  # IEPile drops absent arguments too
-                if not isinstance(value, str):
-                    self.diag.add("skipped_item", f"{where}: '{key}' role '{role}' value "
-                                  f"{str(value)[:40]!r} is not a string")
-                    continue
-                args.append((value, role))
-        return [(key, trigger, tuple(args))]
-
-    # ---- gold labels --------------------------------------------------------------------------
     def label_tuples(self, label: Any, where: str) -> list[tuple]:
         tuples = []
         for item in label:
             if not isinstance(item, dict):
                 self.diag.add("skipped_item", f"{where}: label item {str(item)[:40]!r} is not an object")
                 continue
-            if self.task == "ner":
-                tuples.append((item.get("entity", ""), item.get("entity_type", "")))
-            elif self.task == "re":
-                tuples.append((item.get("head", item.get("subject", "")), item.get("relation", ""),
-                               item.get("tail", item.get("object", ""))))
-            else:
-                args = tuple((a.get("argument", ""), a.get("role", ""))
-                             for a in item.get("arguments", []) if isinstance(a, dict))
-                tuples.append((item.get("event_type", ""), item.get("event_trigger", ""), args))
+            tuples.append(self.task.iepile_label_tuple(item))
         return tuples
 
 
@@ -175,6 +110,7 @@ def _parse_label(value: Any) -> Any:
 def read_iepile(path: str, task: str, diagnostics: Diagnostics) -> list[_Record]:
     """Records of an IEPile test file, lines merged by ``(source, id)`` as IEPile merges them."""
     reader = _Reader(task, diagnostics)
+    wanted = reader.task.iepile_name
     records: dict[tuple, _Record] = {}
     occurrences: dict[tuple[str, str], Counter] = {}
     skipped: set[tuple] = set()
@@ -185,8 +121,8 @@ def read_iepile(path: str, task: str, diagnostics: Diagnostics) -> list[_Record]
             diagnostics.add("unreadable_line", f"{where}: expected an object with an 'id'")
             continue
         group = (str(data.get("source", "None")), str(data["id"]))
-        line_task = str(data.get("task", _IEPILE_TASK[task])).upper()
-        if line_task != _IEPILE_TASK[task]:
+        line_task = str(data.get("task", wanted)).upper()
+        if line_task != wanted:
             # files from `instruct` hold several tasks under one id: score only --task's lines
             diagnostics.add("other_task", f"{where}: task '{data['task']}' skipped (scoring {task})")
             continue
@@ -230,19 +166,6 @@ def read_iepile(path: str, task: str, diagnostics: Diagnostics) -> list[_Record]
     return list(records.values())
 
 
-def _levels(task: str, tuples: list[tuple]) -> dict[str | None, list[tuple]]:
-    if task != "ee":
-        return {None: list(tuples)}
-    out: dict[str | None, list[tuple]] = {
-        "trigger_identification": [(trigger,) for _, trigger, _ in tuples],
-        "trigger_classification": [(etype, trigger) for etype, trigger, _ in tuples],
-        "argument_identification": [(etype, arg) for etype, _, args in tuples for arg, _ in args],
-        "argument_classification": [(etype, arg, role) for etype, _, args in tuples
-                                    for arg, role in args],
-    }
-    return out
-
-
 def _iepile_rounded(tp: int, predicted: int, gold: int) -> tuple[float, float, float]:
     """IEPile's percentages: P and R rounded to 2 decimals, F1 computed from the rounded values."""
     p = round(tp / predicted * 100, 2) if predicted else 0.0
@@ -257,16 +180,15 @@ def score_iepile(path: str, task: str, match: str = "normal") -> TaskScore:
         raise ValueError(f"unknown match mode '{match}': use normal or set")
     result = new_task_score(task, ["string"], multiset=match == "normal")
     records = read_iepile(path, task, result.diagnostics)
+    task_obj = get_task(task)
     for record in records:
-        gold, pred = _levels(task, record.gold), _levels(task, record.pred)
+        gold, pred = task_obj.iepile_levels(record.gold), task_obj.iepile_levels(record.pred)
         for level, score in result.modes["string"].items():
             score.add_document(gold[level], pred[level])
     result.documents = len(records)
     errors = result.diagnostics.counts.get("unparseable_output", 0)
     iepile: dict[str, Any] = {"总样本数": len(records), "错误数": errors, "match_mode": match}
-    parts = {"": None} if task != "ee" else {"event_": "trigger_classification",
-                                             "argument_": "argument_classification"}
-    for prefix, level in parts.items():
+    for prefix, level in task_obj.iepile_report.items():
         counts = result.modes["string"][level].overall
         p, r, f1 = _iepile_rounded(counts.tp, counts.tp + counts.fp, counts.tp + counts.fn)
         iepile.update({f"{prefix}P": p, f"{prefix}R": r, f"{prefix}F1": f1})

@@ -1,6 +1,8 @@
 """Records -> the hashable tuples each scoring mode compares (DESIGN.md "Scoring").
 
-One table for all tasks, so NER, RE and EE are scored by the same matching code:
+Each task builds its tuples (``Task.score_tuples`` in deepke_llm/tasks/) and names the place of
+the per-type key in them (``Task.type_index``), so NER, RE and EE are scored by the same matching
+code:
 
 =====  ==========================  ===========================================================
 task   level                       strict / boundary / string tuple
@@ -31,17 +33,16 @@ Decisions the table implies (documented in the README of ``deepke-llm score``):
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from deepke_llm.records import Document
+from deepke_llm.tasks import get_task
+from deepke_llm.tasks.ee import LEVELS as EE_LEVELS
 
 __all__ = ["EE_LEVELS", "MODES", "Offsets", "Ungrounded", "levels", "record_tuples",
            "type_index"]
 
 MODES = ("strict", "boundary", "string")
-EE_LEVELS = ("trigger_identification", "trigger_classification", "argument_identification",
-             "argument_classification")
 
 
 class Offsets(NamedTuple):
@@ -60,75 +61,12 @@ class Ungrounded(NamedTuple):
 
 def levels(task: str) -> tuple[str | None, ...]:
     """Sub-scores of a task: the four EE levels, or a single unnamed level for NER and RE."""
-    return EE_LEVELS if task == "ee" else (None,)
-
-
-def _span(part: Any, side: str) -> Offsets | Ungrounded:
-    if part.start is None:
-        return Ungrounded(side, part.text)
-    return Offsets(part.start, part.end)
-
-
-# (task, mode, level) -> index of the per-type key inside the tuple, None when type-free
-_TYPE_INDEX: dict[tuple[str, str, str | None], int | None] = {
-    ("ner", "strict", None): 0, ("ner", "boundary", None): None, ("ner", "string", None): 1,
-    ("re", "strict", None): 2, ("re", "boundary", None): 1, ("re", "string", None): 1,
-}
-for _mode in ("strict", "boundary"):
-    _TYPE_INDEX.update({("ee", _mode, "trigger_identification"): None,
-                        ("ee", _mode, "trigger_classification"): 1,
-                        ("ee", _mode, "argument_identification"): 0,
-                        ("ee", _mode, "argument_classification"): 1})
-_TYPE_INDEX.update({("ee", "string", "trigger_identification"): None,
-                    ("ee", "string", "trigger_classification"): 0,
-                    ("ee", "string", "argument_identification"): 0,
-                    ("ee", "string", "argument_classification"): 2})
+    return get_task(task).levels
 
 
 def type_index(task: str, mode: str, level: str | None) -> int | None:
     """Position of the per-type key in tuples of ``(task, mode, level)`` (None: type-free)."""
-    return _TYPE_INDEX[(task, mode, level)]
-
-
-def _ner(document: Document, mode: str, side: str) -> dict[str | None, list[tuple]]:
-    if mode == "string":
-        return {None: [(e.text, e.type) for e in document.entities]}
-    if mode == "boundary":
-        return {None: [(_span(e, side),) for e in document.entities]}
-    return {None: [(e.type, _span(e, side)) for e in document.entities]}
-
-
-def _re(document: Document, mode: str, side: str) -> dict[str | None, list[tuple]]:
-    if mode == "string":
-        return {None: [(r.head.text, r.type, r.tail.text) for r in document.relations]}
-    if mode == "boundary":
-        return {None: [(_span(r.head, side), r.type, _span(r.tail, side))
-                       for r in document.relations]}
-    return {None: [(_span(r.head, side), r.head.type, r.type, _span(r.tail, side), r.tail.type)
-                   for r in document.relations]}
-
-
-def _ee(document: Document, mode: str, side: str) -> dict[str | None, list[tuple]]:
-    out: dict[str | None, list[tuple]] = {level: [] for level in EE_LEVELS}
-    text = mode == "string"
-    for event in document.events:
-        trigger = event.trigger.text if text else _span(event.trigger, side)
-        out["trigger_identification"].append((trigger,))
-        out["trigger_classification"].append((event.type, trigger) if text
-                                              else (trigger, event.type))
-        for argument in event.arguments:
-            if text:
-                out["argument_identification"].append((event.type, argument.text))
-                out["argument_classification"].append((event.type, argument.text, argument.role))
-            else:
-                span = _span(argument, side)
-                out["argument_identification"].append((event.type, span))
-                out["argument_classification"].append((event.type, argument.role, span))
-    return out
-
-
-_BUILDERS: dict[str, Callable[[Document, str, str], dict[str | None, list[tuple]]]] = {
-    "ner": _ner, "re": _re, "ee": _ee}
+    return get_task(task).type_index[(mode, level)]
 
 
 def record_tuples(task: str, mode: str, document: Document, side: str
@@ -140,4 +78,10 @@ def record_tuples(task: str, mode: str, document: Document, side: str
     """
     if mode not in MODES:
         raise ValueError(f"unknown scoring mode '{mode}': use one of {', '.join(MODES)}")
-    return _BUILDERS[task](document, mode, side)
+
+    def span(part: Any) -> Offsets | Ungrounded:
+        if part.start is None:
+            return Ungrounded(side, part.text)
+        return Offsets(part.start, part.end)
+
+    return get_task(task).score_tuples(document, mode, span)

@@ -8,9 +8,19 @@ InstructKGC's own; it is data, versioned by the style name.
 
 from __future__ import annotations
 
-from deepke_llm.prompts.chat import Prompt
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
-STYLE = "knowlm"
+from deepke_llm.prompts.chat import Prompt
+from deepke_llm.prompts.styles import Style, register_style, unsupported
+from deepke_llm.records import Document
+from deepke_llm.schema import Schema
+from deepke_llm.tasks import Task
+from deepke_llm.tasks.base import is_empty, snippet, type_resolver, unique
+
 TEMPLATE = "alpaca"
 
 # Template 0 of each task in zjunlp/DeepKE example/llm/InstructKGC/kg2instruction/*_template.py and
@@ -44,6 +54,138 @@ def instruction(task: str, schema_text: str, language: str) -> str:
     return template.format(schema=schema_text, format=FORMATS[(task, language)])
 
 
-def build_prompt(task: str, schema_text: str, text: str, language: str) -> Prompt:
-    """An Alpaca prompt: instruction + the text as input."""
-    return Prompt(user=instruction(task, schema_text, language), input=text, template=TEMPLATE)
+_TUPLE = re.compile(r"[(（]([^()（）\n]*)[)）]")
+
+
+def tuple_lines(output: str) -> list[str]:
+    """Contents of the ``(a,b,c)`` groups a KnowLM-style answer is made of."""
+    return [m.group(1) for m in _TUPLE.finditer(output or "")]
+
+
+@lru_cache(maxsize=1024)
+def _around(middle: str) -> re.Pattern[str]:
+    # compiled once per relation name, not once per (line, name): a long answer has many lines
+    return re.compile(rf"[,，]\s*{re.escape(middle)}\s*[,，]")
+
+
+def split_around(content: str, middle: str) -> tuple[str, str] | None:
+    """Split ``a,middle,b`` at ``middle`` between commas (either width, optional spaces)."""
+    match = _around(middle).search(content)
+    if match is None:
+        return None
+    return content[:match.start()].strip(), content[match.end():].strip()
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """What reading one answer needs: the schema's type names and a resolver for them."""
+
+    names: list[str]  # type names shown in the prompt, longest first
+    resolve: Callable[[str], Any]
+    errors: list[str]
+
+
+# ---- per task: schema text, one gold answer item -> line, one line -> answer item -------------
+def _ner_line(shown: str, mention: str) -> str:
+    return f"({mention},{shown})"
+
+
+def _ner_read(content: str, reading: _Reading) -> tuple[str, Any] | None:
+    cut = max(content.rfind(","), content.rfind("，"))
+    mention, shown = content[:cut], content[cut + 1:].strip()
+    if cut < 0 or reading.resolve(shown) is None or not mention.strip():
+        reading.errors.append(f"cannot read '({snippet(content, 200)})' as (entity,entity type): "
+                              "dropped")
+        return None
+    return shown, mention.strip()
+
+
+def _re_line(shown: str, pair: dict[str, str]) -> str:
+    return f"({pair['subject']},{shown},{pair['object']})"
+
+
+def _re_read(content: str, reading: _Reading) -> tuple[str, Any] | None:
+    for name in reading.names:  # longest first: "born in" must not take "born in city"
+        parts = split_around(content, name)
+        if parts and parts[0] and parts[1]:
+            return name, {"subject": parts[0], "object": parts[1]}
+    reading.errors.append(f"cannot read '({snippet(content, 200)})' as (subject,relation,object) "
+                          "with a schema relation: dropped")
+    return None
+
+
+def _ee_schema_text(items: list[dict[str, Any]]) -> str:
+    return str({item["event_type"]: item["arguments"] for item in items})
+
+
+def _ee_line(shown: str, event: dict[str, Any]) -> str:
+    arguments = ";".join(f"{a['argument']}#{a['role']}" for a in event["arguments"])
+    return f"({event['trigger']},{shown},{arguments})"
+
+
+def _ee_read(content: str, reading: _Reading) -> tuple[str, Any] | None:
+    parts = [p.strip() for p in content.replace("，", ",").split(",", 2)]
+    event_type = reading.resolve(parts[1]) if len(parts) >= 2 else None
+    if event_type is None or not parts[0]:
+        reading.errors.append(f"cannot read '({snippet(content, 200)})' as (trigger,event type,"
+                              "arguments): dropped")
+        return None
+    arguments = []
+    for piece in (parts[2].replace("；", ";").split(";") if len(parts) == 3 else []):
+        mention, sep, role = piece.rpartition("#")
+        if not sep or is_empty(mention):
+            if piece.strip():
+                reading.errors.append(f"event '{event_type.name}': cannot read argument "
+                                      f"'{snippet(piece.strip(), 200)}': dropped")
+            continue
+        arguments.append({"argument": mention.strip(), "role": role})
+    return parts[1], {"trigger": parts[0], "arguments": arguments}
+
+
+@dataclass(frozen=True)
+class TupleFormat:
+    """How one task's answers are written as tuples (and read back)."""
+
+    schema_text: Callable[[list[Any]], str]
+    line: Callable[[str, Any], str]
+    read: Callable[[str, _Reading], tuple[str, Any] | None]
+
+
+TUPLE_FORMATS: dict[str, TupleFormat] = {
+    "ner": TupleFormat(str, _ner_line, _ner_read),
+    "re": TupleFormat(str, _re_line, _re_read),
+    "ee": TupleFormat(_ee_schema_text, _ee_line, _ee_read),
+}
+
+
+@register_style("knowlm")
+class KnowLMStyle(Style):
+    """KnowLM / ZhiXi: Alpaca prompt with a free-text instruction, tuples out."""
+
+    def _format(self, task: Task) -> TupleFormat:
+        try:
+            return TUPLE_FORMATS[task.name]
+        except KeyError:
+            raise unsupported(self, task) from None
+
+    def build(self, task: Task, schema: Schema, text: str, language: str) -> Prompt:
+        schema_text = self._format(task).schema_text(task.schema_items(schema, language))
+        return Prompt(user=instruction(task.name, schema_text, language), input=text,
+                      template=TEMPLATE)
+
+    def target(self, task: Task, document: Document, schema: Schema, language: str) -> str:
+        line = self._format(task).line
+        return "\n".join(unique(line(shown, value)
+                                for shown, value in task.answer(document, schema, language)))
+
+    def read(self, task: Task, output: str, schema: Schema, language: str,
+             errors: list[str]) -> Iterator[tuple[str, Any]]:
+        read = self._format(task).read
+        names = [item["event_type"] if isinstance(item, dict) else item
+                 for item in task.schema_items(schema, language)]
+        reading = _Reading(sorted(names, key=lambda name: -len(name)),
+                           type_resolver(schema, task.name, language), errors)
+        for content in tuple_lines(output):
+            pair = read(content, reading)
+            if pair is not None:
+                yield pair

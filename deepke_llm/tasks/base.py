@@ -1,20 +1,26 @@
 """What every task shares: the Task interface, the registry, and value-normalising helpers.
 
-A task (``ner``, ``re``, ``ee``) knows its schema items, how gold records become the IEPile output
-object (training data), how a model output becomes records (parsing, per prompt style), and which
-records of a Document it owns. Parsers are pure and total: ``str -> (records, errors)``.
+A task (``ner``, ``re``, ``ee``) owns what does not depend on the prompt style: its schema items,
+its gold answer as a plain Python object, records from such an object (leniently: the object may
+come from a model), and what the shared stages ask of it (grounding, scoring tuples, the IEPile
+evaluator's tuples). Prompt styles (``deepke_llm/prompts/``) turn answers into text and back.
+
+An answer is a sequence of ``(type name as shown, value)`` pairs in document order: NER values
+are mention strings, RE values ``{"subject", "object"}``, EE values ``{"trigger", "arguments":
+[{"argument", "role"}]}``. Reading one also accepts what models write instead (lists of
+mentions, ``head``/``tail``, argument objects keyed by role, ...).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import re
 import reprlib
-from collections.abc import Callable, Iterable, Mapping
-from functools import lru_cache
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
+from deepke_llm.grounding import GroundingOptions
 from deepke_llm.records import Document
 from deepke_llm.schema import Schema
 from deepke_llm.schema import _fold as fold_name  # the folding Schema.resolve uses
@@ -23,6 +29,15 @@ from deepke_llm.schema import _fold as fold_name  # the folding Schema.resolve u
 EMPTY_VALUES = frozenset({"", "nan", "none", "null", "n/a", "无", "空", "没有", "不存在"})
 
 _TASKS: dict[str, Task] = {}
+
+Answer = Sequence[tuple[str, Any]]
+"""``(type name as shown, value)`` pairs (see the module doc)."""
+ItemReader = Callable[[Any, str, Any], list]
+"""``(schema type, key as written, value) -> records`` for one parse (it may cache lookups)."""
+SpanOf = Callable[[Any], Any]
+"""A mention part -> what scoring compares for its place (offsets, or its text when ungrounded)."""
+Note = Callable[[str, str], None]
+"""``(kind, message)``: a problem the IEPile evaluator counts (see evaluation/diagnostics.py)."""
 
 
 def register_task(cls: type[Task]) -> type[Task]:
@@ -49,13 +64,28 @@ class Task:
     name: ClassVar[str]
     iepile_name: ClassVar[str]  # "NER" / "RE" / "EE" in IEPile files
     record_field: ClassVar[str]  # Document field holding this task's records
+    schema_field: ClassVar[str]  # Schema field holding this task's types
+    type_noun: ClassVar[str]  # what a type name names, in error lines ("entity type")
+    chunk_size: ClassVar[int]  # schema items per prompt by default (IEPile's split_num)
+    levels: ClassVar[tuple[str | None, ...]] = (None,)  # sub-scores (EE: trigger/argument levels)
+    # scoring tuples: (mode, level) -> index of the per-type key, None when type-free
+    type_index: ClassVar[Mapping[tuple[str, str | None], int | None]]
+    # IEPile evaluator report: key prefix -> level (IEPile's rounded P/R/F1 per prefix)
+    iepile_report: ClassVar[Mapping[str, str | None]] = {"": None}
 
+    # ---- answers (style-neutral) --------------------------------------------------------------
     def schema_items(self, schema: Schema, language: str) -> list[Any]:
-        """The IEPile ``schema`` list for ``schema`` (already one chunk), names in ``language``."""
+        """What a prompt lists of ``schema`` (already one chunk), names in ``language``."""
         raise NotImplementedError
 
-    def to_output(self, document: Document, schema: Schema, language: str) -> dict[str, Any]:
-        """Gold records of ``document`` as the IEPile output object for one schema chunk."""
+    def answer(self, document: Document, schema: Schema, language: str) -> list[tuple[str, Any]]:
+        """Gold records of ``document`` whose type is in ``schema`` as an answer, in text order."""
+        return [(shown, value) for shown, value, known in self.gold_items(document, schema, language)
+                if known]
+
+    def gold_items(self, document: Document, schema: Schema, language: str
+                   ) -> list[tuple[str, Any, bool]]:
+        """Every gold record in text order as (type name shown, answer value, type in schema)."""
         raise NotImplementedError
 
     def to_label(self, document: Document, schema: Schema, language: str) -> list[dict[str, Any]]:
@@ -63,52 +93,60 @@ class Task:
         ``language``."""
         raise NotImplementedError
 
-    def parse_iepile(self, output: str, schema: Schema, language: str) -> tuple[list, list[str]]:
-        """Records (offsets unset) from an IEPile-style JSON output; never raises."""
+    def item_reader(self, schema: Schema, language: str, errors: list[str]) -> ItemReader:
+        """Records from one answer value of one (resolved) schema type; problems go to ``errors``."""
         raise NotImplementedError
 
-    def knowlm_instruction(self, schema: Schema, language: str) -> str:
-        """The free-text ZhiXi / KnowLM instruction for this task."""
+    def records_from(self, answer: Iterable[tuple[Any, Any]], schema: Schema, language: str,
+                     errors: list[str]) -> list:
+        """Records (offsets unset) from an answer; unknown type names are reported and dropped."""
+        resolve = type_resolver(schema, self.name, language)
+        read = self.item_reader(schema, language, errors)
+        records: list = []
+        for key, value in answer:
+            kind = resolve(str(key))
+            if kind is None:
+                errors.append(f"unknown {self.type_noun} '{snippet(str(key), 200)}' "
+                              "(not in the schema): dropped")
+                continue
+            records.extend(read(kind, key, value))
+        return unique(records)
+
+    # ---- what the shared stages ask of a task ---------------------------------------------------
+    def records(self, document: Document) -> tuple:
+        return getattr(document, self.record_field)
+
+    def with_records(self, document: Document, records: Iterable[Any]) -> Document:
+        """``document`` holding ``records`` as its only records (other tasks' fields emptied)."""
+        empty = {task.record_field: () for task in _TASKS.values()}
+        return replace(document, **{**empty, self.record_field: tuple(records)})
+
+    def ground(self, text: str, records: Sequence[Any], options: GroundingOptions
+               ) -> tuple[list, list[str]]:
+        """Records placed in ``text`` (see deepke_llm/grounding.py); never drops one."""
         raise NotImplementedError
 
-    def parse_knowlm(self, output: str, schema: Schema, language: str) -> tuple[list, list[str]]:
-        """Records (offsets unset) from ``(a,b,c)`` lines; never raises."""
+    def score_tuples(self, document: Document, mode: str, span: SpanOf
+                     ) -> dict[str | None, list[tuple]]:
+        """Per level, the tuples scoring ``mode`` compares (see evaluation/spans.py)."""
         raise NotImplementedError
+
+    def iepile_tuples(self, key: str, item: Any, where: str, note: Note) -> list[tuple]:
+        """IEPile's evaluator tuples of one output item under ``key`` (evaluation/iepile_eval.py)."""
+        raise NotImplementedError
+
+    def iepile_label_tuple(self, item: Mapping[str, Any]) -> tuple:
+        """IEPile's evaluator tuple of one ``label`` item."""
+        raise NotImplementedError
+
+    def iepile_levels(self, tuples: list[tuple]) -> dict[str | None, list[tuple]]:
+        """IEPile tuples per scoring level."""
+        return {None: list(tuples)}
 
     @staticmethod
     def shown_names(schema: Schema, task: str, language: str) -> dict[str, str]:
         """Canonical type name -> the name shown in ``language``."""
         return {t.name: t.display(language, schema.language) for t in schema.types_for(task)}
-
-    def records(self, document: Document) -> tuple:
-        return getattr(document, self.record_field)
-
-
-# no model answers with more (1M characters is ~250k tokens): past it, parsing and grounding a
-# hostile answer would only cost time
-MAX_OUTPUT_CHARS = 1_000_000
-
-
-def guarded(parse: Callable[..., tuple[list, list[str]]]) -> Callable[..., tuple[list, list[str]]]:
-    """Make a parser total: an unexpected exception becomes an error string, never a crash, and an
-    output longer than :data:`MAX_OUTPUT_CHARS` is read only that far (with an error saying so)."""
-
-    def wrapper(self: Task, output: str, schema: Schema, language: str) -> tuple[list, list[str]]:
-        notes = []
-        if isinstance(output, str) and len(output) > MAX_OUTPUT_CHARS:
-            notes.append(f"output is {len(output):,} characters; read only the first "
-                         f"{MAX_OUTPUT_CHARS:,}")
-            output = output[:MAX_OUTPUT_CHARS]
-        try:
-            records, errors = parse(self, output, schema, language)
-        except Exception as exc:  # noqa: BLE001 - parsers must never raise (DESIGN.md)
-            return [], notes + [f"{self.name} parser failed on this output ({type(exc).__name__}: "
-                                f"{snippet(str(exc))})"]
-        return records, notes + errors
-
-    wrapper.__name__ = parse.__name__
-    wrapper.__doc__ = parse.__doc__
-    return wrapper
 
 
 _SNIPPET = reprlib.Repr()
@@ -183,22 +221,6 @@ def as_strings(value: Any) -> list[str]:
     return out
 
 
-def as_object(value: Any) -> dict[str, Any] | None:
-    """The top-level output object; a list of objects is merged key by key."""
-    if isinstance(value, dict):
-        return value
-    if isinstance(value, list) and any(isinstance(v, dict) for v in value):
-        merged: dict[str, Any] = {}
-        for item in (v for v in value if isinstance(v, dict)):
-            for key, val in item.items():
-                if key in merged and isinstance(merged[key], list) and isinstance(val, list):
-                    merged[key] = merged[key] + val
-                else:
-                    merged.setdefault(key, val)
-        return merged
-    return None
-
-
 def as_list(value: Any) -> list[Any]:
     if is_empty(value):
         return []
@@ -223,25 +245,3 @@ def unique(items: Iterable[Any]) -> list[Any]:
             seen.add(item)
             out.append(item)
     return out
-
-
-_TUPLE = re.compile(r"[(（]([^()（）\n]*)[)）]")
-
-
-def tuple_lines(output: str) -> list[str]:
-    """Contents of the ``(a,b,c)`` groups a KnowLM-style answer is made of."""
-    return [m.group(1) for m in _TUPLE.finditer(output or "")]
-
-
-@lru_cache(maxsize=1024)
-def _around(middle: str) -> re.Pattern[str]:
-    # compiled once per relation name, not once per (line, name): a long answer has many lines
-    return re.compile(rf"[,，]\s*{re.escape(middle)}\s*[,，]")
-
-
-def split_around(content: str, middle: str) -> tuple[str, str] | None:
-    """Split ``a,middle,b`` at ``middle`` between commas (either width, optional spaces)."""
-    match = _around(middle).search(content)
-    if match is None:
-        return None
-    return content[:match.start()].strip(), content[match.end():].strip()

@@ -1,9 +1,9 @@
-"""Event extraction: schema items, IEPile output, parsers (iepile, knowlm), gold labels.
+"""Event extraction: schema items, gold answers, records from answers, and the glue the shared
+stages need (grounding, scoring tuples at four levels, the IEPile evaluator's tuples).
 
-IEPile schema item: ``{"event_type": "attack", "trigger": true, "arguments": ["attacker", ...]}``;
-output: ``{"attack": [{"trigger": "fired", "arguments": {"attacker": "troops", "place": "NAN"}}]}``
-(``"NAN"`` = absent; a role may hold a list). KnowLM output: one
-``(trigger,event type,argument#role;argument#role)`` per line.
+Schema item: ``{"event_type": "attack", "trigger": true, "arguments": ["attacker", ...]}``;
+answer: ``[("attack", {"trigger": "fired", "arguments": [{"argument": "troops", "role":
+"attacker"}]})]`` (arguments may also be an object keyed by role, a role may hold a list).
 """
 
 from __future__ import annotations
@@ -11,25 +11,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from deepke_llm.lenient_json import loads_lenient
+from deepke_llm.grounding import GroundingOptions, ground_events
 from deepke_llm.records import Argument, Document, Event, Span
 from deepke_llm.schema import EventType, Schema
 from deepke_llm.tasks.base import (
+    ItemReader,
+    Note,
+    SpanOf,
     Task,
     as_list,
-    as_object,
     as_strings,
-    guarded,
     is_empty,
     lookup,
     register_task,
     snippet,
-    tuple_lines,
-    type_resolver,
     unique,
 )
 
 NAN = "NAN"
+LEVELS = ("trigger_identification", "trigger_classification", "argument_identification",
+          "argument_classification")
 
 
 def _resolve_role(event_type: EventType, shown: str, language: str, schema_language: str):
@@ -62,57 +63,46 @@ def _role_resolver(language: str, schema_language: str) -> Callable[[EventType, 
 class EETask(Task):
     name = "ee"
     iepile_name = "EE"
+    schema_field = "event_types"
     record_field = "events"
+    type_noun = "event type"
+    chunk_size = 4
+    levels = LEVELS
+    type_index = {**{(mode, level): index for mode in ("strict", "boundary")
+                     for level, index in zip(LEVELS, (None, 1, 0, 1), strict=True)},
+                  **{("string", level): index
+                     for level, index in zip(LEVELS, (None, 0, 0, 2), strict=True)}}
+    iepile_report = {"event_": "trigger_classification", "argument_": "argument_classification"}
 
     def schema_items(self, schema: Schema, language: str) -> list[dict[str, Any]]:
         return [{"event_type": t.display(language, schema.language), "trigger": True,
                  "arguments": [r.display(language, schema.language) for r in t.roles]}
                 for t in schema.types_for("ee")]
 
-    def to_output(self, document: Document, schema: Schema, language: str) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for t in schema.types_for("ee"):
-            items = []
-            for event in sorted(document.events, key=_order):
-                if event.type != t.name:
-                    continue
-                arguments: dict[str, Any] = {}
-                for role in t.roles:
-                    values = unique(a.text for a in event.arguments if a.role == role.name)
-                    shown = role.display(language, schema.language)
-                    arguments[shown] = values[0] if len(values) == 1 else (values or NAN)
-                items.append({"trigger": event.trigger.text, "arguments": arguments})
-            out[t.display(language, schema.language)] = items
-        return out
-
-    def to_label(self, document: Document, schema: Schema, language: str) -> list[dict[str, Any]]:
+    def gold_items(self, document: Document, schema: Schema, language: str
+                   ) -> list[tuple[str, Any, bool]]:
         types = {t.name: t for t in schema.types_for("ee")}
         out = []
         for event in sorted(document.events, key=_order):
             t = types.get(event.type)
             roles = {r.name: r.display(language, schema.language) for r in t.roles} if t else {}
-            out.append({"event_type": t.display(language, schema.language) if t else event.type,
-                        "event_trigger": event.trigger.text,
-                        "arguments": [{"argument": a.text, "role": roles.get(a.role, a.role)}
-                                      for a in event.arguments]})
+            arguments = [{"argument": a.text, "role": roles.get(a.role, a.role)}
+                         for a in event.arguments]
+            out.append((t.display(language, schema.language) if t else event.type,
+                        {"trigger": event.trigger.text, "arguments": arguments}, t is not None))
         return out
 
-    @guarded
-    def parse_iepile(self, output: str, schema: Schema, language: str) -> tuple[list[Event], list[str]]:
-        value, errors = loads_lenient(output, "{[")
-        obj = as_object(value)
-        if obj is None:
-            if value is not None:
-                errors.append(f"expected a JSON object keyed by event type, got {type(value).__name__}")
-            return [], errors
-        events: list[Event] = []
-        resolve, role_of = type_resolver(schema, "ee", language), _role_resolver(language, schema.language)
-        for key, items in obj.items():
-            event_type = resolve(str(key))
-            if event_type is None:
-                errors.append(f"unknown event type '{snippet(str(key), 200)}' (not in the schema): dropped")
-                continue
-            for item in as_list(items):
+    def to_label(self, document: Document, schema: Schema, language: str) -> list[dict[str, Any]]:
+        return [{"event_type": shown, "event_trigger": item["trigger"],
+                 "arguments": item["arguments"]}
+                for shown, item, _ in self.gold_items(document, schema, language)]
+
+    def item_reader(self, schema: Schema, language: str, errors: list[str]) -> ItemReader:
+        role_of = _role_resolver(language, schema.language)
+
+        def read(event_type: EventType, key: str, value: Any) -> list[Event]:
+            events: list[Event] = []
+            for item in as_list(value):
                 if not isinstance(item, dict):
                     errors.append(f"event '{key}': expected an object with trigger and arguments, "
                                   f"got {snippet(item)!r}: dropped")
@@ -124,73 +114,101 @@ class EETask(Task):
                 if len(triggers) > 1:
                     errors.append(f"event '{key}': several triggers {snippet(triggers, 200)}; kept "
                                   f"'{snippet(triggers[0], 200)}'")
-                arguments = self._arguments(lookup(item, "arguments", "argument", "论元"),
-                                            event_type, role_of, errors)
+                arguments = _arguments(lookup(item, "arguments", "argument", "论元"),
+                                       event_type, role_of, errors)
                 events.append(Event(event_type.name, Span(triggers[0]), tuple(arguments)))
-        return unique(events), errors
+            return events
 
-    @staticmethod
-    def _arguments(value: Any, event_type: EventType, role_of: Callable[[EventType, str], Any],
-                   errors: list[str]) -> list[Argument]:
-        pairs: list[tuple[str, Any]] = []
-        if isinstance(value, dict):
-            pairs = [(str(k), v) for k, v in value.items()]
-        elif isinstance(value, list):  # [{"argument": ..., "role": ...}] as in IEPile labels
-            for item in value:
-                if isinstance(item, dict) and lookup(item, "role") is not None:
-                    pairs.append((str(lookup(item, "role")), lookup(item, "argument", "text")))
-        out: list[Argument] = []
-        for shown, mentions in pairs:
-            if is_empty(mentions) or mentions == []:
-                continue
-            role = role_of(event_type, shown)
-            if role is None:
-                errors.append(f"event '{event_type.name}': unknown role '{snippet(shown, 200)}': dropped")
-                continue
-            out.extend(Argument(role.name, m) for m in unique(as_strings(mentions)))
-        return unique(out)
+        return read
 
-    def knowlm_schema_text(self, schema: Schema, language: str) -> str:
-        return str({t.display(language, schema.language):
-                    [r.display(language, schema.language) for r in t.roles]
-                    for t in schema.types_for("ee")})
+    def ground(self, text: str, records: Any, options: GroundingOptions) -> tuple[list, list[str]]:
+        return ground_events(text, records, options)
 
-    @guarded
-    def parse_knowlm(self, output: str, schema: Schema, language: str) -> tuple[list[Event], list[str]]:
-        events: list[Event] = []
-        errors: list[str] = []
-        resolve, role_of = type_resolver(schema, "ee", language), _role_resolver(language, schema.language)
-        for content in tuple_lines(output):
-            parts = [p.strip() for p in content.replace("，", ",").split(",", 2)]
-            event_type = resolve(parts[1]) if len(parts) >= 2 else None
-            if event_type is None or not parts[0]:
-                errors.append(f"cannot read '({snippet(content, 200)})' as (trigger,event type,"
-                              "arguments): dropped")
-                continue
-            arguments = []
-            for piece in (parts[2].replace("；", ";").split(";") if len(parts) == 3 else []):
-                mention, sep, shown = piece.rpartition("#")
-                role = role_of(event_type, shown) if sep else None
-                if role is None or is_empty(mention):
-                    if piece.strip():
-                        errors.append(f"event '{event_type.name}': cannot read argument "
-                                      f"'{snippet(piece.strip(), 200)}': dropped")
+    def score_tuples(self, document: Document, mode: str, span: SpanOf
+                     ) -> dict[str | None, list[tuple]]:
+        out: dict[str | None, list[tuple]] = {level: [] for level in LEVELS}
+        text = mode == "string"
+        for event in document.events:
+            trigger = event.trigger.text if text else span(event.trigger)
+            out["trigger_identification"].append((trigger,))
+            out["trigger_classification"].append((event.type, trigger) if text
+                                                  else (trigger, event.type))
+            for argument in event.arguments:
+                if text:
+                    out["argument_identification"].append((event.type, argument.text))
+                    out["argument_classification"].append((event.type, argument.text,
+                                                            argument.role))
+                else:
+                    place = span(argument)
+                    out["argument_identification"].append((event.type, place))
+                    out["argument_classification"].append((event.type, argument.role, place))
+        return out
+
+    def iepile_tuples(self, key: str, item: Any, where: str, note: Note) -> list[tuple]:
+        if not isinstance(item, dict):
+            note("skipped_item", f"{where}: '{key}' item {str(item)[:40]!r} is not an object")
+            return []
+        if "trigger" not in item:
+            note("incomplete_item", f"{where}: '{key}' item has no trigger")
+        trigger = item.get("trigger", "")
+        if not isinstance(trigger, str):
+            note("skipped_item", f"{where}: '{key}' trigger is not a string")
+            return []
+        if trigger == NAN:
+            note("nan_dropped", f"{where}: '{key}': trigger \"NAN\" read as no trigger")
+            trigger = ""
+        arguments = item.get("arguments", {})
+        if not isinstance(arguments, dict):
+            note("skipped_item", f"{where}: '{key}' arguments are "
+                 f"{type(arguments).__name__}, not an object (event kept without them)")
+            arguments = {}
+        args: list[tuple[str, str]] = []
+        for role, values in arguments.items():
+            for value in values if isinstance(values, list) else [values]:
+                if value == NAN:
+                    continue  # IEPile drops absent arguments too
+                if not isinstance(value, str):
+                    note("skipped_item", f"{where}: '{key}' role '{role}' value "
+                         f"{str(value)[:40]!r} is not a string")
                     continue
-                arguments.append(Argument(role.name, mention.strip()))
-            events.append(Event(event_type.name, Span(parts[0]), tuple(unique(arguments))))
-        return unique(events), errors
+                args.append((value, role))
+        return [(key, trigger, tuple(args))]
 
-    def to_knowlm_output(self, document: Document, schema: Schema, language: str) -> str:
-        types = {t.name: t for t in schema.types_for("ee")}
-        lines = []
-        for event in sorted(document.events, key=_order):
-            if event.type not in types:
-                continue
-            t = types[event.type]
-            roles = {r.name: r.display(language, schema.language) for r in t.roles}
-            args = ";".join(f"{a.text}#{roles.get(a.role, a.role)}" for a in event.arguments)
-            lines.append(f"({event.trigger.text},{t.display(language, schema.language)},{args})")
-        return "\n".join(unique(lines))
+    def iepile_label_tuple(self, item: Any) -> tuple:
+        args = tuple((a.get("argument", ""), a.get("role", ""))
+                     for a in item.get("arguments", []) if isinstance(a, dict))
+        return (item.get("event_type", ""), item.get("event_trigger", ""), args)
+
+    def iepile_levels(self, tuples: list[tuple]) -> dict[str | None, list[tuple]]:
+        return {
+            "trigger_identification": [(trigger,) for _, trigger, _ in tuples],
+            "trigger_classification": [(etype, trigger) for etype, trigger, _ in tuples],
+            "argument_identification": [(etype, arg) for etype, _, args in tuples
+                                        for arg, _ in args],
+            "argument_classification": [(etype, arg, role) for etype, _, args in tuples
+                                        for arg, role in args],
+        }
+
+
+def _arguments(value: Any, event_type: EventType, role_of: Callable[[EventType, str], Any],
+               errors: list[str]) -> list[Argument]:
+    pairs: list[tuple[str, Any]] = []
+    if isinstance(value, dict):
+        pairs = [(str(k), v) for k, v in value.items()]
+    elif isinstance(value, list):  # [{"argument": ..., "role": ...}] as in IEPile labels
+        for item in value:
+            if isinstance(item, dict) and lookup(item, "role") is not None:
+                pairs.append((str(lookup(item, "role")), lookup(item, "argument", "text")))
+    out: list[Argument] = []
+    for shown, mentions in pairs:
+        if is_empty(mentions) or mentions == []:
+            continue
+        role = role_of(event_type, shown)
+        if role is None:
+            errors.append(f"event '{event_type.name}': unknown role '{snippet(shown, 200)}': dropped")
+            continue
+        out.extend(Argument(role.name, m) for m in unique(as_strings(mentions)))
+    return unique(out)
 
 
 def _order(event: Event) -> int:

@@ -1,92 +1,78 @@
-"""Named entity recognition: schema items, IEPile output, parsers (iepile, knowlm), gold labels.
+"""Named entity recognition: schema items, gold answers, records from answers, and the glue the
+shared stages need (grounding, scoring tuples, the IEPile evaluator's tuples).
 
-IEPile output: ``{"person": ["Robert Allenby"], "location": ["Australia"]}``.
-KnowLM output: one ``(entity,entity type)`` per line.
+Answer: ``[("person", "Robert Allenby"), ("location", "Australia")]`` (a value may also be a list
+of mentions, as in IEPile's ``{"person": ["Robert Allenby"]}``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from deepke_llm.lenient_json import loads_lenient
+from deepke_llm.grounding import GroundingOptions, ground_entities
 from deepke_llm.records import Document, Entity
 from deepke_llm.schema import Schema
 from deepke_llm.tasks.base import (
+    ItemReader,
+    Note,
+    SpanOf,
     Task,
-    as_object,
     as_strings,
-    guarded,
     register_task,
-    snippet,
-    tuple_lines,
-    type_resolver,
     unique,
 )
+
+NAN = "NAN"
 
 
 @register_task
 class NERTask(Task):
     name = "ner"
     iepile_name = "NER"
+    schema_field = "entity_types"
     record_field = "entities"
+    type_noun = "entity type"
+    chunk_size = 6
+    type_index = {("strict", None): 0, ("boundary", None): None, ("string", None): 1}
 
     def schema_items(self, schema: Schema, language: str) -> list[str]:
         return [t.display(language, schema.language) for t in schema.types_for("ner")]
 
-    def to_output(self, document: Document, schema: Schema, language: str) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for t in schema.types_for("ner"):
-            mentions = [e.text for e in sorted(document.entities, key=_order) if e.type == t.name]
-            out[t.display(language, schema.language)] = unique(mentions)
-        return out
-
-    def to_label(self, document: Document, schema: Schema, language: str) -> list[dict[str, Any]]:
+    def gold_items(self, document: Document, schema: Schema, language: str
+                   ) -> list[tuple[str, Any, bool]]:
         shown = self.shown_names(schema, "ner", language)
-        return [{"entity": e.text, "entity_type": shown.get(e.type, e.type)}
+        return [(shown.get(e.type, e.type), e.text, e.type in shown)
                 for e in sorted(document.entities, key=_order)]
 
-    @guarded
-    def parse_iepile(self, output: str, schema: Schema, language: str) -> tuple[list[Entity], list[str]]:
-        value, errors = loads_lenient(output, "{[")
-        obj = as_object(value)
-        if obj is None:
-            if value is not None:
-                errors.append(f"expected a JSON object keyed by entity type, got {type(value).__name__}")
-            return [], errors
-        entities: list[Entity] = []
-        resolve = type_resolver(schema, "ner", language)
-        for key, mentions in obj.items():
-            entity_type = resolve(str(key))
-            if entity_type is None:
-                errors.append(f"unknown entity type '{snippet(str(key), 200)}' (not in the schema): dropped")
-                continue
-            entities.extend(Entity(entity_type.name, m) for m in unique(as_strings(mentions)))
-        return unique(entities), errors
+    def to_label(self, document: Document, schema: Schema, language: str) -> list[dict[str, Any]]:
+        return [{"entity": text, "entity_type": shown}
+                for shown, text, _ in self.gold_items(document, schema, language)]
 
-    def knowlm_schema_text(self, schema: Schema, language: str) -> str:
-        return str(self.schema_items(schema, language))
+    def item_reader(self, schema: Schema, language: str, errors: list[str]) -> ItemReader:
+        return lambda kind, key, value: [Entity(kind.name, m) for m in unique(as_strings(value))]
 
-    @guarded
-    def parse_knowlm(self, output: str, schema: Schema, language: str) -> tuple[list[Entity], list[str]]:
-        entities: list[Entity] = []
-        errors: list[str] = []
-        resolve = type_resolver(schema, "ner", language)
-        for content in tuple_lines(output):
-            cut = max(content.rfind(","), content.rfind("，"))
-            mention, shown = content[:cut], content[cut + 1:]
-            entity_type = resolve(shown.strip()) if cut >= 0 else None
-            if entity_type is None or not mention.strip():
-                errors.append(f"cannot read '({snippet(content, 200)})' as (entity,entity type): "
-                              "dropped")
-                continue
-            entities.append(Entity(entity_type.name, mention.strip()))
-        return unique(entities), errors
+    def ground(self, text: str, records: Any, options: GroundingOptions) -> tuple[list, list[str]]:
+        return ground_entities(text, records, options)
 
-    def to_knowlm_output(self, document: Document, schema: Schema, language: str) -> str:
-        wanted = {t.name: t.display(language, schema.language) for t in schema.types_for("ner")}
-        lines = unique(f"({e.text},{wanted[e.type]})" for e in sorted(document.entities, key=_order)
-                       if e.type in wanted)
-        return "\n".join(lines)
+    def score_tuples(self, document: Document, mode: str, span: SpanOf
+                     ) -> dict[str | None, list[tuple]]:
+        if mode == "string":
+            return {None: [(e.text, e.type) for e in document.entities]}
+        if mode == "boundary":
+            return {None: [(span(e),) for e in document.entities]}
+        return {None: [(e.type, span(e)) for e in document.entities]}
+
+    def iepile_tuples(self, key: str, item: Any, where: str, note: Note) -> list[tuple]:
+        if not isinstance(item, str):
+            note("skipped_item", f"{where}: '{key}' item {str(item)[:40]!r} is not a string")
+            return []
+        if item == NAN:
+            note("nan_dropped", f"{where}: '{key}': \"NAN\"")
+            return []
+        return [(item, key)]
+
+    def iepile_label_tuple(self, item: Any) -> tuple:
+        return (item.get("entity", ""), item.get("entity_type", ""))
 
 
 def _order(entity: Entity) -> tuple[int, int]:

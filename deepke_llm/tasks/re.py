@@ -1,11 +1,11 @@
-"""Relation extraction: schema items, IEPile output, parsers (iepile, knowlm), gold labels.
+"""Relation extraction: schema items, gold answers, records from answers, and the glue the shared
+stages need (grounding, scoring tuples, the IEPile evaluator's tuples).
 
-IEPile output: ``{"place of death": [{"subject": "Thomas Edison", "object": "West Orange"}]}``
-(``head``/``tail`` read as synonyms; we always write subject/object).
-KnowLM output: one ``(subject,relation,object)`` per line.
+Answer: ``[("place of death", {"subject": "Thomas Edison", "object": "West Orange"})]``
+(``head``/``tail`` read as synonyms, a side may be a list; we always write subject/object).
 
-The IEPile output carries no entity types; a head or tail gets the relation's head/tail type
-when the schema allows exactly one, and an empty type otherwise.
+An answer carries no entity types; a head or tail gets the relation's head/tail type when the
+schema allows exactly one, and an empty type otherwise.
 """
 
 from __future__ import annotations
@@ -13,21 +13,19 @@ from __future__ import annotations
 from itertools import islice, product
 from typing import Any
 
-from deepke_llm.lenient_json import loads_lenient
+from deepke_llm.grounding import GroundingOptions, ground_relations
 from deepke_llm.records import Document, Entity, Relation
 from deepke_llm.schema import RelationType, Schema
 from deepke_llm.tasks.base import (
+    ItemReader,
+    Note,
+    SpanOf,
     Task,
     as_list,
-    as_object,
     as_strings,
-    guarded,
     lookup,
     register_task,
     snippet,
-    split_around,
-    tuple_lines,
-    type_resolver,
     unique,
 )
 
@@ -35,6 +33,7 @@ from deepke_llm.tasks.base import (
 MAX_PAIRS = 1_000
 SUBJECT_KEYS = ("subject", "head", "head entity", "subject entity", "头实体", "主体")
 OBJECT_KEYS = ("object", "tail", "tail entity", "object entity", "尾实体", "客体")
+NAN = "NAN"
 
 
 def relation_record(relation_type: RelationType, subject: str, obj: str) -> Relation:
@@ -48,40 +47,29 @@ def relation_record(relation_type: RelationType, subject: str, obj: str) -> Rela
 class RETask(Task):
     name = "re"
     iepile_name = "RE"
+    schema_field = "relation_types"
     record_field = "relations"
+    type_noun = "relation"
+    chunk_size = 4
+    type_index = {("strict", None): 2, ("boundary", None): 1, ("string", None): 1}
 
     def schema_items(self, schema: Schema, language: str) -> list[str]:
         return [t.display(language, schema.language) for t in schema.types_for("re")]
 
-    def to_output(self, document: Document, schema: Schema, language: str) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for t in schema.types_for("re"):
-            pairs = unique((r.head.text, r.tail.text) for r in sorted(document.relations, key=_order)
-                           if r.type == t.name)
-            out[t.display(language, schema.language)] = [{"subject": s, "object": o} for s, o in pairs]
-        return out
+    def gold_items(self, document: Document, schema: Schema, language: str
+                   ) -> list[tuple[str, Any, bool]]:
+        shown = self.shown_names(schema, "re", language)
+        return [(shown.get(r.type, r.type), {"subject": r.head.text, "object": r.tail.text},
+                 r.type in shown) for r in sorted(document.relations, key=_order)]
 
     def to_label(self, document: Document, schema: Schema, language: str) -> list[dict[str, Any]]:
-        shown = self.shown_names(schema, "re", language)
-        return [{"head": r.head.text, "relation": shown.get(r.type, r.type), "tail": r.tail.text}
-                for r in sorted(document.relations, key=_order)]
+        return [{"head": pair["subject"], "relation": shown, "tail": pair["object"]}
+                for shown, pair, _ in self.gold_items(document, schema, language)]
 
-    @guarded
-    def parse_iepile(self, output: str, schema: Schema, language: str) -> tuple[list[Relation], list[str]]:
-        value, errors = loads_lenient(output, "{[")
-        obj = as_object(value)
-        if obj is None:
-            if value is not None:
-                errors.append(f"expected a JSON object keyed by relation, got {type(value).__name__}")
-            return [], errors
-        relations: list[Relation] = []
-        resolve = type_resolver(schema, "re", language)
-        for key, items in obj.items():
-            relation_type = resolve(str(key))
-            if relation_type is None:
-                errors.append(f"unknown relation '{snippet(str(key), 200)}' (not in the schema): dropped")
-                continue
-            for item in as_list(items):
+    def item_reader(self, schema: Schema, language: str, errors: list[str]) -> ItemReader:
+        def read(relation_type: RelationType, key: str, value: Any) -> list[Relation]:
+            relations: list[Relation] = []
+            for item in as_list(value):
                 sides = _sides(item)
                 if sides is None:
                     errors.append(f"relation '{key}': cannot read {snippet(item)!r} as "
@@ -93,32 +81,43 @@ class RETask(Task):
                                   f"item; kept the first {MAX_PAIRS:,}")
                 relations.extend(relation_record(relation_type, s, o)
                                  for s, o in islice(product(*sides), MAX_PAIRS))
-        return unique(relations), errors
+            return relations
 
-    def knowlm_schema_text(self, schema: Schema, language: str) -> str:
-        return str(self.schema_items(schema, language))
+        return read
 
-    @guarded
-    def parse_knowlm(self, output: str, schema: Schema, language: str) -> tuple[list[Relation], list[str]]:
-        relations: list[Relation] = []
-        errors: list[str] = []
-        shown = sorted(((t.display(language, schema.language), t) for t in schema.types_for("re")),
-                       key=lambda pair: -len(pair[0]))  # longest name first: "born in" < "born in city"
-        for content in tuple_lines(output):
-            for name, relation_type in shown:
-                parts = split_around(content, name)
-                if parts and parts[0] and parts[1]:
-                    relations.append(relation_record(relation_type, *parts))
-                    break
-            else:
-                errors.append(f"cannot read '({snippet(content, 200)})' as (subject,relation,object) with a "
-                              "schema relation: dropped")
-        return unique(relations), errors
+    def ground(self, text: str, records: Any, options: GroundingOptions) -> tuple[list, list[str]]:
+        return ground_relations(text, records, options)
 
-    def to_knowlm_output(self, document: Document, schema: Schema, language: str) -> str:
-        wanted = {t.name: t.display(language, schema.language) for t in schema.types_for("re")}
-        return "\n".join(unique(f"({r.head.text},{wanted[r.type]},{r.tail.text})"
-                                for r in sorted(document.relations, key=_order) if r.type in wanted))
+    def score_tuples(self, document: Document, mode: str, span: SpanOf
+                     ) -> dict[str | None, list[tuple]]:
+        relations = document.relations
+        if mode == "string":
+            return {None: [(r.head.text, r.type, r.tail.text) for r in relations]}
+        if mode == "boundary":
+            return {None: [(span(r.head), r.type, span(r.tail)) for r in relations]}
+        return {None: [(span(r.head), r.head.type, r.type, span(r.tail), r.tail.type)
+                       for r in relations]}
+
+    def iepile_tuples(self, key: str, item: Any, where: str, note: Note) -> list[tuple]:
+        if not isinstance(item, dict):
+            note("skipped_item", f"{where}: '{key}' item {str(item)[:40]!r} is not an object")
+            return []
+        head = item["subject"] if "subject" in item else item.get("head", "")
+        tail = item["object"] if "object" in item else item.get("tail", "")
+        if not ({"subject", "head"} & item.keys() and {"object", "tail"} & item.keys()):
+            note("incomplete_item", f"{where}: '{key}' item {str(item)[:40]!r} lacks "
+                 "a subject or object")
+        if not isinstance(head, str) or not isinstance(tail, str):
+            note("skipped_item", f"{where}: '{key}' subject/object are not strings")
+            return []
+        if NAN in (head, tail):
+            note("nan_dropped", f"{where}: '{key}': {head!r} -> {tail!r}")
+            return []
+        return [(head, key, tail)]
+
+    def iepile_label_tuple(self, item: Any) -> tuple:
+        return (item.get("head", item.get("subject", "")), item.get("relation", ""),
+                item.get("tail", item.get("object", "")))
 
 
 def _sides(item: Any) -> tuple[list[str], list[str]] | None:
