@@ -17,13 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepke_llm.cjk import document_language
 from deepke_llm.config import config_field
-from deepke_llm.extractor import ExtractionStats, Extractor, detect_language, parse_output
+from deepke_llm.extractor import ExtractionStats, Extractor, parse_output
+from deepke_llm.grounding import GroundingOptions
 from deepke_llm.io import ProgressBar, ResumableWriter, count_lines, json_chunks, read_jsonl
 from deepke_llm.problems import ErrorCallback, Problems, print_errors
+from deepke_llm.prompts.styles import Style, get_style
 from deepke_llm.records import Document, RecordError
 from deepke_llm.schema import Schema, load_schema
-from deepke_llm.tasks import get_task
+from deepke_llm.tasks import Task, get_task
 from deepke_llm.tasks.base import unique
 
 __all__ = ["ExtractConfig", "RunSummary", "extract_file", "parse_file", "read_text_inputs",
@@ -292,7 +295,9 @@ def parse_file(input_path: str, task: str, schema: str | Schema, *, output: str 
     """
     schema = load_schema(schema)
     report = Problems(on_error or print_errors())
-    wanted = get_task(task).iepile_name
+    task_obj, style = get_task(task), get_style(prompt_style)
+    grounding = GroundingOptions(trim_punctuation=trim_punctuation)
+    wanted = task_obj.iepile_name
 
     def documents() -> Iterator[Document]:
         # streamed: the lines of one record (IEPile schema chunks) come one after another
@@ -309,14 +314,14 @@ def parse_file(input_path: str, task: str, schema: str | Schema, *, output: str 
                 entry["outputs"].extend(line["outputs"])
                 continue
             if entry is not None:
-                yield _parse_entry(entry, task, schema, prompt_style, language, trim_punctuation)
+                yield _parse_entry(entry, task_obj, schema, style, language, grounding)
             if line["id"] in done:
                 report(f"{where}: id '{line['id']}' appeared before, not next to its other lines; "
                        "parsed as a separate record")
             done.add(line["id"])
             entry = line
         if entry is not None:
-            yield _parse_entry(entry, task, schema, prompt_style, language, trim_punctuation)
+            yield _parse_entry(entry, task_obj, schema, style, language, grounding)
 
     summary = run_to_file(documents(), lambda docs: iter(docs), output, progress=False)
     summary.input_errors = report.count
@@ -348,18 +353,19 @@ def _raw_output_line(data: Any, where: str, report: ErrorCallback) -> dict[str, 
     return {"id": doc_id, "text": text, "outputs": [str(o) for o in outputs], "meta": meta}
 
 
-def _parse_entry(entry: dict[str, Any], task: str, schema: Schema, prompt_style: str,
-                 language: str | None, trim_punctuation: bool = True) -> Document:
-    language = language or detect_language(entry["text"])
+def _parse_entry(entry: dict[str, Any], task: Task, schema: Schema, style: Style,
+                 language: str | None, grounding: GroundingOptions) -> Document:
+    declared = entry["meta"].get("language")
+    language = document_language(entry["text"], language,
+                                 declared if isinstance(declared, str) else None, schema.language)
     records: list = []
     errors: list[str] = []
     for output in entry["outputs"]:
         grounded, output_errors = parse_output(task, output, schema, entry["text"], language,
-                                               prompt_style, trim_punctuation)
+                                               style, grounding)
         records.extend(grounded)
         errors.extend(output_errors)
-    fields = {"entities": (), "relations": (), "events": ()}
-    fields[get_task(task).record_field] = tuple(unique(records))
-    return Document(id=entry["id"], text=entry["text"], language=language,
-                    raw_output=tuple(entry["outputs"]), errors=tuple(unique(errors)),
-                    meta=entry["meta"], **fields)
+    document = Document(id=entry["id"], text=entry["text"], language=language,
+                        raw_output=tuple(entry["outputs"]), errors=tuple(unique(errors)),
+                        meta=entry["meta"])
+    return task.with_records(document, unique(records))
