@@ -272,7 +272,7 @@ def test_definition_decides_whether_grounding_trims_punctuation(tmp_path, data_d
     class Recording(extractor.Extractor):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            seen.append(self.trim_punctuation)
+            seen.append(self.grounding.trim_punctuation)
 
     monkeypatch.setattr(extractor, "Extractor", Recording)  # the runner imports it when it runs
     with rule_server() as (url, _):
