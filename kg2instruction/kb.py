@@ -200,9 +200,6 @@ class KnowledgeBase:
         """Entity indices an alias may name."""
         return self.alias_candidates[self.alias_start[alias]:self.alias_start[alias + 1]]
 
-    def candidate_count(self, alias: int) -> int:
-        return self.alias_start[alias + 1] - self.alias_start[alias]
-
     def relations_between(self, head: int, tail: int) -> tuple[int, ...]:
         """Relation indices r with (head, r, tail) in the KB."""
         found = self.pairs.get(head * len(self.ids) + tail)

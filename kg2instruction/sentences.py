@@ -19,11 +19,6 @@ from deepke_llm.sentences import sentence_spans
 Span = tuple[int, int]
 
 
-def split_rules(text: str, language: str = "en") -> list[Span]:
-    """Rule-based sentence spans for ``language`` ("en" or "zh"); see :mod:`deepke_llm.sentences`."""
-    return sentence_spans(text, language)
-
-
 def _trimmed(text: str, start: int, end: int, out: list[Span]) -> None:
     while start < end and text[start].isspace():
         start += 1

@@ -34,16 +34,18 @@ def test_batched_greedy_outputs_equal_one_at_a_time_in_input_order(backend):
     assert backend.generate(PROMPTS[::-1], GenerationConfig(max_new_tokens=10)) == batched[::-1]
 
 
-def test_max_new_tokens_bounds_generated_ids_and_stats(backend):
-    before = backend.stats.generated_tokens
-    ids = backend.generate_ids(PROMPTS, GenerationConfig(max_new_tokens=7, batch_size=2))
-    assert len(ids) == len(PROMPTS)
-    assert all(1 <= len(row) <= 7 for row in ids)
-    assert max(len(row) for row in ids) == 7  # a random model rarely stops early
-    assert backend.stats.generated_tokens - before == sum(len(row) for row in ids)
-    # ids stop at EOS: nothing after an EOS token is kept
-    eos = backend.tokenizer.eos_token_id
-    assert all(eos not in row[:-1] for row in ids)
+def test_max_new_tokens_bounds_generated_tokens_and_stats(backend):
+    counts = []
+    for prompt in PROMPTS:  # one prompt per call: the stats delta is that prompt's tokens
+        before = backend.stats.generated_tokens
+        outputs = backend.generate([prompt], GenerationConfig(max_new_tokens=7))
+        counts.append(backend.stats.generated_tokens - before)
+        assert len(outputs) == 1
+    assert all(1 <= n <= 7 for n in counts)
+    assert max(counts) == 7  # a random model rarely stops early
+    batch_before = backend.stats.generated_tokens
+    backend.generate(PROMPTS, GenerationConfig(max_new_tokens=7, batch_size=2))
+    assert backend.stats.generated_tokens - batch_before == sum(counts)  # batching changes nothing
 
 
 def test_stop_strings_truncate_at_first_occurrence(backend):

@@ -7,7 +7,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from kg2instruction.sentences import split_rules
+from deepke_llm.sentences import sentence_spans
 
 SCRIPT = Path(__file__).parents[1] / "benchmarks" / "perf" / "kg2instruction_throughput.py"
 
@@ -27,7 +27,7 @@ def test_synthetic_corpus_has_long_documents_and_a_doubled_corpus_of_new_ones(tm
             (tmp_path / "corpus2x.jsonl").read_text().splitlines()]
     assert both[:len(first)] == first
     assert not set(both[len(first):]) & set(first)  # the second half is new documents
-    counts = [len(split_rules(text)) for text in first]
+    counts = [len(sentence_spans(text)) for text in first]
     assert sum(counts) == 600
     long_docs = [n for n in counts if n >= 50]
     assert sum(long_docs) == 300 and len(long_docs) == sizes["long_documents"] >= 4

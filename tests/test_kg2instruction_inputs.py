@@ -11,13 +11,14 @@ from click.testing import CliRunner
 
 from deepke_llm.commands.kg2instruction import main
 from deepke_llm.problems import Problems
+from deepke_llm.sentences import sentence_spans
 from kg2instruction.build import build
 from kg2instruction.fewrel import detokenize, prepare_fewrel
 from kg2instruction.inputs import read_corpus
 from kg2instruction.kb import KnowledgeBase
 from kg2instruction.mentions import detect_mentions
 from kg2instruction.pipeline import BuildConfig
-from kg2instruction.sentences import make_splitter, split_rules
+from kg2instruction.sentences import make_splitter
 from kg2instruction.wikidata import convert_wikidata
 
 DATA = Path(__file__).parent / "data" / "kg2instruction"
@@ -91,7 +92,7 @@ def test_rule_splitter_is_the_shared_one():
     from deepke_llm.sentences import sentence_spans
 
     text = "苹果公司位于库比蒂诺；乔布斯创办了它。"
-    assert [text[s:e] for s, e in split_rules(text, "zh")] == ["苹果公司位于库比蒂诺；",
+    assert [text[s:e] for s, e in sentence_spans(text, "zh")] == ["苹果公司位于库比蒂诺；",
                                                                "乔布斯创办了它。"]
     mixed = "Apple 位于库比蒂诺；it sells phones. Dr. Lee agreed!"
     for language in ("en", "zh"):
@@ -100,14 +101,14 @@ def test_rule_splitter_is_the_shared_one():
 
 def test_english_rule_splitter_keeps_abbreviations_and_initials():
     text = "Dr. Smith met J. R. Tolkien in the U.S. in May. He left! Then (quietly) he went."
-    assert [text[s:e] for s, e in split_rules(text, "en")] == [
+    assert [text[s:e] for s, e in sentence_spans(text, "en")] == [
         "Dr. Smith met J. R. Tolkien in the U.S. in May.", "He left!",
         "Then (quietly) he went."]
 
 
 def test_chinese_rule_splitter():
     text = "乔布斯创办了苹果。“它很成功！”他说\n第二行"
-    assert [text[s:e] for s, e in split_rules(text, "zh")] == [
+    assert [text[s:e] for s, e in sentence_spans(text, "zh")] == [
         "乔布斯创办了苹果。", "“它很成功！”", "他说", "第二行"]
 
 

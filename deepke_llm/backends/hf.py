@@ -97,10 +97,6 @@ class HFBackend:
         return [_cut_at_stop(self._decode_continuation(p, g), config.stop)
                 for p, g in zip(encoded, generated, strict=True)]
 
-    def generate_ids(self, prompts: Sequence[Prompt], config: GenerationConfig) -> list[list[int]]:
-        """Generated token ids per prompt (ending at EOS or ``max_new_tokens``), in input order."""
-        return self._generate(prompts, config)[1]
-
     def _generate(self, prompts: Sequence[Prompt],
                   config: GenerationConfig) -> tuple[list[list[int]], list[list[int]]]:
         import torch
