@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from kg2instruction_helpers import tiny_kb
 
 from deepke_llm.problems import Problems
 from kg2instruction.build import build
@@ -93,19 +94,11 @@ def test_scorer_decides_ambiguity_with_the_kbs_case_folding(tmp_path):
     assert folded["counts"]["ambiguous_mentions"] == 1
 
 
-def _kb(aliases: dict[str, list[str]], ignore_case: bool = False) -> KnowledgeBase:
-    kb = KnowledgeBase([RelationInfo("r", "r")], ignore_case=ignore_case)
-    for entity_id, names in aliases.items():
-        kb.add_entity(EntityRecord(entity_id, tuple(names)))
-    kb.finalize()
-    return kb
-
-
 def test_case_folding_keeps_offsets_when_a_character_would_grow():
     assert "İ".lower() != "i" and len("İ".lower()) == 2  # why a plain lower() cannot be used
     text = "İstanbul and ANKARA"
     assert fold_case(text) == "İstanbul and ankara"
-    kb = _kb({"A": ["Ankara"], "I": ["İstanbul"]}, ignore_case=True)
+    kb = tiny_kb({"A": ["Ankara"], "I": ["İstanbul"]}, ignore_case=True)
     mentions = detect_mentions(text, [(0, len(text))], kb)
     assert [text[m.start:m.end] for m in mentions] == ["İstanbul", "ANKARA"]
 
@@ -124,7 +117,7 @@ def test_tfidf_bag_cache_evicts_the_least_recently_used(monkeypatch):
     import kg2instruction.context as context
 
     monkeypatch.setattr(context, "CACHE_SIZE", 2)
-    kb = _kb({"A": ["a"], "B": ["b"], "C": ["c"]})
+    kb = tiny_kb({"A": ["a"], "B": ["b"], "C": ["c"]})
     scorer = context.make_context_scorer("tfidf", kb, "en")
     for entity in (0, 1, 0, 2):  # 0 is used again after 1, so 1 is the one to go
         scorer._bag(entity)

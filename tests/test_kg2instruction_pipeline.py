@@ -8,12 +8,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from kg2instruction_helpers import DATA
 
 from kg2instruction.build import build
 from kg2instruction.linking import LinkerConfig
 from kg2instruction.pipeline import BuildConfig
-
-DATA = Path(__file__).parent / "data" / "kg2instruction"
 
 
 def run(tmp_path: Path, language: str = "en", corpus: Path | None = None, name: str = "docs",

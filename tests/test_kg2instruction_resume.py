@@ -8,18 +8,19 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from kg2instruction_helpers import DATA
 
 from deepke_llm.commands.kg2instruction import main
 from kg2instruction.build import build
 from kg2instruction.pipeline import BuildConfig, DocumentPipeline
 
-DATA = Path(__file__).parent / "data" / "kg2instruction" / "en"
-KB = [DATA / "entities.jsonl", DATA / "triples.tsv", DATA / "relations.json"]
+EN = DATA / "en"
+KB = [EN / "entities.jsonl", EN / "triples.tsv", EN / "relations.json"]
 
 
 def corpus_of(tmp_path: Path, copies: int = 3) -> Path:
     corpus = tmp_path / "corpus.jsonl"
-    lines = (DATA / "corpus.jsonl").read_text().splitlines()
+    lines = (EN / "corpus.jsonl").read_text().splitlines()
     with corpus.open("w") as handle:
         for copy in range(copies):
             for line in lines:
@@ -91,7 +92,7 @@ def test_a_document_failing_halfway_adds_no_stats(tmp_path, monkeypatch):
         return disambiguate(kb, text, *args, **kwargs)
 
     monkeypatch.setattr(pipeline, "disambiguate", fails_on_amman)
-    report = build(*KB, DATA / "corpus.jsonl", tmp_path / "o.jsonl")
+    report = build(*KB, EN / "corpus.jsonl", tmp_path / "o.jsonl")
     # the "country" document failed after its sentences and mentions were counted
     assert report["documents"] == 9 and report["sentences"] == 10 and report["mentions"] == 18
     assert report["input_errors"]["counts"] == {"document_failed": 1}
@@ -100,7 +101,7 @@ def test_a_document_failing_halfway_adds_no_stats(tmp_path, monkeypatch):
 
 def test_an_undecodable_corpus_line_is_reported_by_its_shard_only(tmp_path):
     corpus = tmp_path / "c.jsonl"
-    lines = (DATA / "corpus.jsonl").read_bytes().splitlines()
+    lines = (EN / "corpus.jsonl").read_bytes().splitlines()
     corpus.write_bytes(b"\n".join([lines[0], b'{"id": "bad", "text": "caf\xe9"}', *lines[1:]])
                        + b"\n")
     counts = [build(*KB, corpus, tmp_path / f"s{i}.jsonl", config=BuildConfig(shard=(i, 2)))
@@ -110,7 +111,7 @@ def test_an_undecodable_corpus_line_is_reported_by_its_shard_only(tmp_path):
 
 def test_cli_progress_and_resume_flags(tmp_path):
     args = ["build", "--kb-entities", str(KB[0]), "--kb-triples", str(KB[1]),
-            "--relations", str(KB[2]), "--corpus", str(DATA / "corpus.jsonl"),
+            "--relations", str(KB[2]), "--corpus", str(EN / "corpus.jsonl"),
             "--output", str(tmp_path / "o.jsonl")]
     quiet = CliRunner().invoke(main, args)  # stderr is no terminal: no progress bar
     assert quiet.exit_code == 0 and "doc/s" not in quiet.output and "doc]" not in quiet.output
