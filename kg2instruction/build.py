@@ -132,18 +132,23 @@ def build(kb_entities: str | Path, kb_triples: str | Path, relations: str | Path
                         "shard": f"{config.shard[0]}/{config.shard[1]}",
                         "workers": config.workers, "schema": re_schema.name}
     # speeds are this process's own: a resumed run's earlier sentences took no time here
-    pipeline_s, sentences = finished - loaded, run.processed_sentences
-    report["timing"] = {"kb_load_s": round(loaded - started, 3),
-                        "pipeline_s": round(pipeline_s, 3),
-                        "pipeline_cpu_s": round(pipeline_cpu, 3),
-                        "sentences_processed": sentences,
-                        "sentences_per_s": round(sentences / pipeline_s, 1)
-                        if pipeline_s > 0 else None,
-                        "sentences_per_cpu_s": round(sentences / pipeline_cpu, 1)
-                        if pipeline_cpu > 0 else None}
+    report["timing"] = _timing(loaded - started, finished - loaded, pipeline_cpu,
+                               run.processed_sentences)
     if stats_path is not None:
         write_jsonl_atomic(stats_path, [report])  # one line of JSON: a valid JSON file
     return report
+
+
+def _timing(kb_load_s: float, pipeline_s: float, pipeline_cpu: float,
+            sentences: int) -> dict[str, Any]:
+    """The stats report's timing: KB load, pipeline wall and CPU seconds, sentence speeds."""
+    return {"kb_load_s": round(kb_load_s, 3),
+            "pipeline_s": round(pipeline_s, 3),
+            "pipeline_cpu_s": round(pipeline_cpu, 3),
+            "sentences_processed": sentences,
+            "sentences_per_s": round(sentences / pipeline_s, 1) if pipeline_s > 0 else None,
+            "sentences_per_cpu_s": round(sentences / pipeline_cpu, 1)
+            if pipeline_cpu > 0 else None}
 
 
 def write_instructions(documents: str | Path, output: str | Path, schema: Schema, language: str,

@@ -84,48 +84,67 @@ def score_documents(output: str | Path, gold: str | Path, kb_entities: str | Pat
         if doc is None:
             counts["missing_documents"] += 1
             doc = Document(gold_doc.id, gold_doc.text)
-        gold_triples, out_triples = _triples(gold_doc), _triples(doc)
-        for triple, n in gold_triples.items():
-            hit = min(n, out_triples.get(triple, 0))
-            counts["gold_triples"] += n
-            counts["recalled"] += hit
-            if kb_facts is not None and triple in kb_facts:
-                counts["gold_triples_in_kb"] += n
-                counts["recalled_in_kb"] += hit
-            stats = per_relation.setdefault(triple[1], Counter())
-            stats["gold"] += n
-            stats["recalled"] += hit
-        for triple, n in out_triples.items():
-            if triple[1] not in covered:
-                continue
-            hit = min(n, gold_triples.get(triple, 0))
-            counts["produced"] += n
-            counts["correct"] += hit
-            stats = per_relation.setdefault(triple[1], Counter())
-            stats["produced"] += n
-            stats["correct"] += hit
-        linked = {(e.start, e.end): e.kb_id for e in doc.entities}
-        for entity in gold_doc.entities:
-            span = (entity.start, entity.end)
-            decided = linked.get(span) is not None
-            right = linked.get(span) == entity.kb_id
-            candidates = alias_entities.get(key(entity.text), set())
-            counts["gold_mentions"] += 1
-            counts["mentions_linkable"] += entity.kb_id in candidates
-            counts["mentions_decided"] += decided
-            counts["mentions_correct"] += right
-            if len(candidates) < 2 or entity.kb_id not in candidates:
-                continue
-            counts["ambiguous_mentions"] += 1
-            counts["ambiguous_correct"] += right
-            counts["ambiguous_detected"] += span in linked
-            counts["ambiguous_decided"] += decided
-            if signature is not None:
-                mine = signature.get(entity.kb_id)
-                twin = any(signature.get(c) == mine for c in candidates if c != entity.kb_id)
-                kind = "indistinguishable" if twin else "distinguishable"
-                counts[f"ambiguous_{kind}"] += 1
-                counts[f"ambiguous_{kind}_correct"] += right
+        _count_triples(gold_doc, doc, counts, per_relation, kb_facts, covered)
+        _count_mentions(gold_doc, doc, counts, alias_entities, key, signature)
+    return _scores(counts, per_relation, with_kb=signature is not None)
+
+
+def _count_triples(gold_doc: Document, doc: Document, counts: Counter,
+                   per_relation: dict[str, Counter], kb_facts: set | None,
+                   covered: set) -> None:
+    """Recall over the gold triples, precision over the produced ones of covered relations."""
+    gold_triples, out_triples = _triples(gold_doc), _triples(doc)
+    for triple, n in gold_triples.items():
+        hit = min(n, out_triples.get(triple, 0))
+        counts["gold_triples"] += n
+        counts["recalled"] += hit
+        if kb_facts is not None and triple in kb_facts:
+            counts["gold_triples_in_kb"] += n
+            counts["recalled_in_kb"] += hit
+        stats = per_relation.setdefault(triple[1], Counter())
+        stats["gold"] += n
+        stats["recalled"] += hit
+    for triple, n in out_triples.items():
+        if triple[1] not in covered:
+            continue
+        hit = min(n, gold_triples.get(triple, 0))
+        counts["produced"] += n
+        counts["correct"] += hit
+        stats = per_relation.setdefault(triple[1], Counter())
+        stats["produced"] += n
+        stats["correct"] += hit
+
+
+def _count_mentions(gold_doc: Document, doc: Document, counts: Counter,
+                    alias_entities: dict[str, set[str]], key: Any,
+                    signature: dict[str, Any] | None) -> None:
+    """Linking of the gold mentions: decided, right, and for ambiguous aliases how."""
+    linked = {(e.start, e.end): e.kb_id for e in doc.entities}
+    for entity in gold_doc.entities:
+        span = (entity.start, entity.end)
+        decided = linked.get(span) is not None
+        right = linked.get(span) == entity.kb_id
+        candidates = alias_entities.get(key(entity.text), set())
+        counts["gold_mentions"] += 1
+        counts["mentions_linkable"] += entity.kb_id in candidates
+        counts["mentions_decided"] += decided
+        counts["mentions_correct"] += right
+        if len(candidates) < 2 or entity.kb_id not in candidates:
+            continue
+        counts["ambiguous_mentions"] += 1
+        counts["ambiguous_correct"] += right
+        counts["ambiguous_detected"] += span in linked
+        counts["ambiguous_decided"] += decided
+        if signature is not None:
+            mine = signature.get(entity.kb_id)
+            twin = any(signature.get(c) == mine for c in candidates if c != entity.kb_id)
+            kind = "indistinguishable" if twin else "distinguishable"
+            counts[f"ambiguous_{kind}"] += 1
+            counts[f"ambiguous_{kind}_correct"] += right
+
+
+def _scores(counts: Counter, per_relation: dict[str, Counter], with_kb: bool) -> dict[str, Any]:
+    """The fractions of the score report, then its counts."""
     return {
         "recall": _ratio(counts["recalled"], counts["gold_triples"]),
         "precision": _ratio(counts["correct"], counts["produced"]),
@@ -147,7 +166,7 @@ def score_documents(output: str | Path, gold: str | Path, kb_entities: str | Pat
             "ambiguous_alias_accuracy_indistinguishable": _ratio(
                 counts["ambiguous_indistinguishable_correct"],
                 counts["ambiguous_indistinguishable"])}
-           if signature is not None else {}),
+           if with_kb else {}),
         "counts": dict(counts),
         "per_relation": {rel: {"recall": _ratio(c["recalled"], c["gold"]),
                                "precision": _ratio(c["correct"], c["produced"]), **dict(c)}

@@ -100,17 +100,37 @@ def prepare_fewrel(fewrel_json: str | Path, out_dir: str | Path,
     from deepke_llm.datasets import DatasetError
     from deepke_llm.datasets.fewrel import read_fewrel
 
-    issues = Problems()
-    problems: list[str] = []
+    issues = Problems(default_kind="broken_line")  # the reader's problems are broken lines
     try:
-        docs = list(read_fewrel(fewrel_json, errors=problems, id_prefix="fewrel",
+        docs = list(read_fewrel(fewrel_json, errors=issues, id_prefix="fewrel",
                                 relations=relations))
     except DatasetError as exc:
         raise InputError(str(exc)) from None
-    for message in problems:
-        issues.add("broken_line", message)
     names = {r.id: r for r in read_relations(relations, issues)} if relations else {}
+    aliases, triples = _kb_inputs(kb_entities, kb_triples, issues)
+    corpus, gold, seen_relations = _corpus(docs, fewrel_json, issues, aliases, triples)
+    out = Path(out_dir)
+    write_jsonl_atomic(out / "corpus.jsonl", corpus)
+    write_jsonl_atomic(out / "gold.jsonl", gold)
+    write_jsonl_atomic(out / "kb_entities.jsonl", ({"id": entity_id, "aliases": list(forms)}
+                                                   for entity_id, forms in aliases.items()))
+    with ResumableWriter(out / "kb_triples.tsv") as writer:  # .partial, renamed when complete
+        writer.write("head\trelation\ttail")
+        for h, r, t in triples:
+            writer.write(f"{h}\t{r}\t{t}")
+    inventory = {}
+    for rel_id in dict.fromkeys([*seen_relations, *(r for _, r, _ in triples)]):
+        info = names.get(rel_id)
+        inventory[rel_id] = {"name": info.name if info else rel_id,
+                             "description": info.description if info else ""}
+    write_jsonl_atomic(out / "relations.json", [inventory])  # one line: a JSON object
+    return {"sentences": len(corpus), "entities": len(aliases), "triples": len(triples),
+            "relations": len(inventory), "input_errors": issues.to_dict()}
 
+
+def _kb_inputs(kb_entities: str | Path | None, kb_triples: str | Path | None, issues: Problems
+               ) -> tuple[dict[str, dict[str, None]], dict[tuple[str, str, str], None]]:
+    """Aliases (both spellings) and triples of an existing KB to extend, in file order."""
     aliases: dict[str, dict[str, None]] = {}
     triples: dict[tuple[str, str, str], None] = {}
     if kb_entities is not None:
@@ -122,7 +142,13 @@ def prepare_fewrel(fewrel_json: str | Path, out_dir: str | Path,
     if kb_triples is not None:
         for head, rel, tail, _ in read_triples(kb_triples, issues):
             triples.setdefault((head, rel, tail))
+    return aliases, triples
 
+
+def _corpus(docs: list, fewrel_json: str | Path, issues: Problems,
+            aliases: dict[str, dict[str, None]], triples: dict[tuple[str, str, str], None]
+            ) -> tuple[list[dict], list[dict], dict[str, None]]:
+    """Corpus and gold lines of the sentences; their mentions and triples join the KB."""
     corpus, gold = [], []
     seen_relations: dict[str, None] = {}
     for doc in docs:
@@ -141,21 +167,4 @@ def prepare_fewrel(fewrel_json: str | Path, out_dir: str | Path,
         rel_id = gold_doc["relations"][0]["kb_relation"]
         seen_relations.setdefault(rel_id)
         triples.setdefault((head["kb_id"], rel_id, tail["kb_id"]))
-
-    out = Path(out_dir)
-    write_jsonl_atomic(out / "corpus.jsonl", corpus)
-    write_jsonl_atomic(out / "gold.jsonl", gold)
-    write_jsonl_atomic(out / "kb_entities.jsonl", ({"id": entity_id, "aliases": list(forms)}
-                                                   for entity_id, forms in aliases.items()))
-    with ResumableWriter(out / "kb_triples.tsv") as writer:  # .partial, renamed when complete
-        writer.write("head\trelation\ttail")
-        for h, r, t in triples:
-            writer.write(f"{h}\t{r}\t{t}")
-    inventory = {}
-    for rel_id in dict.fromkeys([*seen_relations, *(r for _, r, _ in triples)]):
-        info = names.get(rel_id)
-        inventory[rel_id] = {"name": info.name if info else rel_id,
-                             "description": info.description if info else ""}
-    write_jsonl_atomic(out / "relations.json", [inventory])  # one line: a JSON object
-    return {"sentences": len(corpus), "entities": len(aliases), "triples": len(triples),
-            "relations": len(inventory), "input_errors": issues.to_dict()}
+    return corpus, gold, seen_relations

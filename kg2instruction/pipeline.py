@@ -260,6 +260,14 @@ class CorpusRun(RunSummary):
     stats: Counter = field(default_factory=Counter)
     processed_sentences: int = 0
 
+    def count(self, chunk: Any) -> int:
+        """Add a finished chunk's counts; returns the documents it handled (failed ones too)."""
+        self.stats.update(chunk.stats)
+        self.processed_sentences += chunk.stats["sentences"]
+        handled = chunk.stats["documents"] + len(chunk.errors)
+        self.documents += handled
+        return handled
+
 
 CHECKPOINT_SECONDS = 2.0
 
@@ -303,12 +311,9 @@ def process_corpus(pipeline: DocumentPipeline, corpus: str, output: str,
                 for doc_id, line in chunk.lines:
                     if doc_id not in done:
                         writer.write(line)
-                stats.update(chunk.stats)
-                run.processed_sentences += chunk.stats["sentences"]
-                run.documents += chunk.stats["documents"] + len(chunk.errors)
+                bar.advance(run.count(chunk))
                 failed.extend(chunk.errors)
                 last_line = chunk.last_line
-                bar.advance(chunk.stats["documents"] + len(chunk.errors))
                 bar.status(f"sentences={stats['sentences']}, triples={stats['triples']}",
                            refresh=False)
                 if time.monotonic() - last_saved >= CHECKPOINT_SECONDS:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -234,6 +235,28 @@ def load_user_rules(path: str | Path) -> dict[str, Any]:
     field. ``references`` lists ``(where, relation name)`` for checking against the inventory.
     """
     path = str(path)
+    raw, data = _read_rules_file(path)
+    references: list[tuple[str, str]] = []
+
+    def refer(json_path: str, names) -> None:
+        for name in [names] if isinstance(names, str) else names:
+            references.append((f"{path}:{_line_of(raw, name)}: {json_path}", name))
+
+    drops = _drop_rules(data, path, refer)
+    conflicts = _conflicts(data, path, refer)
+    for key in ("symmetric", "asymmetric"):
+        value = data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InputError(f"{path}: $.{key}: expected a list of relation ids or names")
+        for i, name in enumerate(value):
+            refer(f"$.{key}[{i}]", name)
+    return {"drop": tuple(drops), "conflicts": conflicts,
+            "symmetric": list(data.get("symmetric", [])),
+            "asymmetric": list(data.get("asymmetric", [])), "references": references}
+
+
+def _read_rules_file(path: str) -> tuple[str, dict[str, Any]]:
+    """The file's text and its JSON object (a bare list read as ``drop``); InputError if not."""
     try:
         with open(path, encoding="utf-8") as handle:
             raw = handle.read()
@@ -250,12 +273,11 @@ def load_user_rules(path: str | Path) -> dict[str, Any]:
     if unknown:
         raise InputError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; use drop, "
                          "conflicts, symmetric, asymmetric")
-    references: list[tuple[str, str]] = []
+    return raw, data
 
-    def refer(json_path: str, names) -> None:
-        for name in [names] if isinstance(names, str) else names:
-            references.append((f"{path}:{_line_of(raw, name)}: {json_path}", name))
 
+def _drop_rules(data: dict[str, Any], path: str, refer: Callable[[str, Any], None]) -> list:
+    """The ``drop`` rules; each rule's relations are passed to ``refer``."""
     if not isinstance(data.get("drop", []), list):
         raise InputError(f"{path}: $.drop: expected a list of rules")
     drops = []
@@ -269,6 +291,12 @@ def load_user_rules(path: str | Path) -> dict[str, Any]:
         rule = _user_rule(item, where, i)
         drops.append(rule)
         refer(f"$.drop[{i}].relation", sorted(rule.relations))
+    return drops
+
+
+def _conflicts(data: dict[str, Any], path: str, refer: Callable[[str, Any], None]
+               ) -> list[tuple[str, str, str]]:
+    """The ``conflicts`` as ``(r1, r2, direction)``; each pair is passed to ``refer``."""
     conflicts = []
     for i, entry in enumerate(data.get("conflicts", [])):
         pair, direction = entry, "any"
@@ -280,15 +308,7 @@ def load_user_rules(path: str | Path) -> dict[str, Any]:
                              "[r1, r2], \"direction\": \"any\"|\"same\"|\"opposite\"}")
         conflicts.append((pair[0], pair[1], direction))
         refer(f"$.conflicts[{i}]", pair)
-    for key in ("symmetric", "asymmetric"):
-        value = data.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise InputError(f"{path}: $.{key}: expected a list of relation ids or names")
-        for i, name in enumerate(value):
-            refer(f"$.{key}[{i}]", name)
-    return {"drop": tuple(drops), "conflicts": conflicts,
-            "symmetric": list(data.get("symmetric", [])),
-            "asymmetric": list(data.get("asymmetric", [])), "references": references}
+    return conflicts
 
 
 CONFLICT_DIRECTIONS = ("any", "same", "opposite")

@@ -149,73 +149,19 @@ def convert_wikidata(dump: str | Path, out_dir: str | Path, language: str = "en"
     issues = Problems()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    relations: dict[str, dict[str, Any]] = {}
-    used: set[str] = set()
     counts = {"items": 0, "skipped_no_name": 0, "skipped_few_sitelinks": 0,
               "skipped_not_linked": 0, "triples_to_left_out_items": 0}
-    kept = QidSet()
     with tempfile.TemporaryDirectory(dir=out, prefix=".wikidata-") as scratch:
         work = Path(scratch)
-        # one pass over the dump: kept items, their candidate triples, every named item's label
-        with open(work / "items.jsonl", "w", encoding="utf-8") as items, \
-                open(work / "triples.tsv", "w", encoding="utf-8") as triples, \
-                open(work / "names.tsv", "w", encoding="utf-8") as names:
-            for entity in iter_dump(dump, issues):
-                claims = entity.get("claims") if isinstance(entity.get("claims"), dict) else {}
-                if entity.get("type") == "property":
-                    if entity.get("datatype", "wikibase-item") == "wikibase-item":
-                        relations[entity["id"]] = _relation(entity, claims, type_constraints)
-                    continue
-                counts["items"] += 1
-                record = _item(entity, claims, language)
-                if record is None:
-                    counts["skipped_no_name"] += 1
-                    continue
-                names.write(f"{record['id']}\t{_one_line(record['label'] or record['aliases'][0])}\n")
-                if record.get("popularity", 0) < min_sitelinks:
-                    counts["skipped_few_sitelinks"] += 1
-                    continue
-                kept.add(record["id"])
-                items.write(json.dumps(record, ensure_ascii=False) + "\n")
-                for pid, statements in claims.items():
-                    if pid == INSTANCE_OF or (properties is not None and pid not in properties):
-                        continue
-                    for target, _ in _item_values(statements):
-                        triples.write(f"{entity['id']}\t{pid}\t{target}\n")
-        linked = QidSet()
-        written_triples = 0
-        with ResumableWriter(out / "kb_triples.tsv") as writer:  # .partial until complete
-            batch = ["head\trelation\ttail"]
-            for line in _text_lines(work / "triples.tsv"):
-                head, pid, tail = line.split("\t")
-                if tail not in kept:
-                    counts["triples_to_left_out_items"] += 1
-                    continue
-                batch.append(line)
-                if len(batch) >= 10_000:  # the writer flushes per call: lines go in batches
-                    writer.write("\n".join(batch))
-                    batch = []
-                used.add(pid)
-                linked.add(head)
-                linked.add(tail)
-                written_triples += 1
-            if batch:
-                writer.write("\n".join(batch))
+        relations, kept = _scan_dump(dump, work, issues, counts, language, properties,
+                                     type_constraints, min_sitelinks)
+        written_triples, used, linked = _write_triples(out, work, kept, counts)
         for pid in sorted(used | set(properties or ())):
             relations.setdefault(pid, {"name": pid})
         if properties is not None:
             relations = {pid: value for pid, value in relations.items() if pid in properties}
         keep = linked if only_linked else kept
-        classes = {t for record in _records(work / "items.jsonl") if record["id"] in keep
-                   for t in record.get("types", ())}
-        classes |= {t for rel in relations.values()
-                    for t in (*rel.get("head_types", ()), *rel.get("tail_types", ()))}
-        labels = {}
-        for line in _text_lines(work / "names.tsv"):
-            qid, label = line.split("\t", 1)
-            if qid in classes:
-                labels[qid] = label
-        counts["types_without_label"] = len(classes - labels.keys())
+        labels = _class_labels(work, keep, relations, counts)
         counts["entities"] = write_jsonl_atomic(
             out / "kb_entities.jsonl", _labelled(_records(work / "items.jsonl"), keep, labels,
                                                   counts))
@@ -228,6 +174,84 @@ def convert_wikidata(dump: str | Path, out_dir: str | Path, language: str = "en"
     write_jsonl_atomic(out / "relations.json", [relations])  # one line: a JSON object
     return {**counts, "triples": written_triples, "relations": len(relations),
             "input_errors": issues.to_dict()}
+
+
+def _scan_dump(dump: str | Path, work: Path, issues: Problems, counts: dict[str, int],
+               language: str, properties: set[str] | None, type_constraints: bool,
+               min_sitelinks: int) -> tuple[dict[str, dict[str, Any]], QidSet]:
+    """One pass over the dump into ``work``: kept items, their candidate triples, every named
+    item's label; returns the item-valued properties and the kept items."""
+    relations: dict[str, dict[str, Any]] = {}
+    kept = QidSet()
+    with open(work / "items.jsonl", "w", encoding="utf-8") as items, \
+            open(work / "triples.tsv", "w", encoding="utf-8") as triples, \
+            open(work / "names.tsv", "w", encoding="utf-8") as names:
+        for entity in iter_dump(dump, issues):
+            claims = entity.get("claims") if isinstance(entity.get("claims"), dict) else {}
+            if entity.get("type") == "property":
+                if entity.get("datatype", "wikibase-item") == "wikibase-item":
+                    relations[entity["id"]] = _relation(entity, claims, type_constraints)
+                continue
+            counts["items"] += 1
+            record = _item(entity, claims, language)
+            if record is None:
+                counts["skipped_no_name"] += 1
+                continue
+            names.write(f"{record['id']}\t{_one_line(record['label'] or record['aliases'][0])}\n")
+            if record.get("popularity", 0) < min_sitelinks:
+                counts["skipped_few_sitelinks"] += 1
+                continue
+            kept.add(record["id"])
+            items.write(json.dumps(record, ensure_ascii=False) + "\n")
+            for pid, statements in claims.items():
+                if pid == INSTANCE_OF or (properties is not None and pid not in properties):
+                    continue
+                for target, _ in _item_values(statements):
+                    triples.write(f"{entity['id']}\t{pid}\t{target}\n")
+    return relations, kept
+
+
+def _write_triples(out: Path, work: Path, kept: QidSet, counts: dict[str, int]
+                   ) -> tuple[int, set[str], QidSet]:
+    """kb_triples.tsv: the candidate triples whose tail is kept too; returns how many, the
+    properties they use and the items they name."""
+    used: set[str] = set()
+    linked = QidSet()
+    written = 0
+    with ResumableWriter(out / "kb_triples.tsv") as writer:  # .partial until complete
+        batch = ["head\trelation\ttail"]
+        for line in _text_lines(work / "triples.tsv"):
+            head, pid, tail = line.split("\t")
+            if tail not in kept:
+                counts["triples_to_left_out_items"] += 1
+                continue
+            batch.append(line)
+            if len(batch) >= 10_000:  # the writer flushes per call: lines go in batches
+                writer.write("\n".join(batch))
+                batch = []
+            used.add(pid)
+            linked.add(head)
+            linked.add(tail)
+            written += 1
+        if batch:
+            writer.write("\n".join(batch))
+    return written, used, linked
+
+
+def _class_labels(work: Path, keep: QidSet, relations: dict[str, dict[str, Any]],
+                  counts: dict[str, int]) -> dict[str, str]:
+    """Labels of the classes the kept items and the relations' type constraints use."""
+    classes = {t for record in _records(work / "items.jsonl") if record["id"] in keep
+               for t in record.get("types", ())}
+    classes |= {t for rel in relations.values()
+                for t in (*rel.get("head_types", ()), *rel.get("tail_types", ()))}
+    labels = {}
+    for line in _text_lines(work / "names.tsv"):
+        qid, label = line.split("\t", 1)
+        if qid in classes:
+            labels[qid] = label
+    counts["types_without_label"] = len(classes - labels.keys())
+    return labels
 
 
 def _item(entity: dict[str, Any], claims: dict[str, Any], language: str) -> dict[str, Any] | None:
