@@ -31,8 +31,9 @@ from deepke_llm.backends.base import (
 )
 from deepke_llm.cjk import document_language
 from deepke_llm.grounding import GroundingOptions
+from deepke_llm.io import replace_surrogates
 from deepke_llm.prompts.styles import Style, chunk_schema, get_style
-from deepke_llm.records import Document, RecordError, replace_surrogates
+from deepke_llm.records import Document, RecordError
 from deepke_llm.schema import Schema, load_schema
 from deepke_llm.tasks import Task, get_task
 from deepke_llm.tasks.base import unique

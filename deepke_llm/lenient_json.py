@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from deepke_llm.records import replace_surrogates
+from deepke_llm.io import replace_surrogates
 
 __all__ = ["REPAIR_LIMIT", "loads_lenient"]
 

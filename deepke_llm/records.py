@@ -9,10 +9,11 @@ and raises :class:`RecordError` naming the offending field.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from deepke_llm.io import LineError, read_jsonl
 
 __all__ = [
     "Argument",
@@ -23,7 +24,6 @@ __all__ = [
     "Relation",
     "Span",
     "read_documents",
-    "replace_surrogates",
 ]
 
 
@@ -328,69 +328,21 @@ class Document:
 
 _DOCUMENT_FIELDS = frozenset({"id", "text", "language", "entities", "relations", "events",
                               "raw_output", "errors", "failure"})
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def replace_surrogates(text: str) -> str:
-    """``text`` with every lone surrogate code point replaced by U+FFFD (same length, so offsets
-    stay valid); such code points cannot be written as UTF-8."""
-    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
-
-
-def _has_surrogate(value: Any) -> bool:
-    """Does any string (or key) inside a parsed JSON value hold a lone surrogate?"""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if _SURROGATE.search(item):
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
-def iter_jsonl(path: str, errors: list[str] | None = None) -> Iterator[tuple[int, Any]]:
-    """Yield ``(line_number, parsed_json)`` for each non-blank line of a JSON-lines file.
-
-    A line that is not valid UTF-8, not valid JSON or holds a string that is not Unicode text (a
-    lone surrogate escape) raises :class:`RecordError` naming ``file:line`` unless ``errors`` is given, in which case the message is appended and the
-    line skipped.
-    """
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, 1):
-            if not raw.strip():
-                continue
-            try:
-                # a UTF-8 byte-order mark (some editors write one) is not part of the first line
-                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-                value = json.loads(line)
-            except UnicodeDecodeError:
-                message = f"{path}:{number}: not valid UTF-8; re-encode the file as UTF-8"
-            except json.JSONDecodeError as exc:
-                message = f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})"
-            except ValueError as exc:  # e.g. an integer longer than Python reads (4,300 digits)
-                message = f"{path}:{number}: not valid JSON ({str(exc).split(';')[0]})"
-            except RecursionError:
-                message = f"{path}:{number}: JSON nested too deeply to read"
-            else:
-                # UTF-8 bytes cannot hold a surrogate; only a lone "\udXXX" escape can
-                if "\\u" not in line or not _has_surrogate(value):
-                    yield number, value
-                    continue
-                message = (f"{path}:{number}: a string holds a lone surrogate escape "
-                           "(\\ud800-\\udfff), which is not Unicode text; fix or drop the line")
-            if errors is None:
-                raise RecordError(message)
-            errors.append(message)
-
-
 def read_documents(path: str, errors: list[str] | None = None) -> Iterator[Document]:
-    """Stream Documents from a JSON-lines file (see :func:`iter_jsonl` for error handling)."""
-    for number, data in iter_jsonl(path, errors):
+    """Stream Documents from a JSON-lines file.
+
+    A line that cannot be read (:func:`deepke_llm.io.read_jsonl`) or is no valid document raises
+    an error naming ``file:line`` unless ``errors`` (a list or an error sink) is given, in which
+    case the message is appended and the line skipped.
+    """
+    lines = read_jsonl(path, None if errors is None else errors.append)
+    while True:
+        try:
+            number, data = next(lines)
+        except StopIteration:
+            return
+        except LineError as exc:  # only without ``errors``: one exception type for callers
+            raise RecordError(str(exc)) from None
         try:
             yield Document.from_dict(data, where=f"{path}:{number}")
         except RecordError as exc:

@@ -13,7 +13,8 @@ from collections.abc import Iterator, MutableSequence
 from pathlib import Path
 from typing import Any
 
-from deepke_llm.records import Argument, Document, Event, Span, iter_jsonl
+from deepke_llm.io import read_jsonl
+from deepke_llm.records import Argument, Document, Event, Span
 from deepke_llm.schema import Schema
 
 from .common import (
@@ -43,7 +44,7 @@ def _documents(path: str, schema: Schema | None, problems: Problems, prefix: str
                language: str) -> Iterator[Document]:
     names = EventNames(schema, problems)
     ids = DocumentIds(prefix, problems)
-    for number, data in iter_jsonl(path, problems):
+    for number, data in read_jsonl(path, problems):
         index = number - 1  # the line, so ids survive fixing or dropping other lines
         where = f"{path}:{number}"
         text = data.get("text") if isinstance(data, dict) else None

@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterator, MutableSequence
 from pathlib import Path
 from typing import Any
 
-from deepke_llm.records import Document, Entity, Relation, iter_jsonl
+from deepke_llm.io import read_jsonl
+from deepke_llm.records import Document, Entity, Relation
 from deepke_llm.schema import Schema
 
 from .common import (
@@ -82,7 +83,7 @@ def _documents(path: str, schema: Schema | None, problems: Problems, prefix: str
     entity_names = TypeNames(schema, "ner", problems)
     relation_names = TypeNames(schema, "re", problems)
     ids = DocumentIds(prefix, problems)
-    for number, data in iter_jsonl(path, problems):
+    for number, data in read_jsonl(path, problems):
         index = number - 1  # the line, so ids survive fixing or dropping other lines
         where = f"{path}:{number}"
         text = data.get("text") if isinstance(data, dict) else None

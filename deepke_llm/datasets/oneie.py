@@ -19,7 +19,8 @@ from collections.abc import Iterator, MutableSequence
 from pathlib import Path
 from typing import Any
 
-from deepke_llm.records import Argument, Document, Entity, Event, Relation, Span, iter_jsonl
+from deepke_llm.io import read_jsonl
+from deepke_llm.records import Argument, Document, Entity, Event, Relation, Span
 from deepke_llm.schema import Schema
 
 from .common import (
@@ -78,7 +79,7 @@ def _documents(path: str, schema: Schema | None, problems: Problems, prefix: str
     relation_names = TypeNames(schema, "re", problems)
     event_names = EventNames(schema, problems)
     ids = DocumentIds(prefix, problems)
-    for number, data in iter_jsonl(path, problems):
+    for number, data in read_jsonl(path, problems):
         index = number - 1  # the line, so ids survive fixing or dropping other lines
         where = f"{path}:{number}"
         tokens = data.get("tokens") if isinstance(data, dict) else None

@@ -35,7 +35,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from deepke_llm.records import iter_jsonl
+from deepke_llm.io import read_jsonl
 from deepke_llm.tasks import get_task
 
 from .diagnostics import Diagnostics
@@ -115,7 +115,7 @@ def read_iepile(path: str, task: str, diagnostics: Diagnostics) -> list[_Record]
     occurrences: dict[tuple[str, str], Counter] = {}
     skipped: set[tuple] = set()
     errors: list[str] = []
-    for number, data in iter_jsonl(path, errors):
+    for number, data in read_jsonl(path, errors.append):
         where = f"{path}:{number}"
         if not isinstance(data, dict) or data.get("id") is None:
             diagnostics.add("unreadable_line", f"{where}: expected an object with an 'id'")
