@@ -46,7 +46,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -240,22 +240,34 @@ def diff_weights(raw: str | os.PathLike, tuned: str | os.PathLike, out: str | os
         files = dict(writer.files)
         if patches:
             files[PATCH_FILE] = _write_patches(tmp / PATCH_FILE, patches)
-        # config and tokenizer files are part of the recovered model: hashed like the shards
-        side_files = {name: {"sha256": sha256_file(tmp / name), "size": (tmp / name).stat().st_size}
-                      for name in copy_side_files(tuned_path, tmp)}
-        from deepke_llm import __version__
-
-        manifest = {
-            "format": FORMAT, "version": FORMAT_VERSION, "created_by": f"deepke-llm {__version__}",
-            "method": method, "files": files, "side_files": side_files,
-            "tensors": list(entries.values()),
-            "raw_only": [n for n in raw_reader.meta if n not in tuned_reader.meta],
-        }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-    counts = {k: sum(e["encoding"] == k for e in entries.values()) for k in ("delta", "xor", "whole")}
+        _write_manifest(tmp, tuned_path, method, files, entries,
+                        [n for n in raw_reader.meta if n not in tuned_reader.meta])
+    counts = encoding_counts(entries.values())
     counts["patched elements"] = sum(e.get("patched", 0) for e in entries.values())
     return WeightsResult(out_path, len(entries), sorted(files),
                          sum(f["size"] for f in files.values()), counts)
+
+
+def encoding_counts(entries: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """How many tensors of a diff each encoding (delta, xor, whole) stores."""
+    entries = list(entries)
+    return {k: sum(e["encoding"] == k for e in entries) for k in ("delta", "xor", "whole")}
+
+
+def _write_manifest(tmp: Path, tuned_path: Path, method: str, files: dict[str, Any],
+                    entries: dict[str, dict[str, Any]], raw_only: list[str]) -> None:
+    """Copy the tuned model's side files into ``tmp`` and write the manifest naming them all."""
+    from deepke_llm import __version__
+
+    # config and tokenizer files are part of the recovered model: hashed like the shards
+    side_files = {name: {"sha256": sha256_file(tmp / name), "size": (tmp / name).stat().st_size}
+                  for name in copy_side_files(tuned_path, tmp)}
+    manifest = {
+        "format": FORMAT, "version": FORMAT_VERSION, "created_by": f"deepke-llm {__version__}",
+        "method": method, "files": files, "side_files": side_files,
+        "tensors": list(entries.values()), "raw_only": raw_only,
+    }
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
 
 
 def _write_patches(path: Path, patches: dict[str, tuple[torch.Tensor, torch.Tensor]]

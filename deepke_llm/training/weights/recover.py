@@ -23,6 +23,7 @@ from deepke_llm.training.weights.diff import (
     PATCH_INDEX,
     PATCH_VALUE,
     TensorHasher,
+    encoding_counts,
     payload_dtype,
     widen_operand,
 )
@@ -154,14 +155,7 @@ def recover_weights(raw: str | os.PathLike, diff: str | os.PathLike, out: str | 
         raw_reader.release()
         diff_reader.release()
         if tuned_hash.hexdigest() != entry["sha256"]:
-            # the diff files passed their sha256 and the arithmetic is deterministic, so a wrong
-            # result means a different raw tensor (hashing raw as well would cost another pass)
-            cause = ("--raw is not the model this diff was made against (its "
-                     f"{planned.name} differs)" if entry["encoding"] != "whole"
-                     else "the diff is inconsistent with its manifest")
-            raise WeightsError(
-                f"recovered tensor {planned.name} sha256 mismatch (expected {entry['sha256']}, "
-                f"got {tuned_hash.hexdigest()}) although every diff file verified: {cause}")
+            raise _mismatch(entry, tuned_hash.hexdigest())
 
     planned = [PlannedTensor(e["name"], dtype_from_name(e["dtype"]), tuple(e["shape"]))
                for e in entries]
@@ -171,9 +165,19 @@ def recover_weights(raw: str | os.PathLike, diff: str | os.PathLike, out: str | 
         writer.write_all(produce)
         writer.write_index()
         copy_side_files(diff_path, tmp, only=side_files.__contains__)
-    counts = {k: sum(e["encoding"] == k for e in entries) for k in ("delta", "xor", "whole")}
-    return WeightsResult(out_path, len(entries), writer.file_names, writer.total_size, counts,
+    return WeightsResult(out_path, len(entries), writer.file_names, writer.total_size,
+                         encoding_counts(entries),
                          verified="every tensor matches the manifest sha256")
+
+
+def _mismatch(entry: dict[str, Any], got: str) -> WeightsError:
+    """The error of a recovered tensor whose sha256 is not the manifest's."""
+    # the diff files passed their sha256 and the arithmetic is deterministic, so a wrong
+    # result means a different raw tensor (hashing raw as well would cost another pass)
+    cause = (f"--raw is not the model this diff was made against (its {entry['name']} differs)"
+             if entry["encoding"] != "whole" else "the diff is inconsistent with its manifest")
+    return WeightsError(f"recovered tensor {entry['name']} sha256 mismatch (expected "
+                        f"{entry['sha256']}, got {got}) although every diff file verified: {cause}")
 
 
 def _refuse_missing_manifest(diff: Path, allow_unverified: bool) -> None:
