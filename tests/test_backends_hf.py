@@ -167,13 +167,13 @@ def test_shared_prefix_cache_gives_the_same_outputs(tiny_llama_dir):
 
 
 def test_local_models_never_probe_the_hub(tiny_llama_dir, monkeypatch):
-    from deepke_llm.backends import hf
+    from deepke_llm.backends import hf_hub
 
     def boom(endpoint):
         raise AssertionError("a local model dir must load without any network probe")
 
-    monkeypatch.setattr(hf, "_hub_unreachable", boom)
-    assert hf._resolve_model_path(str(tiny_llama_dir), None) == str(tiny_llama_dir)
+    monkeypatch.setattr(hf_hub, "_hub_unreachable", boom)
+    assert hf_hub.resolve_model_path(str(tiny_llama_dir), None) == str(tiny_llama_dir)
 
 
 def closed_endpoint() -> str:

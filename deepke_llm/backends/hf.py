@@ -13,7 +13,6 @@ id without one fails at once with one line, instead of minutes of download retri
 from __future__ import annotations
 
 import importlib.util
-import threading
 import time
 from collections.abc import Sequence
 from functools import lru_cache
@@ -21,6 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from deepke_llm.backends.base import GenerationConfig, GenerationStats
+from deepke_llm.backends.hf_hub import (
+    HOW_TO_PASS,
+    looks_like_path,
+    one_line,
+    resolve_hub_id,
+    resolve_model_path,
+    split_gguf,
+)
 from deepke_llm.prompts.chat import Prompt, encode_rendered, render_prompt
 
 __all__ = ["HFBackend"]
@@ -33,9 +40,7 @@ CONTEXT_TOKENS_FOR_DECODING = 4
 MIN_SHARED_PREFIX = 8
 DTYPE_NAMES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
                "half": "float16", "fp32": "float32", "float32": "float32", "float": "float32"}
-HOW_TO_PASS = "pass --model DIR (a Hugging Face model dir with config.json), a hub id, or a .gguf file"
 # The reachability probe: one request, no retries; a hub that has not answered by then is down.
-HUB_PROBE_TIMEOUT_S = 3.0
 
 
 class HFBackend:
@@ -53,8 +58,8 @@ class HFBackend:
         self.prefix_cache = prefix_cache
         self.chat_template = chat_template
         self.stats = GenerationStats()
-        model_path, gguf_file = _split_gguf(str(model), gguf_file)
-        model_path = _resolve_model_path(model_path, gguf_file, revision)
+        model_path, gguf_file = split_gguf(str(model), gguf_file)
+        model_path = resolve_model_path(model_path, gguf_file, revision)
         quant = _quantization_config(load_in_8bit, load_in_4bit)
         torch_dtype = _resolve_dtype(dtype)
         if quant is not None and device_map is None:
@@ -227,103 +232,6 @@ def _cut_at_stop(text: str, stops: Sequence[str]) -> str:
     return text if cut < 0 else text[:cut]
 
 
-def _split_gguf(model: str, gguf_file: str | None) -> tuple[str, str | None]:
-    """(model dir or hub id, gguf file name) for ``model`` = dir/file.gguf or dir + gguf_file."""
-    if gguf_file is None and model.lower().endswith(".gguf"):
-        path = Path(model).expanduser()
-        return str(path.parent), path.name
-    return model, gguf_file
-
-
-def _looks_like_path(model: str) -> bool:
-    return model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model
-
-
-def _resolve_model_path(model: str, gguf_file: str | None, revision: str | None = None) -> str:
-    """What to load for ``model``: itself, or a hub id's cached copy; ValueError (one line) when
-    it cannot load."""
-    path = Path(model).expanduser()
-    if gguf_file is not None:
-        if (path.is_dir() or _looks_like_path(model)) and not (path / gguf_file).is_file():
-            raise ValueError(f"GGUF file {path / gguf_file} does not exist: {HOW_TO_PASS}")
-        if importlib.util.find_spec("gguf") is None:
-            raise ValueError(f"loading {gguf_file} needs the 'gguf' package: pip install gguf")
-        return model if path.is_dir() else _resolve_hub_id(model, gguf_file, revision, "--model")
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ValueError(f"{path} is not a Hugging Face model directory (no config.json): "
-                             f"{HOW_TO_PASS}")
-    elif path.exists():
-        raise ValueError(f"{path} is a file, not a model directory: {HOW_TO_PASS}")
-    elif _looks_like_path(model):
-        raise ValueError(f"model directory {path} does not exist: {HOW_TO_PASS}")
-    else:
-        return _resolve_hub_id(model, "config.json", revision, "--model")
-    return model
-
-
-def _resolve_hub_id(name: str, filename: str, revision: str | None, option: str) -> str:
-    """For ``name`` that is no local path: ``name`` itself while the hub answers (resolved online
-    as usual), else the dir of its copy in the local Hugging Face cache; ValueError (one line)
-    when there is neither, so a run without network never sits in download retries."""
-    from huggingface_hub import constants
-
-    cached = _cached_snapshot(name, filename, revision)
-    dir_hint = (f"pass {option} DIR (a downloaded copy, e.g. from `hf download "
-                f"{name} --local-dir DIR`)")
-    if constants.HF_HUB_OFFLINE:
-        if cached:
-            return cached
-        raise ValueError(f"{option} {name} is not a local directory and HF_HUB_OFFLINE is set, "
-                         f"but it is not in the Hugging Face cache {constants.HF_HUB_CACHE}: "
-                         f"{dir_hint}")
-    reason = _hub_unreachable(constants.ENDPOINT)
-    if reason is None:
-        return name
-    if cached:
-        return cached
-    raise ValueError(f"{option} {name} is not a local directory and the Hugging Face hub "
-                     f"{constants.ENDPOINT} is unreachable ({reason}): {dir_hint}, or retry "
-                     f"with network")
-
-
-def _cached_snapshot(name: str, filename: str, revision: str | None) -> str | None:
-    """The cached snapshot dir of hub repo ``name`` when it holds ``filename``, else None."""
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        found = try_to_load_from_cache(name, filename, revision=revision)
-    except ValueError:  # not a valid repo id (HFValidationError)
-        return None
-    # a dir, not local_files_only=True: peft asks the hub whether files exist even then
-    return str(Path(found).parent) if isinstance(found, str) else None
-
-
-def _hub_unreachable(endpoint: str) -> str | None:
-    """None when ``endpoint`` answers HTTP at all (any status), else why not, in a few words.
-
-    One request with short timeouts and no retries; run in a thread with a deadline, because a
-    DNS lookup without network is not bounded by socket timeouts.
-    """
-    import httpx
-
-    outcome: list[str | None] = []
-
-    def probe() -> None:
-        try:
-            httpx.head(endpoint, timeout=HUB_PROBE_TIMEOUT_S, follow_redirects=False)
-            outcome.append(None)
-        except httpx.TimeoutException:
-            outcome.append(f"no answer within {HUB_PROBE_TIMEOUT_S:g} s")
-        except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
-            outcome.append(_one_line(exc))
-
-    thread = threading.Thread(target=probe, name="deepke-hub-probe", daemon=True)
-    thread.start()
-    thread.join(2 * HUB_PROBE_TIMEOUT_S)
-    return outcome[0] if outcome else f"no answer within {2 * HUB_PROBE_TIMEOUT_S:g} s"
-
-
 def _resolve_dtype(dtype: str) -> Any:
     import torch
 
@@ -358,11 +266,6 @@ def _quantization_config(load_in_8bit: bool, load_in_4bit: bool) -> Any:
                               bnb_4bit_compute_dtype=compute)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def _load_tokenizer(model: str, gguf_file: str | None, trust_remote_code: bool,
                     revision: str | None) -> Any:
     from transformers import AutoTokenizer
@@ -374,7 +277,7 @@ def _load_tokenizer(model: str, gguf_file: str | None, trust_remote_code: bool,
         tokenizer = AutoTokenizer.from_pretrained(model, **kwargs)
     except (OSError, ValueError, KeyError) as exc:
         raise ValueError(f"could not load a tokenizer from {model}"
-                         f"{'/' + gguf_file if gguf_file else ''} ({_one_line(exc)}): "
+                         f"{'/' + gguf_file if gguf_file else ''} ({one_line(exc)}): "
                          f"{HOW_TO_PASS}") from exc
     tokenizer.padding_side = "left"  # decoder-only models continue from the last position
     if tokenizer.pad_token is None:
@@ -402,7 +305,7 @@ def _load_model(model: str, gguf_file: str | None, torch_dtype: Any, device_map:
         return AutoModelForCausalLM.from_pretrained(model, **kwargs)
     except (OSError, ValueError, KeyError) as exc:
         where = f"{model}/{gguf_file}" if gguf_file else model
-        raise ValueError(f"could not load a causal LM from {where} ({_one_line(exc)}): "
+        raise ValueError(f"could not load a causal LM from {where} ({one_line(exc)}): "
                          f"{HOW_TO_PASS}") from exc
 
 
@@ -413,13 +316,13 @@ def _attach_lora(model: Any, lora: str) -> Any:
     if path.is_dir() and not (path / "adapter_config.json").is_file():
         raise ValueError(f"{path} is not a LoRA adapter dir (no adapter_config.json): pass --lora "
                          "DIR saved by peft (adapter_config.json + adapter weights)")
-    if not path.exists() and _looks_like_path(lora):
+    if not path.exists() and looks_like_path(lora):
         raise ValueError(f"LoRA adapter dir {path} does not exist: pass --lora DIR saved by peft")
-    source = lora if path.exists() else _resolve_hub_id(lora, "adapter_config.json", None, "--lora")
+    source = lora if path.exists() else resolve_hub_id(lora, "adapter_config.json", None, "--lora")
     try:
         return PeftModel.from_pretrained(model, source)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise ValueError(f"could not load LoRA adapter {lora} ({_one_line(exc)}): pass --lora DIR "
+        raise ValueError(f"could not load LoRA adapter {lora} ({one_line(exc)}): pass --lora DIR "
                          "trained for this base model") from exc
 
 
