@@ -42,7 +42,7 @@ def instruct(schema_name, input_path, output, task, split, split_num, neg_ratio,
     import os
 
     from deepke_llm.instructions import documents_to_instructions
-    from deepke_llm.jsonl import write_jsonl_atomic
+    from deepke_llm.io import write_jsonl_atomic
     from deepke_llm.records import read_documents
     from deepke_llm.schema import SchemaError, load_schema
 
