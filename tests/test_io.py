@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from deepke_llm.io import (
-    OutputBusy,
     LineError,
+    OutputBusy,
     Problems,
     ResumableWriter,
     SameFileError,
