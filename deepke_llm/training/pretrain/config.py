@@ -2,7 +2,7 @@
 ``training/pretrain/pretrain.yaml``.
 
 Fields carry their help (and lower bounds) in their metadata, as every training config does
-(:func:`deepke_llm.training.common.config_field`); ``training/pretrain/README.md`` documents each
+(:func:`deepke_llm.config.config_field`); ``training/pretrain/README.md`` documents each
 one (a test keeps it complete). The resolved config is saved as ``pretrain_config.json`` next to
 the outputs with the package version; unknown keys in an old config warn instead of failing.
 """
