@@ -15,6 +15,7 @@ from typing import Any
 
 from deepke_llm.problems import Problems
 from deepke_llm.schema import Schema, SchemaError
+from deepke_llm.tasks import get_task
 
 __all__ = ["DatasetError", "DocumentIds", "EventNames", "Problems", "TypeNames", "as_problems",
            "as_schema", "check_file", "default_prefix", "join_tokens", "load_json_file",
@@ -89,7 +90,7 @@ class TypeNames:
     def __init__(self, schema: Schema | None, task: str, problems: Problems) -> None:
         self.problems = problems
         self.schema_name = schema.name if schema is not None else ""
-        self.kind = {"ner": "entity type", "re": "relation type", "ee": "event type"}[task]
+        self.kind = get_task(task).type_kind
         self.table: dict[str, str] | None = None
         if schema is not None:
             try:

@@ -18,6 +18,7 @@ from typing import Any
 
 from deepke_llm.problems import ErrorCallback, Problems
 from deepke_llm.records import Document
+from deepke_llm.tasks import get_task
 
 __all__ = ["Diagnostics", "check_document", "known_types", "pair_documents", "used_types"]
 
@@ -106,43 +107,23 @@ def pair_documents(gold: Iterable[Document], pred: Iterable[Document], diagnosti
 
 def _mentions(task: str, document: Document) -> Iterator[tuple[str, Any]]:
     """(field path, mention) for every span-bearing part of the task's records."""
-    if task == "ner":
-        for i, entity in enumerate(document.entities):
-            yield f"entities[{i}]", entity
-    elif task == "re":
-        for i, relation in enumerate(document.relations):
-            yield f"relations[{i}].head", relation.head
-            yield f"relations[{i}].tail", relation.tail
-    else:
-        for i, event in enumerate(document.events):
-            yield f"events[{i}].trigger", event.trigger
-            for j, argument in enumerate(event.arguments):
-                yield f"events[{i}].arguments[{j}]", argument
+    spec = get_task(task)
+    for i, record in enumerate(spec.records(document)):
+        for suffix, mention in spec.named_mentions(record):
+            yield f"{spec.record_field}[{i}]{suffix}", mention
 
 
 def used_types(task: str, document: Document) -> Iterator[tuple[str, str, str]]:
     """(field path, kind, type name) of every type a task's records use."""
-    if task == "ner":
-        for i, entity in enumerate(document.entities):
-            yield f"entities[{i}].type", "entity type", entity.type
-    elif task == "re":
-        for i, relation in enumerate(document.relations):
-            yield f"relations[{i}].type", "relation type", relation.type
-    else:
-        for i, event in enumerate(document.events):
-            yield f"events[{i}].type", "event type", event.type
-            for j, argument in enumerate(event.arguments):
-                yield f"events[{i}].arguments[{j}].role", f"role of '{event.type}'", \
-                    f"{event.type}\x00{argument.role}"
+    spec = get_task(task)
+    for i, record in enumerate(spec.records(document)):
+        for suffix, kind, name in spec.used_types(record):
+            yield f"{spec.record_field}[{i}]{suffix}", kind, name
 
 
 def known_types(task: str, schema: Any) -> set[str]:
     """Type names a schema defines for ``task`` (EE roles as ``event\\x00role``)."""
-    types = schema.types_for(task)
-    names = {t.name for t in types}
-    if task == "ee":
-        names |= {f"{t.name}\x00{r.name}" for t in types for r in t.roles}
-    return names
+    return get_task(task).known_types(schema)
 
 
 def check_document(task: str, document: Document, side: str, name: str,
@@ -167,7 +148,7 @@ def check_document(task: str, document: Document, side: str, name: str,
             if value not in known:
                 shown = value.split("\x00")[-1]
                 diagnostics.add("unknown_type", f"{where} {path}: {kind} '{shown}' is unknown")
-    records = getattr(document, {"ner": "entities", "re": "relations", "ee": "events"}[task])
+    records = get_task(task).records(document)
     repeats = len(records) - len(set(records))
     if repeats:
         diagnostics.add("duplicate_record", f"{where}: {repeats} repeated record(s)", repeats)

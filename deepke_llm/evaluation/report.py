@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from deepke_llm.tasks import get_task
+
 from .scoring import MismatchSample, TaskScore
 from .spans import Offsets, Ungrounded
 
@@ -60,9 +62,8 @@ def _at(table: dict, mode: str, level: str | None) -> Any:
 
 def type_column(task: str, level: str | None) -> str:
     """What the per-type key is: the role for EE argument classification, else the type."""
-    if task != "ee":
-        return "relation" if task == "re" else "type"
-    return "role" if level == "argument_classification" else "event type"
+    columns = get_task(task).type_columns
+    return columns.get(level, columns[None])
 
 
 def per_type_rows(score: TaskScore, mode: str) -> list[tuple[str | None, list[str], list[list[str]]]]:
@@ -192,17 +193,17 @@ def write_markdown(path: Path, summary: dict[str, Any], score: TaskScore,
         lines += [f"- {w['what']}: {w['count']} (e.g. {'; '.join(w['examples'][:2])})"
                   for w in s["warnings"]] + [""]
     lines += [f"## Sample errors ({primary_mode}, {len(errors)} of {total_errors})", ""]
+    leveled = get_task(score.task).has_levels
     if redact:
         lines += ["Dataset text is left out: the data is licensed and not redistributable.", ""]
         rows = [[e.document.id, *([e.level.replace("_", " ")] if e.level else []), e.kind]
                 for e in errors]
-        headers = ["document", *(["level"] if score.task == "ee" else []), "error"]
+        headers = ["document", *(["level"] if leveled else []), "error"]
     else:
         rows = [[e.document.id, *([e.level.replace("_", " ")] if e.level else []), e.kind,
                  render_item(e.item, e.document.text), _snippet(e.item, e.document.text)]
                 for e in errors]
-        headers = ["document", *(["level"] if score.task == "ee" else []), "error", "record",
-                   "context"]
+        headers = ["document", *(["level"] if leveled else []), "error", "record", "context"]
     lines += [markdown_table(headers, rows) if rows else "No errors.", ""]
     path.write_text("\n".join(lines), encoding="utf-8")
 
@@ -226,7 +227,7 @@ def write_chart(path: Path, score: TaskScore, title: str) -> bool:
         print("evaluate: no chart (pip install 'deepke-llm[eval]' for one)", file=sys.stderr)
         return False
 
-    level = "trigger_classification" if score.task == "ee" else None
+    level = next(iter(get_task(score.task).headline_levels.values()))
     series = {mode: scores[level].per_type for mode, scores in score.modes.items()
               if scores[level].type_index is not None and scores[level].per_type}
     types = sorted({t for per_type in series.values() for t in per_type})

@@ -32,6 +32,7 @@ from deepke_llm.config import check_ranges, config_field
 from deepke_llm.extractor import ExtractionStats
 from deepke_llm.problems import Problems
 from deepke_llm.records import Document, read_documents
+from deepke_llm.tasks import get_task
 
 from .bootstrap import bootstrap_f1
 from .definitions import BenchmarkDefinition, BenchmarkError, load_benchmark, resolve_data_path
@@ -208,7 +209,7 @@ def _variance(scores: list[TaskScore]) -> dict[str, Any]:
             counts = [s.modes[mode][level].overall for s in scores]
             per_level[level] = {name: stats([getattr(c, name) for c in counts])
                                 for name in ("precision", "recall", "f1")}
-        out[mode] = per_level if scores[0].task == "ee" else per_level[None]
+        out[mode] = per_level if get_task(scores[0].task).has_levels else per_level[None]
     return out
 
 
@@ -217,7 +218,7 @@ def _intervals(score: TaskScore, samples: int, seed: int) -> dict[str, Any]:
     for mode, levels in score.modes.items():
         per_level = {level: bootstrap_f1(s.document_counts(), samples, seed)
                      for level, s in levels.items()}
-        out[mode] = per_level if score.task == "ee" else per_level[None]
+        out[mode] = per_level if get_task(score.task).has_levels else per_level[None]
     return out
 
 

@@ -14,15 +14,13 @@ from typing import Any
 
 from deepke_llm.records import Document
 from deepke_llm.schema import Schema, load_schema
+from deepke_llm.tasks import get_task, task_names
 
 from .diagnostics import Diagnostics, check_document, known_types, pair_documents, used_types
 from .metrics import LevelScore
 from .spans import MODES, levels, record_tuples, type_index
 
 __all__ = ["MismatchSample", "TaskScore", "score_documents"]
-
-TASKS = ("ner", "re", "ee")
-
 
 @dataclass
 class MismatchSample:
@@ -50,7 +48,7 @@ class TaskScore:
 
     def mode_dict(self, mode: str) -> dict[str, Any]:
         scores = self.modes[mode]
-        if self.task == "ee":
+        if get_task(self.task).has_levels:
             return {name: score.to_dict() for name, score in scores.items()}
         return scores[None].to_dict()
 
@@ -61,8 +59,8 @@ class TaskScore:
 
 def new_task_score(task: str, modes: Sequence[str], multiset: bool = False) -> TaskScore:
     """An empty TaskScore with a LevelScore for every mode and level of ``task``."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task '{task}': use one of {', '.join(TASKS)}")
+    if task not in task_names():
+        raise ValueError(f"unknown task '{task}': use one of {', '.join(task_names())}")
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise ValueError(f"unknown scoring mode '{unknown[0]}': use one of {', '.join(MODES)}")

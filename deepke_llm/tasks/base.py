@@ -66,12 +66,22 @@ class Task:
     record_field: ClassVar[str]  # Document field holding this task's records
     schema_field: ClassVar[str]  # Schema field holding this task's types
     type_noun: ClassVar[str]  # what a type name names, in error lines ("entity type")
+    type_kind: ClassVar[str]  # what kind of schema type it is, in dataset/scoring lines
     chunk_size: ClassVar[int]  # schema items per prompt by default (IEPile's split_num)
     levels: ClassVar[tuple[str | None, ...]] = (None,)  # sub-scores (EE: trigger/argument levels)
     # scoring tuples: (mode, level) -> index of the per-type key, None when type-free
     type_index: ClassVar[Mapping[tuple[str, str | None], int | None]]
+    # report header of the per-type key: level -> header, None for the levels not named
+    type_columns: ClassVar[Mapping[str | None, str]] = {None: "type"}
+    # the scores a summary shows: metric name infix -> level, the main one first
+    headline_levels: ClassVar[Mapping[str, str | None]] = {"": None}
     # IEPile evaluator report: key prefix -> level (IEPile's rounded P/R/F1 per prefix)
     iepile_report: ClassVar[Mapping[str, str | None]] = {"": None}
+
+    @property
+    def has_levels(self) -> bool:
+        """Whether scores come per named level (EE) rather than as one unnamed level."""
+        return self.levels != (None,)
 
     # ---- answers (style-neutral) --------------------------------------------------------------
     def schema_items(self, schema: Schema, language: str) -> list[Any]:
@@ -142,6 +152,25 @@ class Task:
     def iepile_levels(self, tuples: list[tuple]) -> dict[str | None, list[tuple]]:
         """IEPile tuples per scoring level."""
         return {None: list(tuples)}
+
+    def iepile_label_item(self, key: str, item: Any) -> dict[str, Any] | None:
+        """One item of an IEPile output object (under type ``key``) in the test files' ``label``
+        form; None when the item has the wrong shape."""
+        raise NotImplementedError
+
+    # ---- what the scoring checks ask of a task ---------------------------------------------------
+    def named_mentions(self, record: Any) -> Iterable[tuple[str, Any]]:
+        """(field path suffix, mention) of every span-bearing part of ``record``."""
+        return (("", mention) for mention in record.mentions())
+
+    def used_types(self, record: Any) -> Iterable[tuple[str, str, str]]:
+        """(field path suffix, kind, name) of every schema type ``record`` uses (see
+        :meth:`known_types` for the names)."""
+        yield ".type", self.type_kind, record.type
+
+    def known_types(self, schema: Schema) -> set[str]:
+        """The names :meth:`used_types` may give that ``schema`` defines."""
+        return {t.name for t in schema.types_for(self.name)}
 
     @staticmethod
     def shown_names(schema: Schema, task: str, language: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ answer: ``[("attack", {"trigger": "fired", "arguments": [{"argument": "troops", 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from deepke_llm.grounding import GroundingOptions, ground_events
@@ -66,12 +66,16 @@ class EETask(Task):
     schema_field = "event_types"
     record_field = "events"
     type_noun = "event type"
+    type_kind = "event type"
     chunk_size = 4
     levels = LEVELS
     type_index = {**{(mode, level): index for mode in ("strict", "boundary")
                      for level, index in zip(LEVELS, (None, 1, 0, 1), strict=True)},
                   **{("string", level): index
                      for level, index in zip(LEVELS, (None, 0, 0, 2), strict=True)}}
+    type_columns = {None: "event type", "argument_classification": "role"}
+    headline_levels = {"trigger_": "trigger_classification",
+                       "argument_": "argument_classification"}
     iepile_report = {"event_": "trigger_classification", "argument_": "argument_classification"}
 
     def schema_items(self, schema: Schema, language: str) -> list[dict[str, Any]]:
@@ -188,6 +192,30 @@ class EETask(Task):
             "argument_classification": [(etype, arg, role) for etype, _, args in tuples
                                         for arg, role in args],
         }
+
+    def iepile_label_item(self, key: str, item: Any) -> dict[str, Any] | None:
+        if not isinstance(item, dict):
+            return None
+        arguments = item.get("arguments") or {}
+        pairs = [{"argument": v, "role": role} for role, values in arguments.items()
+                 for v in (values if isinstance(values, list) else [values]) if v != NAN]
+        return {"event_type": key, "event_trigger": item.get("trigger", ""), "arguments": pairs}
+
+    def named_mentions(self, record: Event) -> Iterable[tuple[str, Any]]:
+        yield ".trigger", record.trigger
+        for j, argument in enumerate(record.arguments):
+            yield f".arguments[{j}]", argument
+
+    def used_types(self, record: Event) -> Iterable[tuple[str, str, str]]:
+        yield ".type", self.type_kind, record.type
+        for j, argument in enumerate(record.arguments):
+            yield f".arguments[{j}].role", f"role of '{record.type}'", \
+                f"{record.type}\x00{argument.role}"
+
+    def known_types(self, schema: Schema) -> set[str]:
+        types = schema.types_for(self.name)
+        return ({t.name for t in types}
+                | {f"{t.name}\x00{r.name}" for t in types for r in t.roles})
 
 
 def _arguments(value: Any, event_type: EventType, role_of: Callable[[EventType, str], Any],

@@ -32,6 +32,7 @@ class NERTask(Task):
     schema_field = "entity_types"
     record_field = "entities"
     type_noun = "entity type"
+    type_kind = "entity type"
     chunk_size = 6
     type_index = {("strict", None): 0, ("boundary", None): None, ("string", None): 1}
 
@@ -73,6 +74,9 @@ class NERTask(Task):
 
     def iepile_label_tuple(self, item: Any) -> tuple:
         return (item.get("entity", ""), item.get("entity_type", ""))
+
+    def iepile_label_item(self, key: str, item: Any) -> dict[str, Any] | None:
+        return {"entity": item, "entity_type": key} if isinstance(item, str) else None
 
 
 def _order(entity: Entity) -> tuple[int, int]:

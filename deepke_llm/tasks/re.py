@@ -10,6 +10,7 @@ schema allows exactly one, and an empty type otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from itertools import islice, product
 from typing import Any
 
@@ -50,8 +51,10 @@ class RETask(Task):
     schema_field = "relation_types"
     record_field = "relations"
     type_noun = "relation"
+    type_kind = "relation type"
     chunk_size = 4
     type_index = {("strict", None): 2, ("boundary", None): 1, ("string", None): 1}
+    type_columns = {None: "relation"}
 
     def schema_items(self, schema: Schema, language: str) -> list[str]:
         return [t.display(language, schema.language) for t in schema.types_for("re")]
@@ -118,6 +121,15 @@ class RETask(Task):
     def iepile_label_tuple(self, item: Any) -> tuple:
         return (item.get("head", item.get("subject", "")), item.get("relation", ""),
                 item.get("tail", item.get("object", "")))
+
+    def iepile_label_item(self, key: str, item: Any) -> dict[str, Any] | None:
+        if not isinstance(item, dict):
+            return None
+        return {"head": item.get("subject", item.get("head", "")), "relation": key,
+                "tail": item.get("object", item.get("tail", ""))}
+
+    def named_mentions(self, record: Relation) -> Iterable[tuple[str, Any]]:
+        return ((".head", record.head), (".tail", record.tail))
 
 
 def _sides(item: Any) -> tuple[list[str], list[str]] | None:

@@ -13,12 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from deepke_llm.tasks import get_task, task_names
 from deepke_llm.training.sft.data import SftRecord, encode_prompt, render_record
 
 __all__ = ["generate_outputs", "generation_eval", "label_from_output"]
-
-NAN = "NAN"  # IEPile's placeholder for an absent argument
-
 
 def generate_outputs(model: Any, tokenizer: Any, records: Sequence[SftRecord],
                      chat_template: str = "auto", max_new_tokens: int = 512,
@@ -54,20 +52,13 @@ def label_from_output(task: str, output: str) -> list[dict[str, Any]]:
         return []
     if not isinstance(value, dict):
         return []
+    spec = get_task(task)
     label: list[dict[str, Any]] = []
     for key, items in value.items():
         for item in items if isinstance(items, list) else []:
-            if task == "ner" and isinstance(item, str):
-                label.append({"entity": item, "entity_type": key})
-            elif task == "re" and isinstance(item, dict):
-                label.append({"head": item.get("subject", item.get("head", "")), "relation": key,
-                              "tail": item.get("object", item.get("tail", ""))})
-            elif task == "ee" and isinstance(item, dict):
-                arguments = item.get("arguments") or {}
-                pairs = [{"argument": v, "role": role} for role, values in arguments.items()
-                         for v in (values if isinstance(values, list) else [values]) if v != NAN]
-                label.append({"event_type": key, "event_trigger": item.get("trigger", ""),
-                              "arguments": pairs})
+            entry = spec.iepile_label_item(key, item)
+            if entry is not None:
+                label.append(entry)
     return label
 
 
@@ -76,7 +67,7 @@ def _iepile_f1(records: Sequence[SftRecord], predictions: Sequence[str]) -> dict
 
     metrics: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for task in ("ner", "re", "ee"):
+        for task in task_names():
             lines = [{"id": r.id or str(i), "source": "validation", "task": task.upper(),
                       "instruction": r.prompt.user, "output": prediction,
                       "label": r.label if r.label is not None else label_from_output(task, r.output)}
@@ -88,11 +79,8 @@ def _iepile_f1(records: Sequence[SftRecord], predictions: Sequence[str]) -> dict
             path.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines),
                             encoding="utf-8")
             scores = score_iepile(str(path), task).mode_dict("string")
-            if task == "ee":
-                metrics["ee_trigger_f1"] = scores["trigger_classification"]["f1"]
-                metrics["ee_argument_f1"] = scores["argument_classification"]["f1"]
-            else:
-                metrics[f"{task}_f1"] = scores["f1"]
+            for infix, level in get_task(task).headline_levels.items():
+                metrics[f"{task}_{infix}f1"] = (scores if level is None else scores[level])["f1"]
     return metrics
 
 
