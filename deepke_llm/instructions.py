@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from deepke_llm.problems import ErrorCallback
 from deepke_llm.prompts.styles import get_style, split_schema
 from deepke_llm.records import Document
 from deepke_llm.schema import Schema, load_schema
@@ -56,13 +57,14 @@ def documents_to_instructions(documents: Iterable[Document], schema: str | Schem
                               split_num: int | None = None, neg_ratio: float = 1.0,
                               seed: int = 42, shuffle_schema: bool = False,
                               prompt_style: str = "iepile", source: str | None = None,
-                              on_problem: Callable[[str], None] | None = None
+                              on_error: ErrorCallback | None = None
                               ) -> Iterator[dict[str, Any]]:
     """Yield IEPile lines ``{"id", "task", "source", "instruction", "output"|"label"}``.
 
     ``tasks`` defaults to every task the schema defines. ``split="test"`` writes ``label`` instead
-    of ``output``. Records whose type the schema does not know are reported to ``on_problem``. With ``prompt_style="knowlm"`` lines are Alpaca records
-    (``instruction``/``input``/``output``) in the ZhiXi format.
+    of ``output``. Records whose type the schema does not know are reported to ``on_error``.
+    With ``prompt_style="knowlm"`` lines are Alpaca records (``instruction``/``input``/``output``)
+    in the ZhiXi format.
     """
     schema = load_schema(schema)
     if split not in ("train", "test"):
@@ -81,8 +83,8 @@ def documents_to_instructions(documents: Iterable[Document], schema: str | Schem
         for task in task_objs:
             names = [t.name for t in schema.types_for(task.name)]
             unknown = sorted({r.type for r in task.records(document)} - set(names))
-            if unknown and on_problem is not None:
-                on_problem(f"document '{document.id}': {task.name} type(s) "
+            if unknown and on_error is not None:
+                on_error(f"document '{document.id}': {task.name} type(s) "
                            f"{', '.join(map(repr, unknown))} not in schema '{schema.name}' (their "
                            f"records are left out; convert the data with --schema {schema.name} "
                            "so dataset labels become schema names)")

@@ -130,7 +130,7 @@ def test_instruct_cli_writes_both_tasks_and_reports_bad_lines(tmp_path):
 def test_records_with_types_outside_the_schema_are_reported(tmp_path):
     raw = Document("r", "Acme", "en", entities=(Entity("Org", "Acme", 0, 4),))  # a raw dataset label
     problems: list[str] = []
-    lines = list(documents_to_instructions([raw], "conll04", "ner", on_problem=problems.append))
+    lines = list(documents_to_instructions([raw], "conll04", "ner", on_error=problems.append))
     assert len(lines) == 1 and len(problems) == 1 and "'Org' not in schema 'conll04'" in problems[0]
     inp = tmp_path / "raw.jsonl"
     inp.write_text(raw.to_json() + "\n", encoding="utf-8")

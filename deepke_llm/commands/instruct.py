@@ -63,7 +63,7 @@ def instruct(schema_name, input_path, output, task, split, split_num, neg_ratio,
                                           neg_ratio=neg_ratio, seed=seed,
                                           shuffle_schema=shuffle_schema,
                                           prompt_style=prompt_style, source=source,
-                                          on_problem=errors.append)
+                                          on_error=errors.append)
         count = write_jsonl_atomic(output, lines)
     except ValueError as exc:
         fail(str(exc))
