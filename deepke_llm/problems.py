@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ErrorCallback", "Problems", "print_errors"]
+__all__ = ["ErrorCallback", "Problems", "one_line", "print_errors"]
 
 ErrorCallback = Callable[[str], None]
 """What every ``on_error`` parameter takes: called once per problem with its one-line message."""
@@ -99,3 +99,9 @@ def print_errors(show: int | None = None, prefix: str = "error: ") -> ErrorCallb
                   file=sys.stderr, flush=True)
 
     return emit
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

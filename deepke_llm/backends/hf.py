@@ -23,11 +23,11 @@ from deepke_llm.backends.base import GenerationConfig, GenerationStats
 from deepke_llm.backends.hf_hub import (
     HOW_TO_PASS,
     looks_like_path,
-    one_line,
     resolve_hub_id,
     resolve_model_path,
     split_gguf,
 )
+from deepke_llm.problems import one_line
 from deepke_llm.prompts.chat import Prompt, encode_rendered, render_prompt
 
 __all__ = ["HFBackend"]

@@ -11,8 +11,9 @@ import importlib.util
 import threading
 from pathlib import Path
 
-__all__ = ["HOW_TO_PASS", "looks_like_path", "one_line", "resolve_hub_id", "resolve_model_path",
-           "split_gguf"]
+from deepke_llm.problems import one_line
+
+__all__ = ["HOW_TO_PASS", "looks_like_path", "resolve_hub_id", "resolve_model_path", "split_gguf"]
 
 HOW_TO_PASS = "pass --model DIR (a Hugging Face model dir with config.json), a hub id, or a .gguf file"
 HUB_PROBE_TIMEOUT_S = 3.0
@@ -114,9 +115,3 @@ def _hub_unreachable(endpoint: str) -> str | None:
     thread.start()
     thread.join(2 * HUB_PROBE_TIMEOUT_S)
     return outcome[0] if outcome else f"no answer within {2 * HUB_PROBE_TIMEOUT_S:g} s"
-
-
-def one_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its type name when it has none)."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -21,6 +21,8 @@ from typing import Any, NoReturn
 
 import click
 
+from deepke_llm.problems import one_line
+
 __all__ = ["DeepkeGroup", "ExitCode", "exit_for", "fail", "load_schema_or_fail",
            "refuse_same_output"]
 
@@ -73,14 +75,9 @@ def exit_for(summary: Any, output: str | None) -> None:
         sys.exit(ExitCode.INPUT)
 
 
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
 def _os_error(exc: OSError) -> str:
     where = exc.filename or ""
-    reason = exc.strerror or _one_line(exc)
+    reason = exc.strerror or one_line(exc)
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"cannot write or read {where}: {reason}; check its permissions or choose another path"
     if exc.errno == errno.ENOSPC:
@@ -136,7 +133,7 @@ class DeepkeGroup(click.Group):
         except (OutputBusy, SameFileError) as exc:
             fail(str(exc), ExitCode.USAGE)
         except BackendUnavailable as exc:
-            fail(f"{_one_line(exc)}; finished documents are kept: rerun with --resume when the "
+            fail(f"{one_line(exc)}; finished documents are kept: rerun with --resume when the "
                  "backend is back", ExitCode.BACKEND)
         except OSError as exc:
             if exc.errno == errno.EPIPE:  # output piped into `head`: not an error
