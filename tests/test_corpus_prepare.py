@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from deepke_llm.cli import main
 from deepke_llm.sentences import sentence_spans
 from deepke_llm.training.pretrain.indexed_dataset import IndexedDataset, merge_datasets, token_dtype
-from deepke_llm.training.pretrain.prepare import PrepareOptions, prepare_corpus
+from deepke_llm.training.pretrain.prepare import PrepareOptions, document_text, prepare_corpus
 
 NEWS = [
     "Japan began the defence of their Asian Cup title. They won 2-1 against Syria!",
@@ -105,6 +105,17 @@ def test_packed_stream_decodes_to_the_original_documents(kind, sources, tiny_tok
     assert ds.source_names == ["news", "web"]
 
 
+@pytest.mark.parametrize(("raw", "reason"), [
+    ("[" * 100_000, "JSON nested too deeply"),  # was a RecursionError that stopped the run
+    ('{"text": "a\\ud800b"}', "lone surrogate"),  # was a crash when hashing the text
+    ('{"text": 1' + "1" * 5000 + "}", "not valid JSON"),
+])
+def test_unreadable_json_lines_are_one_line_errors_naming_file_and_line(raw, reason):
+    with pytest.raises(ValueError, match=reason) as info:
+        document_text(raw, True, "text", "news.jsonl:7")
+    assert str(info.value).startswith("news.jsonl:7: ") and "\n" not in str(info.value)
+
+
 def test_metadata_counts_duplicates_bad_records_and_dropped_samples(sources, tiny_tokenizer_dir, tmp_path):
     meta = prepare_corpus(sources, str(tiny_tokenizer_dir), str(tmp_path / "c"),
                           PrepareOptions(max_len=24, min_len=10))
@@ -112,7 +123,7 @@ def test_metadata_counts_duplicates_bad_records_and_dropped_samples(sources, tin
     assert (news["name"], news["documents"], news["duplicates"], news["empty"], news["bad_records"]) == \
         ("news", 5, 1, 1, 2)
     assert web["documents"] == 2 and web["files"][0].endswith("pages.txt")
-    assert any(":2: invalid JSON" in e for e in meta["errors"])
+    assert any(":2: not valid JSON" in e for e in meta["errors"])
     assert any(":3: no 'text' field" in e for e in meta["errors"])
     ds = IndexedDataset(tmp_path / "c")
     assert all(len(ds[i]) >= 10 for i in range(len(ds)))

@@ -15,7 +15,6 @@ turns it off).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import multiprocessing as mp
 import os
@@ -31,6 +30,8 @@ from typing import Any
 import numpy as np
 
 from deepke_llm.config import check_ranges, config_field
+from deepke_llm.io import json_value
+from deepke_llm.problems import Problems
 from deepke_llm.sentences import sentence_spans
 from deepke_llm.training.pretrain.corpus import BadLine, SourceSpec, StreamPacker, iter_raw_records
 from deepke_llm.training.pretrain.indexed_dataset import IndexedDatasetWriter, token_dtype
@@ -61,8 +62,8 @@ class ChunkResult:
     doc_tokens: np.ndarray  # int64, tokens per document
     digests: list[bytes]
     empty: int = 0
-    errors: list[str] = field(default_factory=list)
-    undecodable: int = 0  # lines that are not UTF-8 (also counted in errors)
+    # records skipped: kinds "bad_record" and "undecodable_line" (not UTF-8), first messages kept
+    problems: Problems = field(default_factory=lambda: Problems(keep=MAX_ERROR_EXAMPLES))
 
 
 @dataclass
@@ -111,21 +112,18 @@ def batch_encoder(tokenizer: Any, name: str = "") -> Callable[[list[str]], list[
     return lambda texts: backend.encode_batch(texts, add_special_tokens=False)
 
 
-def document_text(raw: str | BadLine, is_jsonl: bool, text_field: str) -> str:
-    """The text of one raw record; raises ValueError with a one-line reason."""
+def document_text(raw: str | BadLine, is_jsonl: bool, text_field: str, where: str) -> str:
+    """The text of one raw record; raises ValueError ``{where}: reason`` (one line)."""
     if isinstance(raw, BadLine):
-        raise ValueError(raw.reason)
+        raise ValueError(f"{where}: {raw.reason}")
     if not is_jsonl:
         return raw
-    try:
-        record = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+    record = json_value(raw, where)
     if not isinstance(record, dict) or text_field not in record:
-        raise ValueError(f"no '{text_field}' field (choose it with --text-field)")
+        raise ValueError(f"{where}: no '{text_field}' field (choose it with --text-field)")
     text = record[text_field]
     if not isinstance(text, str):
-        raise ValueError(f"field '{text_field}' is {type(text).__name__}, not a string")
+        raise ValueError(f"{where}: field '{text_field}' is {type(text).__name__}, not a string")
     return text
 
 
@@ -153,14 +151,13 @@ def process_chunk(chunk: Chunk) -> ChunkResult:
     """Parse, hash, tokenize (one batched call per chunk) and find sentence cuts (runs in a worker)."""
     encode, bos, eos = _TOKENIZER["encode"], _TOKENIZER["bos"], _TOKENIZER["eos"]
     texts: list[str] = []
-    errors: list[str] = []
-    empty = undecodable = 0
+    problems = Problems(keep=MAX_ERROR_EXAMPLES)
+    empty = 0
     for line, raw in chunk.records:
         try:
-            text = document_text(raw, chunk.is_jsonl, chunk.text_field)
+            text = document_text(raw, chunk.is_jsonl, chunk.text_field, f"{chunk.path}:{line}")
         except ValueError as exc:
-            undecodable += isinstance(raw, BadLine)
-            errors.append(f"{chunk.path}:{line}: {exc}")
+            problems.add("undecodable_line" if isinstance(raw, BadLine) else "bad_record", str(exc))
             continue
         if text.strip():
             texts.append(text)
@@ -192,7 +189,7 @@ def process_chunk(chunk: Chunk) -> ChunkResult:
     starts = np.concatenate([[0], np.cumsum(units_arr)[:-1]]).astype(np.int64)
     doc_tokens = (np.add.reduceat(unit_lengths, starts) if len(units_arr)
                   else np.zeros(0, np.int64))
-    return ChunkResult(tokens, unit_lengths, units_arr, doc_tokens, digests, empty, errors, undecodable)
+    return ChunkResult(tokens, unit_lengths, units_arr, doc_tokens, digests, empty, problems)
 
 
 # ---- parent side -----------------------------------------------------------------------------
@@ -337,7 +334,7 @@ def _pack_and_write(results: Iterator[tuple[Chunk, ChunkResult]], writer: Indexe
     """Drop duplicates, pack each source's token stream into samples and write them (counting
     everything in ``stats``); returns the first skipped-record messages."""
     seen: set[bytes] = set()
-    errors: list[str] = []
+    problems = Problems(keep=MAX_ERROR_EXAMPLES)
     packer = StreamPacker(options.max_len)
     current = -1
     started = time.perf_counter()
@@ -357,10 +354,10 @@ def _pack_and_write(results: Iterator[tuple[Chunk, ChunkResult]], writer: Indexe
                 emit(packer.flush(), current)
             current = chunk.source_id
         stat = stats[chunk.source_id]
-        stat.bad_records += len(result.errors)
-        stat.undecodable_lines += result.undecodable
+        stat.bad_records += result.problems.count
+        stat.undecodable_lines += result.problems.counts["undecodable_line"]
         stat.empty += result.empty
-        errors.extend(result.errors[: max(0, MAX_ERROR_EXAMPLES - len(errors))])
+        problems.merge(result.problems)
         if options.dedup:
             tokens, units = _drop_duplicates(result, seen, stat)
         else:
@@ -373,7 +370,7 @@ def _pack_and_write(results: Iterator[tuple[Chunk, ChunkResult]], writer: Indexe
                       "tokens": writer.num_tokens, "seconds": time.perf_counter() - started})
     if current >= 0:
         emit(packer.flush(), current)
-    return errors
+    return problems.messages
 
 
 def _drop_duplicates(result: ChunkResult, seen: set[bytes],
