@@ -62,14 +62,20 @@ class FakeOpenAIServer:
                     action = plan.pop(0) if plan else "ok"
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                    self.counted = True
                 try:
                     time.sleep(server.delay)
                     self._answer(action, key, body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout test)
                 finally:
-                    with server.lock:
+                    self._leave()
+
+            def _leave(self) -> None:
+                with server.lock:
+                    if getattr(self, "counted", False):
                         server.in_flight -= 1
+                    self.counted = False
 
             def _answer(self, action: str, key: str, body: dict) -> None:
                 if action.startswith("sleep:"):
@@ -91,6 +97,9 @@ class FakeOpenAIServer:
 
             def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
                 data = json.dumps(payload).encode()
+                # out of the count before answering: a client that has its answer may send its
+                # next request before this thread gets back to the count (seen as 4 in flight)
+                self._leave()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
