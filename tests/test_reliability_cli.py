@@ -214,8 +214,7 @@ def test_a_schema_file_nested_100k_deep_is_one_line(tmp_path):
 
 
 # Holds the command at its `import torch` (start-up) until it is interrupted, so the signal
-# always lands there: waiting for libtorch to be mapped raced the rest of the import on a fast
-# machine (the run had already failed on the missing model dir when the signal came).
+# always lands there.
 HOLD_TORCH_IMPORT = """
 import sys, time, importlib.abc
 class Hold(importlib.abc.MetaPathFinder):
@@ -234,7 +233,10 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-c", HOLD_TORCH_IMPORT, "extract", "--task", "ner", "--schema",
          "conll03", "--model", str(tmp_path / "missing-model"), "Alice came."],
-        cwd=REPO, stderr=subprocess.PIPE, text=True)
+        cwd=REPO, stderr=subprocess.PIPE, text=True,
+        # a shell starts background jobs (CI runners, `cmd &`) with SIGINT ignored, and a
+        # Python started that way never sees Ctrl-C: give the command a terminal's default
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert process.stderr is not None
     assert process.stderr.readline().strip() == "importing torch"
     process.send_signal(signal.SIGINT)
