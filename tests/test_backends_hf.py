@@ -135,6 +135,7 @@ def test_load_backend_picks_by_options_and_rejects_missing_model(monkeypatch):
     from deepke_llm.backends.registry import register_backend
 
     monkeypatch.setattr(registry, "default_model_path", lambda: None)  # no default installed
+    monkeypatch.setattr(registry, "default_gguf_path", lambda: None)  # (either engine)
     with pytest.raises(ValueError, match=r"^no model given.*: pass --model DIR\|HUB_ID or --base-url"):
         load_backend()
     served = load_backend(base_url="http://127.0.0.1:9", api_model="m", max_concurrency=None)
@@ -156,9 +157,9 @@ def test_shared_prefix_cache_gives_the_same_outputs(tiny_llama_dir):
              "The European Commission said on Thursday it disagreed."]
     prompts = [extractor._build(0, t, "en") for t in texts]
     rows = [cached.encode_prompt(p) for p in prompts]
-    from deepke_llm.backends.hf import MIN_SHARED_PREFIX, _common_prefix_length
+    from deepke_llm.backends.base import MIN_SHARED_PREFIX, common_prefix_length
 
-    assert _common_prefix_length(rows) > MIN_SHARED_PREFIX  # the IEPile instruction is shared
+    assert common_prefix_length(rows) > MIN_SHARED_PREFIX  # the IEPile instruction is shared
     config = GenerationConfig(max_new_tokens=12, batch_size=4)
     assert cached.generate(prompts, config) == plain.generate(prompts, config)
     inputs = cached._batch_inputs(rows)

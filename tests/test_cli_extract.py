@@ -71,6 +71,7 @@ def test_usage_and_input_errors_are_one_line(monkeypatch):
         raise default_model.DefaultModelError("default model not installed (package x missing)")
 
     monkeypatch.setattr(default_model, "ensure_default_model", not_installed)
+    monkeypatch.setattr(default_model, "ensure_default_gguf", not_installed)  # either engine
     result = run("extract", "--task", "ner", "--schema", "nosuch", "--model", "x", "hello")
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1 and "unknown schema 'nosuch'" in result.stderr

@@ -101,7 +101,8 @@ def test_real_default_model_converts_once_and_extracts_offline(monkeypatch, tmp_
     assert sorted(p.name for p in path.iterdir()) == sorted(
         ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
          "tokenizer_config.json", dm.MARKER])
-    assert not list(cache.glob("*.gguf")), "the assembled GGUF is removed after conversion"
+    # the GGUF stays: the llama.cpp engine runs it, and the conversion never assembles it again
+    assert [p.name for p in cache.glob("*.gguf")] == [dm.GGUF_NAME]
     config = json.loads((path / "config.json").read_text())
     assert config["model_type"] == "gemma3_text" and "quantization_config" not in config
     messages.clear()
@@ -109,7 +110,8 @@ def test_real_default_model_converts_once_and_extracts_offline(monkeypatch, tmp_
 
     text = "Japan began the defence of their Asian Cup title with a lucky 2-1 win against Syria."
     result = CliRunner().invoke(main, ["extract", "--task", "ner", "--schema", "conll03",
-                                       "--max-new-tokens", "64", "--no-progress", text])
+                                       "--engine", "hf", "--max-new-tokens", "64",
+                                       "--no-progress", text])
     assert result.exit_code == 0, result.output
     (line,) = [json.loads(x) for x in result.stdout.splitlines()]
     assert line["text"] == text and line["raw_output"] and line.get("errors", []) == []

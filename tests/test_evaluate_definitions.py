@@ -137,6 +137,7 @@ def test_licensed_data_missing_is_one_clear_line(tmp_path, monkeypatch):
         raise default_model.DefaultModelError("default model not installed (package x missing)")
 
     monkeypatch.setattr(default_model, "ensure_default_model", not_installed)
+    monkeypatch.setattr(default_model, "ensure_default_gguf", not_installed)  # either engine
     no_model = CliRunner().invoke(main, ["evaluate", "conll03"])
     assert no_model.exit_code == 1 and "--model" in no_model.stderr
     assert no_model.stderr.count("\n") == 1

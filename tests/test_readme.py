@@ -54,9 +54,20 @@ def test_a_users_own_report_in_benchmarks_results_leaves_the_readme_alone(tmp_pa
     assert "| conll04 | test (15 docs) | deepke-default |" in module.render(readme)
 
 
+def _extras(name: str) -> str:
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    return config["options.extras_require"][name]
+
+
 def test_install_and_test_commands_are_the_ones_ci_runs():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
-    assert 'pip install torch==2.13.0 && pip install ".[default-model]" && deepke-llm extract' in readme
+    assert ('pip install torch==2.13.0 && pip install ".[default-model,llamacpp]" && '
+            'deepke-llm extract') in readme
     assert "\n.ci/run\n" in readme
     assert '"torch==2.13.0"' in ci and "python -m pytest -q" in ci and "default-model" in ci
+    # the test extras hold the first command's engine, so CI runs what a new user gets
+    assert "llamacpp" in _extras("all") and "all" in _extras("test")

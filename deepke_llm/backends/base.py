@@ -82,6 +82,28 @@ class Backend(Protocol):
     def generate(self, prompts: Sequence[Prompt], config: GenerationConfig) -> list[str]: ...
 
 
+# a shared prompt prefix shorter than this is not worth a cached forward pass of its own
+MIN_SHARED_PREFIX = 8
+
+
+def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """Tokens every row starts with (extraction prompts of one schema chunk share about half)."""
+    first = rows[0]
+    length = min(len(r) for r in rows)
+    for row in rows[1:]:
+        i = 0
+        while i < length and row[i] == first[i]:
+            i += 1
+        length = i
+    return length
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> str:
+    """``text`` up to the first of the stop strings (the stop itself left out)."""
+    cut = min((text.find(s) for s in stops if s and s in text), default=-1)
+    return text if cut < 0 else text[:cut]
+
+
 def count_tokens(backend: Any, text: str) -> int:
     """Tokens of ``text`` for ``backend`` if it can count them, else a conservative estimate.
 

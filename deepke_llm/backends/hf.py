@@ -19,7 +19,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from deepke_llm.backends.base import GenerationConfig, GenerationStats
+from deepke_llm.backends.base import (
+    MIN_SHARED_PREFIX,
+    GenerationConfig,
+    GenerationStats,
+    common_prefix_length,
+    cut_at_stop,
+)
 from deepke_llm.backends.hf_hub import (
     HOW_TO_PASS,
     looks_like_path,
@@ -36,8 +42,6 @@ __all__ = ["HFBackend"]
 MAX_SANE_CONTEXT = 1_048_576
 DEFAULT_CONTEXT = 2048
 CONTEXT_TOKENS_FOR_DECODING = 4
-# a shared prompt prefix shorter than this is not worth a cached forward pass of its own
-MIN_SHARED_PREFIX = 8
 DTYPE_NAMES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
                "half": "float16", "fp32": "float32", "float32": "float32", "float": "float32"}
 # The reachability probe: one request, no retries; a hub that has not answered by then is down.
@@ -45,6 +49,8 @@ DTYPE_NAMES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "f
 
 class HFBackend:
     """A causal LM from a local dir, a hub id or a GGUF file, generating in length-sorted batches."""
+
+    engine = "hf"
 
     def __init__(self, model: str | Path, lora: str | Path | None = None,
                  chat_template: str = "auto", dtype: str = "auto",
@@ -99,7 +105,7 @@ class HFBackend:
     def generate(self, prompts: Sequence[Prompt], config: GenerationConfig) -> list[str]:
         """One decoded output per prompt, in input order (special tokens skipped, cut at stops)."""
         encoded, generated = self._generate(prompts, config)
-        return [_cut_at_stop(self._decode_continuation(p, g), config.stop)
+        return [cut_at_stop(self._decode_continuation(p, g), config.stop)
                 for p, g in zip(encoded, generated, strict=True)]
 
     def _generate(self, prompts: Sequence[Prompt],
@@ -138,7 +144,7 @@ class HFBackend:
         """
         import torch
 
-        prefix = _common_prefix_length(rows) if self.prefix_cache and len(rows) > 1 else 0
+        prefix = common_prefix_length(rows) if self.prefix_cache and len(rows) > 1 else 0
         prefix = min(prefix, min(len(r) for r in rows) - 1)  # each row keeps a token to feed
         pad = self.tokenizer.pad_token_id
         if prefix < MIN_SHARED_PREFIX:
@@ -214,22 +220,6 @@ def _cache_name() -> str:
     return "cache" if "cache" in getattr(CausalLMOutputWithPast, "__dataclass_fields__", {}) \
         else "past_key_values"
 
-
-
-def _common_prefix_length(rows: list[list[int]]) -> int:
-    first = rows[0]
-    length = min(len(r) for r in rows)
-    for row in rows[1:]:
-        i = 0
-        while i < length and row[i] == first[i]:
-            i += 1
-        length = i
-    return length
-
-
-def _cut_at_stop(text: str, stops: Sequence[str]) -> str:
-    cut = min((text.find(s) for s in stops if s and s in text), default=-1)
-    return text if cut < 0 else text[:cut]
 
 
 def _resolve_dtype(dtype: str) -> Any:

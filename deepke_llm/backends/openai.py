@@ -121,6 +121,8 @@ class CircuitBreaker:
 class OpenAIBackend:
     """``generate`` over the chat-completions or completions endpoint of an OpenAI-style server."""
 
+    engine = "openai"
+
     def __init__(self, base_url: str, model: str, api_key: str | None = None,
                  api_key_env: str = "OPENAI_API_KEY", endpoint: str = "chat",
                  max_concurrency: int = 8, timeout: float = 60.0, max_retries: int = 5,

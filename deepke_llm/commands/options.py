@@ -67,10 +67,15 @@ def keep_punctuation_option() -> Decorator:
                              "default a clause/sentence-final mark is left out of the span.")
 
 MODEL_OPTIONS = [
-    click.option("--model", help="Local model dir, GGUF file or hub id (transformers backend); "
-                 "'default' = the default base without adapter [default: default base + IE "
-                 "adapter]."),
-    click.option("--lora", help="LoRA adapter dir to apply on --model (peft)."),
+    click.option("--model", help="Local model dir, GGUF file or hub id; 'default' = the default "
+                 "base without adapter [default: default base + IE adapter]."),
+    click.option("--lora", help="LoRA adapter to apply on --model: a PEFT dir (or a LoRA .gguf "
+                 "with --engine llamacpp)."),
+    click.option("--engine", type=click.Choice(["auto", "hf", "llamacpp"]), default="auto",
+                 help="Local engine: llamacpp (llama.cpp, fast on CPU; GGUF models), hf "
+                 "(transformers); auto = llamacpp for GGUF models when installed, else hf."),
+    click.option("--threads", type=click.IntRange(min=1),
+                 help="CPU threads of the local engine [default: all CPUs this process may use]."),
     click.option("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1."),
     click.option("--api-model", help="Model name the server serves (with --base-url)."),
     click.option("--api-key-env", default="OPENAI_API_KEY", help="Env var holding the API key."),
@@ -86,7 +91,7 @@ MODEL_OPTIONS = [
     click.option("--trust-remote-code", is_flag=True, help="Allow model code from the model repo."),
 ]
 
-MODEL_KEYS = ("model", "lora", "base_url", "api_model", "api_key_env", "endpoint",
+MODEL_KEYS = ("model", "lora", "engine", "threads", "base_url", "api_model", "api_key_env", "endpoint",
               "chat_template", "dtype", "device_map", "load_in_4bit", "load_in_8bit",
               "trust_remote_code")
 
@@ -117,8 +122,21 @@ def backend_from_options(options: dict[str, Any], batch_size: int) -> Any:
                             api_key_env=options["api_key_env"], endpoint=options["endpoint"],
                             max_concurrency=batch_size,
                             chat_template=None if template == "auto" else template)
+    engine = options["engine"]
+    if engine == "auto":
+        from deepke_llm.backends.registry import auto_engine
+
+        engine = auto_engine(options["model"], None)
+    if engine == "llamacpp":
+        return load_backend(model=options["model"], lora=options["lora"], backend=engine,
+                            chat_template=template, threads=options["threads"],
+                            parallel=batch_size)
+    if options["threads"]:
+        import torch
+
+        torch.set_num_threads(options["threads"])
     return load_backend(model=options["model"], lora=options["lora"], chat_template=template,
-                        dtype=options["dtype"], device_map=options["device_map"],
+                        backend=engine, dtype=options["dtype"], device_map=options["device_map"],
                         load_in_4bit=options["load_in_4bit"] or None,
                         load_in_8bit=options["load_in_8bit"] or None,
                         trust_remote_code=options["trust_remote_code"] or None)

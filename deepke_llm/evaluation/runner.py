@@ -347,6 +347,7 @@ def run_benchmark(config: EvaluationConfig, backend: Backend, model_name: str) -
     scores = _score_runs(run, backend)
     score, paths, mode = scores[0], run.paths, run.modes[0]
     summary = _summary(run, scores, model_name)
+    summary["extraction"]["engine"] = getattr(backend, "engine", type(backend).__name__)
     mismatches = score.mismatches.get(mode, [])
     errors = sample_errors(mismatches, ERROR_SAMPLES, config.seed)
     title = f"{run.definition.name} ({run.split}) — {model_name}"
