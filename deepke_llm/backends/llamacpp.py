@@ -97,6 +97,7 @@ class LlamaCppBackend:
         self._batch = llama_cpp.llama_batch_init(BATCH_TOKENS, 0, 1)
         self._prefix_seq = self.parallel  # holds the prompts' shared prefix (see _run)
         self._template_source = _metadata(llama_cpp, self._model, "tokenizer.chat_template")
+        self._specials = self._special_texts()  # read per prompt when rendering and encoding
 
     def _new_context(self) -> Any:
         lib = self._lib
@@ -151,13 +152,13 @@ class LlamaCppBackend:
         """The exact string the model is conditioned on for ``prompt``."""
         if self.chat_template in ("auto", "tokenizer") and self._template_source and \
                 not prompt.template:
-            return _render_gguf_template(self._template_source, prompt, self._special_texts())
+            return _render_gguf_template(self._template_source, prompt, self._specials)
         return render_prompt(prompt, self.chat_template)
 
     def encode_prompt(self, prompt: Prompt) -> list[int]:
         """Token ids of the rendered prompt, with BOS added unless the template already wrote it."""
         text = self.render(prompt)
-        bos = self._special_texts().get("bos_token")
+        bos = self._specials.get("bos_token")
         return self._tokenize(text, add_special=not (bos and text.startswith(bos)))
 
     def count_tokens(self, text: str) -> int:
