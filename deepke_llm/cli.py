@@ -30,6 +30,8 @@ COMMANDS: dict[str, str] = {
     "train": "deepke_llm.commands.train:train",
     "weights": "deepke_llm.commands.weights:weights",
     "kg2instruction": "deepke_llm.commands.kg2instruction:main",
+    "serve": "deepke_llm.commands.serve:serve",
+    "chat": "deepke_llm.commands.chat:chat",
 }
 
 HELP = {
@@ -44,6 +46,8 @@ HELP = {
     "train": "Instruction tuning (LoRA / full).",
     "weights": "Weight diff, recovery and LoRA merging, streamed shard by shard.",
     "kg2instruction": "Build RE instruction data from a knowledge graph and raw text.",
+    "serve": "Serve extraction over HTTP: REST API, web page, batch jobs.",
+    "chat": "Interactive terminal session: chat with the model or extract.",
 }
 
 
