@@ -30,6 +30,7 @@ from deepke_llm.backends.base import (
     count_tokens,
 )
 from deepke_llm.cjk import document_language
+from deepke_llm.decoding import ConstraintCompiler
 from deepke_llm.grounding import GroundingOptions
 from deepke_llm.io import replace_surrogates
 from deepke_llm.prompts.styles import Style, chunk_schema, get_style
@@ -101,6 +102,7 @@ class _Job:
     window: Window
     chunk_index: int
     prompt: Any
+    constraint: Any = None
     output: str | None = None
     failure: str | None = None
 
@@ -116,7 +118,8 @@ class Extractor:
                  language: str | None = None, prompt_style: str = "iepile",
                  generation: GenerationConfig | None = None, split_num: int | None = None,
                  schema_shuffle_seed: int | None = None, window_overlap: float = 0.15,
-                 demonstrations: Sequence[Document] = (), trim_punctuation: bool = True) -> None:
+                 demonstrations: Sequence[Document] = (), trim_punctuation: bool = True,
+                 constrained: bool | None = None) -> None:
         self.backend = backend
         self.schema = load_schema(schema)
         self.task = get_task(task)
@@ -137,6 +140,10 @@ class Extractor:
         self._demo_cache: dict[tuple[int, str], tuple] = {}
         self._overhead: dict[str, tuple[int, int]] = {}
         self._auto_ids = 0  # ids for inputs that come without one: text-1, text-2, ...
+        self.constrained = _constrained(backend, constrained)
+        """Whether answers are decoded under the schema/text constraint (:mod:`deepke_llm.decoding`)."""
+        self._constraints = ConstraintCompiler(prompt_style, self.task.name) \
+            if self.constrained else None
 
     # ---- public API -------------------------------------------------------------------------
     def extract(self, inputs: str | Document | dict | Iterable[str | Document | dict]
@@ -219,7 +226,8 @@ class Extractor:
             pending.windows.append(window.place)
             for i in range(len(self.chunks)):
                 pending.open_jobs += 1
-                yield _Job(pending, index, window, i, self._build(i, window.text, language))
+                yield _Job(pending, index, window, i, self._build(i, window.text, language),
+                           self._constraint(i, window.text, language))
 
     def _prompt_overhead(self, language: str) -> tuple[int, int]:
         """(index of the chunk with the longest prompt, its tokens around an empty input + BOS)."""
@@ -243,6 +251,12 @@ class Extractor:
                  self.style.target(self.task, demo, chunk, language))
                 for demo in self.demonstrations)
         return replace(prompt, demonstrations=self._demo_cache[key])
+
+    def _constraint(self, chunk_index: int, text: str, language: str) -> Any:
+        if self._constraints is None:
+            return None
+        items = self.task.schema_items(self.chunks[chunk_index], language)
+        return self._constraints.for_prompt((chunk_index, language), items, text)
 
     def _render(self, prompt: Any) -> str:
         render = getattr(self.backend, "render", None)
@@ -270,7 +284,12 @@ class Extractor:
 
     def _generate(self, jobs: list[_Job]) -> None:
         try:
-            outputs = self.backend.generate([job.prompt for job in jobs], self.generation)
+            prompts = [job.prompt for job in jobs]
+            if self._constraints is not None:
+                outputs = self.backend.generate(prompts, self.generation,
+                                                constraints=[job.constraint for job in jobs])
+            else:
+                outputs = self.backend.generate(prompts, self.generation)
         except BackendUnavailable:
             raise
         except BackendError as exc:
@@ -335,6 +354,16 @@ class Extractor:
         if pending.failures:
             document = replace(document, failure=pending.failures[0])
         return document
+
+
+def _constrained(backend: Backend, wanted: bool | None) -> bool:
+    """Constrained decoding: on where the engine applies it (``wanted`` None), or as asked."""
+    supported = bool(getattr(backend, "supports_constraints", False))
+    if wanted and not supported:
+        name = getattr(backend, "engine", type(backend).__name__)
+        raise ValueError(f"the {name} engine cannot apply a decoding constraint: use --engine "
+                         "hf, llamacpp or an OpenAI-compatible server, or --no-constrained")
+    return supported if wanted is None else wanted
 
 
 def _windows_estimate(pending: _Pending) -> int:

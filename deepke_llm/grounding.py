@@ -34,7 +34,7 @@ from deepke_llm.cjk import is_cjk
 from deepke_llm.records import Argument, Entity, Event, Relation
 from deepke_llm.span_index import Offsets, SpanIndex, TakenSpans
 
-__all__ = ["GroundingOptions", "find_mention", "ground_entities", "ground_events",
+__all__ = ["GroundingOptions", "find_mention", "ground_entities", "ground_events", "is_word_char",
            "ground_relations"]
 
 
@@ -50,14 +50,15 @@ class GroundingOptions:
 DEFAULT_GROUNDING = GroundingOptions()
 
 
-def _is_word_char(ch: str) -> bool:
+def is_word_char(ch: str) -> bool:
+    """A letter or digit of a language that separates words (CJK characters are not)."""
     # CJK characters are "word" characters but Chinese has no word boundaries to respect
     return ch.isalnum() and not is_cjk(ch)
 
 
 def _on_boundary(text: str, start: int, end: int) -> bool:
-    before = start == 0 or not (_is_word_char(text[start - 1]) and _is_word_char(text[start]))
-    after = end == len(text) or not (_is_word_char(text[end]) and _is_word_char(text[end - 1]))
+    before = start == 0 or not (is_word_char(text[start - 1]) and is_word_char(text[start]))
+    after = end == len(text) or not (is_word_char(text[end]) and is_word_char(text[end - 1]))
     return before and after
 
 
@@ -134,13 +135,13 @@ def find_mention(text: str, mention: str, options: GroundingOptions = DEFAULT_GR
 
 def _exact_on_boundary(text: str, mention: str, found: list[Offsets]) -> list[Offsets]:
     """:func:`_on_boundary` for exact matches, whose first and last characters are known."""
-    check_start, check_end = _is_word_char(mention[0]), _is_word_char(mention[-1])
+    check_start, check_end = is_word_char(mention[0]), is_word_char(mention[-1])
     if not (check_start or check_end):
         return found
     n = len(text)
     kept = [(start, end) for start, end in found
-            if (not check_start or start == 0 or not _is_word_char(text[start - 1]))
-            and (not check_end or end == n or not _is_word_char(text[end]))]
+            if (not check_start or start == 0 or not is_word_char(text[start - 1]))
+            and (not check_end or end == n or not is_word_char(text[end]))]
     return kept or found
 
 

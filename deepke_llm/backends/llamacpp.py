@@ -50,12 +50,14 @@ class _Row:
     fed: int = 0
     out: list[int] = field(default_factory=list)
     next_token: int | None = None
+    constraint: Any = None  # a RowConstraint when the answer is constrained
 
 
 class LlamaCppBackend:
     """A GGUF model (+ LoRA) generating many prompts per ``llama_decode`` call on the CPU."""
 
     engine = "llamacpp"
+    supports_constraints = True
 
     def __init__(self, model: str | Path, lora: str | Path | None = None,
                  chat_template: str = "auto", threads: int | None = None,
@@ -98,6 +100,7 @@ class LlamaCppBackend:
         self._prefix_seq = self.parallel  # holds the prompts' shared prefix (see _run)
         self._template_source = _metadata(llama_cpp, self._model, "tokenizer.chat_template")
         self._specials = self._special_texts()  # read per prompt when rendering and encoding
+        self._token_index: Any = None  # built on the first constrained call
 
     def _new_context(self) -> Any:
         lib = self._lib
@@ -198,8 +201,23 @@ class LlamaCppBackend:
 
     # -- generation ---------------------------------------------------------------------------
 
-    def generate(self, prompts: Sequence[Prompt], config: GenerationConfig) -> list[str]:
-        """One decoded output per prompt, in input order (special tokens skipped, cut at stops)."""
+    def token_index(self) -> Any:
+        """The vocabulary as bytes for decoding constraints (built once, ~0.6 s for 262k)."""
+        if self._token_index is None:
+            from deepke_llm.decoding import TokenIndex
+
+            lib, vocab = self._lib, self._vocab
+            ends = [t for t in (lib.llama_vocab_eos(vocab), lib.llama_vocab_eot(vocab)) if t >= 0]
+            pieces = [None if lib.llama_vocab_is_control(vocab, t) else self._piece(t)
+                      for t in range(self._n_vocab)]
+            self._token_index = TokenIndex(pieces, ends)
+        return self._token_index
+
+    def generate(self, prompts: Sequence[Prompt], config: GenerationConfig,
+                 constraints: Sequence[Any] | None = None) -> list[str]:
+        """One decoded output per prompt, in input order (special tokens skipped, cut at stops);
+        ``constraints`` (one :class:`~deepke_llm.decoding.Constraint` or None per prompt) mask
+        each row's logits."""
         started = time.perf_counter()
         encoded = [self.encode_prompt(p) for p in prompts]
         too_long = [i for i, ids in enumerate(encoded)
@@ -208,22 +226,30 @@ class LlamaCppBackend:
             raise ValueError(f"a prompt of {len(encoded[too_long[0]])} tokens plus "
                              f"{config.max_new_tokens} new tokens exceeds the context of "
                              f"{self.context_length}: pass a larger context length")
-        outputs = self._run(encoded, config)
+        rows = [_Row(i, ids) for i, ids in enumerate(encoded)]
+        if constraints is not None:
+            from deepke_llm.decoding import RowConstraint
+
+            for row, constraint in zip(rows, constraints, strict=True):
+                if constraint is not None:
+                    row.constraint = RowConstraint(constraint.automaton, self.token_index(),
+                                                   config.max_new_tokens)
+        outputs = self._run(rows, config)
         self.stats.prompts += len(encoded)
         self.stats.prompt_tokens += sum(len(e) for e in encoded)
         self.stats.generated_tokens += sum(len(o) for o in outputs)
         self.stats.seconds += time.perf_counter() - started
         return [cut_at_stop(self._decode_tokens(o), config.stop) for o in outputs]
 
-    def _run(self, encoded: list[list[int]], config: GenerationConfig) -> list[list[int]]:
+    def _run(self, rows: list[_Row], config: GenerationConfig) -> list[list[int]]:
         """Continuous batching: free slots take the next prompts; every call feeds all rows."""
         lib = self._lib
         pick = _Picker(config, self._n_vocab)
-        waiting = deque(_Row(i, ids) for i, ids in enumerate(encoded))
+        waiting = deque(rows)
         slots: dict[int, _Row] = {}
-        results: list[list[int]] = [[] for _ in encoded]
+        results: list[list[int]] = [[] for _ in rows]
         lib.llama_memory_clear(self._memory, True)
-        shared = self._prefill_shared_prefix(encoded)
+        shared = self._prefill_shared_prefix([row.ids for row in rows])
         width = min(self.parallel, max(1, config.batch_size))
         while waiting or slots:
             for seq in range(width):
@@ -237,13 +263,17 @@ class LlamaCppBackend:
             self._decode()
             for position, seq in wanted:
                 row = slots[seq]
-                row.next_token = pick(lib.llama_get_logits_ith(self._ctx, position))
+                row.next_token = pick(lib.llama_get_logits_ith(self._ctx, position),
+                                      row.constraint)
                 if lib.llama_vocab_is_eog(self._vocab, row.next_token):
                     results[row.index] = row.out
                     del slots[seq]
                     continue
                 row.out.append(row.next_token)
-                if len(row.out) >= config.max_new_tokens:
+                if row.constraint is not None:
+                    row.constraint.advance(row.next_token)
+                if len(row.out) >= config.max_new_tokens or \
+                        (row.constraint is not None and row.constraint.finished):
                     results[row.index] = row.out
                     del slots[seq]
         return results
@@ -308,9 +338,11 @@ class _Picker:
         self.np, self.n_vocab, self.config = np, n_vocab, config
         self.rng = np.random.default_rng(config.seed)
 
-    def __call__(self, pointer: Any) -> int:
+    def __call__(self, pointer: Any, constraint: Any = None) -> int:
         np = self.np
         logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+        if constraint is not None:
+            return constraint.pick(logits, self.rng, self.config.temperature, self.config.top_p)
         if self.config.temperature <= 0:
             return int(np.argmax(logits))
         scaled = (logits - logits.max()) / self.config.temperature
