@@ -26,6 +26,33 @@ def rule_answer(user: str) -> str:
     return json.dumps(answer, ensure_ascii=False)
 
 
+def knowledge_answer(knowledge: dict[str, list], chat: Callable[[str], str] | None = None
+                     ) -> Callable[[str], str]:
+    """An ``answer`` that fills each queried IEPile schema item from ``knowledge`` (item name ->
+    its answer list, e.g. ``{"person": ["Alice Smith"], "work for": [{"subject": ..., "object":
+    ...}]}``), only with values whose mentions occur in the input; a message that is no IEPile
+    query goes to ``chat`` (default: "echo: MESSAGE")."""
+
+    def answer(user: str) -> str:
+        try:
+            query = json.loads(user)
+            items = [i if isinstance(i, str) else i["event_type"] for i in query["schema"]]
+            text = query["input"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            return chat(user) if chat else f"echo: {user}"
+
+        def occurs(value) -> bool:
+            strings = [value] if isinstance(value, str) else [
+                v for v in (value.get("subject"), value.get("object"), value.get("trigger"))
+                if isinstance(v, str)]
+            return all(s in text for s in strings)
+
+        return json.dumps({item: [v for v in knowledge.get(item, []) if occurs(v)]
+                           for item in items}, ensure_ascii=False)
+
+    return answer
+
+
 class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:  # keep test output clean
         pass
