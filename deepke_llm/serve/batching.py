@@ -58,6 +58,7 @@ class ExtractionSpec:
     max_new_tokens: int = 512
     split_num: int | None = None
     keep_punctuation: bool = False
+    constrained: bool | None = None
     schema_key: str = ""
     """The schema's canonical JSON (filled in by :meth:`create`): equal schemas, equal specs."""
 
@@ -80,12 +81,14 @@ class CountingBackend:
         self.calls = 0
         self.prompts = 0
 
-    def generate(self, prompts: Sequence[Any], config: GenerationConfig) -> list[str]:
+    def generate(self, prompts: Sequence[Any], config: GenerationConfig,
+                 **options: Any) -> list[str]:
+        """The wrapped backend's ``generate`` (``options``: e.g. ``constraints``), counted."""
         self.calls += 1
         self.prompts += len(prompts)
         if self._on_call is not None:
             self._on_call(len(prompts))
-        return self._backend.generate(prompts, config)
+        return self._backend.generate(prompts, config, **options)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._backend, name)
@@ -227,6 +230,10 @@ class Batcher:
         started = time.perf_counter()
         try:
             extractor = self._extractor(spec)
+        except ValueError as exc:  # options this engine cannot honour (a constraint)
+            self._fail(requests, BatchFailed(one_line(exc), 422))
+            return
+        try:
             before = extractor.stats.generated_tokens
             results = list(extractor.extract_iter(documents))
             tokens = extractor.stats.generated_tokens - before
@@ -262,7 +269,8 @@ class Batcher:
             extractor = Extractor(self.backend, spec.schema, spec.task, language=spec.language,
                                   prompt_style=spec.prompt_style, generation=generation,
                                   split_num=spec.split_num,
-                                  trim_punctuation=not spec.keep_punctuation)
+                                  trim_punctuation=not spec.keep_punctuation,
+                                  constrained=spec.constrained)
             self._extractors[spec] = extractor
             while len(self._extractors) > self.cache_size:
                 self._extractors.popitem(last=False)

@@ -67,6 +67,8 @@ class ExtractOptions(BaseModel):
     split_num: int | None = Field(None, ge=1, description="Schema types per prompt.")
     keep_punctuation: bool = Field(False, description="Keep a sentence-final mark a model "
                                    "copies at a mention's end.")
+    constrained: bool | None = Field(None, description="Decode under the schema/text constraint "
+                                     "[default: where the engine applies it].")
 
 
 class ExtractRequest(ExtractOptions):
@@ -117,7 +119,8 @@ def spec_for(options: ExtractOptions, settings: ServeSettings) -> ExtractionSpec
                                  language=options.language,
                                  max_new_tokens=options.max_new_tokens,
                                  split_num=options.split_num,
-                                 keep_punctuation=options.keep_punctuation)
+                                 keep_punctuation=options.keep_punctuation,
+                                 constrained=options.constrained)
 
 
 def documents_for(request: ExtractRequest, settings: ServeSettings) -> list[Document]:
