@@ -26,11 +26,12 @@ def rule_answer(user: str) -> str:
     return json.dumps(answer, ensure_ascii=False)
 
 
-def knowledge_answer(knowledge: dict[str, list], chat: Callable[[str], str] | None = None
-                     ) -> Callable[[str], str]:
+def knowledge_answer(knowledge: dict[str, list], chat: Callable[[str], str] | None = None,
+                     keep_absent: bool = False) -> Callable[[str], str]:
     """An ``answer`` that fills each queried IEPile schema item from ``knowledge`` (item name ->
     its answer list, e.g. ``{"person": ["Alice Smith"], "work for": [{"subject": ..., "object":
-    ...}]}``), only with values whose mentions occur in the input; a message that is no IEPile
+    ...}]}``), only with values whose mentions occur in the input (all with ``keep_absent``:
+    a model naming what the text does not say); a message that is no IEPile
     query goes to ``chat`` (default: "echo: MESSAGE")."""
 
     def answer(user: str) -> str:
@@ -45,7 +46,7 @@ def knowledge_answer(knowledge: dict[str, list], chat: Callable[[str], str] | No
             strings = [value] if isinstance(value, str) else [
                 v for v in (value.get("subject"), value.get("object"), value.get("trigger"))
                 if isinstance(v, str)]
-            return all(s in text for s in strings)
+            return keep_absent or all(s in text for s in strings)
 
         return json.dumps({item: [v for v in knowledge.get(item, []) if occurs(v)]
                            for item in items}, ensure_ascii=False)
