@@ -16,6 +16,7 @@ waits until the abandoned one has finished (the session says so).
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -307,6 +308,10 @@ class ChatSession:
             self.say("cancelled", style="yellow")
         except BackendError as exc:
             self.error(one_line(exc))
+        except Exception as exc:  # one line, the session goes on (DEEPKE_DEBUG=1: traceback)
+            if os.environ.get("DEEPKE_DEBUG"):
+                raise
+            self.error(f"{type(exc).__name__}: {one_line(exc)}")
         return None
 
 
@@ -376,8 +381,11 @@ def interact(session: ChatSession, history: Path | None = None,
             continue
         if readline is not None and history is not None and line.strip():
             _append_history(readline, history)
-        if not session.handle(line):
-            break
+        try:
+            if not session.handle(line):
+                break
+        except KeyboardInterrupt:  # between generations (printing, loading a schema)
+            session.say("cancelled", style="yellow")
 
 
 def _readline(history: Path | None) -> Any:

@@ -176,3 +176,47 @@ def test_local_model_chat_and_extraction_match_the_library(tiny_llama_dir, tmp_p
                     generation=GenerationConfig(max_new_tokens=12)).extract("Alice went to Paris.")
     assert record["raw_output"] == list(doc.raw_output)
     assert record["entities"] == [e.to_dict() for e in doc.entities]
+
+
+def test_old_turns_are_dropped_when_the_conversation_outgrows_the_context(server):
+    """The session without a terminal: lines in, console text out."""
+    import io
+
+    from rich.console import Console
+
+    from deepke_llm.backends.openai import OpenAIBackend
+    from deepke_llm.chat import ChatSession
+
+    url, srv = server
+    out = io.StringIO()
+    # 200 context tokens minus 100 for the answer: room for about two turns of ~40 tokens
+    backend = OpenAIBackend(url, "scripted", context_length=200)
+    session = ChatSession(backend, Console(file=out, width=120), max_new_tokens=100)
+    turns = [f"turn {i}: " + "word " * 30 for i in range(4)]
+    for line in turns:
+        assert session.handle(line)
+    sent = [m["content"] for m in srv.requests[-1]["messages"] if m["role"] == "user"]
+    assert sent[-1] == turns[-1].strip() and turns[0].strip() not in sent
+    assert 1 <= len(sent) < len(turns)
+    assert out.getvalue().count("echo: turn") == 4
+    assert session.handle("/clear") and session.turns == []
+    assert not session.handle("/quit")
+
+
+def test_piped_input_runs_without_a_terminal(server, tmp_path):
+    import subprocess
+
+    url, _ = server
+    lines = f"/ner {SENTENCE}\n/json\n{SENTENCE}\n/nope\n"
+    done = subprocess.run([sys.executable, "-m", "deepke_llm.cli", "chat", "--base-url", url,
+                           "--api-model", "scripted"], input=lines, capture_output=True,
+                          text=True, cwd=str(REPO), timeout=60,
+                          env={**os.environ, "XDG_STATE_HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert "\x1b[" not in done.stdout and ">>>" not in done.stdout  # no colours, no prompts
+    assert ["organization", "Acme Corp", "22", "31"] in table_rows(done.stdout)
+    record = json.loads(next(x for x in done.stdout.splitlines() if x.startswith("{")))
+    assert [e["text"] for e in record["entities"]] == ["Alice Smith", "Acme Corp", "Paris"]
+    assert done.stdout.rstrip().splitlines()[-1] == \
+        "error: unknown command /nope: type /help for the commands"
+    assert not (tmp_path / "deepke-llm").exists()  # no history without a terminal
