@@ -84,6 +84,8 @@ class ExtractConfig:
                                                         "documents with records from.")
     keep_punctuation: bool = config_field(False, help="Keep punctuation a model copies at a "
                                                       "mention's end.")
+    constrained: bool | None = config_field(None, help="Decode under the schema/text constraint "
+                                                       "[default: where the engine supports it].")
     input: str | None = config_field(None, help='JSONL file of {"id", "text"} lines.')
     output: str | None = config_field(None, help="Records JSONL [default: stdout].")
     resume: bool = config_field(False, help="Skip ids already in --output.")
@@ -126,7 +128,8 @@ def run_extract(config: ExtractConfig, backend: Any, texts: Iterable[str] = (),
     extractor = Extractor(backend, config.schema, config.task, language=config.language,
                           prompt_style=config.prompt_style, generation=generation,
                           split_num=config.split_num, demonstrations=demonstrations,
-                          trim_punctuation=not config.keep_punctuation)
+                          trim_punctuation=not config.keep_punctuation,
+                          constrained=config.constrained)
     return extract_file(extractor, input_path=config.input, texts=texts, output=config.output,
                         resume=config.resume, progress=config.progress, on_error=on_error)
 

@@ -40,7 +40,8 @@ from deepke_llm.tasks import Task, get_task
 from deepke_llm.tasks.base import unique
 from deepke_llm.windows import Window, WindowPlace, iter_windows, merge_window_records
 
-__all__ = ["BatchStatus", "ExtractionStats", "Extractor", "parse_output", "pick_demonstrations"]
+__all__ = ["BatchStatus", "ExtractionStats", "Extractor", "constrained_for", "parse_output",
+           "pick_demonstrations"]
 
 # a window needs room for at least this many tokens of text to be worth a prompt
 MIN_WINDOW_TOKENS = 16
@@ -140,7 +141,7 @@ class Extractor:
         self._demo_cache: dict[tuple[int, str], tuple] = {}
         self._overhead: dict[str, tuple[int, int]] = {}
         self._auto_ids = 0  # ids for inputs that come without one: text-1, text-2, ...
-        self.constrained = _constrained(backend, constrained)
+        self.constrained = constrained_for(backend, constrained)
         """Whether answers are decoded under the schema/text constraint (:mod:`deepke_llm.decoding`)."""
         self._constraints = ConstraintCompiler(prompt_style, self.task.name) \
             if self.constrained else None
@@ -356,7 +357,7 @@ class Extractor:
         return document
 
 
-def _constrained(backend: Backend, wanted: bool | None) -> bool:
+def constrained_for(backend: Backend, wanted: bool | None) -> bool:
     """Constrained decoding: on where the engine applies it (``wanted`` None), or as asked."""
     supported = bool(getattr(backend, "supports_constraints", False))
     if wanted and not supported:

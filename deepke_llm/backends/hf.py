@@ -51,6 +51,9 @@ class HFBackend:
     """A causal LM from a local dir, a hub id or a GGUF file, generating in length-sorted batches."""
 
     engine = "hf"
+    # decoding constraints need the vocabulary as bytes: xgrammar's tokenizer reader (the
+    # `decoding` extra) knows every tokenizer family's byte encoding
+    supports_constraints = importlib.util.find_spec("xgrammar") is not None
 
     def __init__(self, model: str | Path, lora: str | Path | None = None,
                  chat_template: str = "auto", dtype: str = "auto",
@@ -85,6 +88,7 @@ class HFBackend:
         self.model.eval()
         self.context_length = _context_length(self.model, self.tokenizer)
         self._eos_ids = _eos_token_ids(self.model, self.tokenizer)
+        self._token_index: Any = None  # built on the first constrained call
 
     @property
     def device(self) -> Any:
@@ -102,14 +106,34 @@ class HFBackend:
         """Token ids of the rendered prompt, with BOS added unless the template already wrote it."""
         return encode_rendered(self.tokenizer, self.render(prompt))
 
-    def generate(self, prompts: Sequence[Prompt], config: GenerationConfig) -> list[str]:
-        """One decoded output per prompt, in input order (special tokens skipped, cut at stops)."""
-        encoded, generated = self._generate(prompts, config)
+    def token_index(self) -> Any:
+        """The vocabulary as bytes for decoding constraints (built once)."""
+        if self._token_index is None:
+            import xgrammar
+
+            from deepke_llm.decoding import TokenIndex
+
+            vocab_size = self.model.get_output_embeddings().weight.shape[0]
+            info = xgrammar.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=vocab_size)
+            special = {i for i, t in self.tokenizer.added_tokens_decoder.items() if t.special}
+            special.update(self.tokenizer.all_special_ids)
+            pieces = [None if i in special else piece
+                      for i, piece in enumerate(info.decoded_vocab)]
+            self._token_index = TokenIndex(pieces, self._eos_ids)
+        return self._token_index
+
+    def generate(self, prompts: Sequence[Prompt], config: GenerationConfig,
+                 constraints: Sequence[Any] | None = None) -> list[str]:
+        """One decoded output per prompt, in input order (special tokens skipped, cut at stops);
+        ``constraints`` (one :class:`~deepke_llm.decoding.Constraint` or None per prompt) mask
+        each row's logits."""
+        encoded, generated = self._generate(prompts, config, constraints)
         return [cut_at_stop(self._decode_continuation(p, g), config.stop)
                 for p, g in zip(encoded, generated, strict=True)]
 
-    def _generate(self, prompts: Sequence[Prompt],
-                  config: GenerationConfig) -> tuple[list[list[int]], list[list[int]]]:
+    def _generate(self, prompts: Sequence[Prompt], config: GenerationConfig,
+                  constraints: Sequence[Any] | None = None
+                  ) -> tuple[list[list[int]], list[list[int]]]:
         import torch
 
         started = time.perf_counter()
@@ -123,8 +147,12 @@ class HFBackend:
             inputs = self._batch_inputs([encoded[i] for i in batch])
             if config.seed is not None and config.temperature > 0:
                 torch.manual_seed(config.seed + start)
+            kwargs = gen_kwargs
+            if constraints is not None and any(constraints[i] is not None for i in batch):
+                kwargs = self._constrained_kwargs(gen_kwargs, [constraints[i] for i in batch],
+                                                  config)
             with torch.inference_mode():
-                out = self.model.generate(**inputs, **gen_kwargs)
+                out = self.model.generate(**inputs, **kwargs)
             new_tokens = out[:, inputs["input_ids"].shape[1]:].tolist()
             for i, ids in zip(batch, new_tokens, strict=True):
                 results[i] = self._strip_after_end(ids)
@@ -199,6 +227,19 @@ class HFBackend:
             kwargs["logits_processor"] = config.extra["logits_processor"]
         return kwargs
 
+    def _constrained_kwargs(self, kwargs: dict[str, Any], constraints: Sequence[Any],
+                            config: GenerationConfig) -> dict[str, Any]:
+        from transformers import LogitsProcessorList
+
+        from deepke_llm.decoding import RowConstraint
+
+        rows = [None if c is None else
+                RowConstraint(c.automaton, self.token_index(), config.max_new_tokens)
+                for c in constraints]
+        processors = LogitsProcessorList(kwargs.get("logits_processor") or [])
+        processors.append(_ConstraintLogits(rows, self._eos_ids))
+        return {**kwargs, "logits_processor": processors}
+
     def _strip_after_end(self, ids: list[int]) -> list[int]:
         # Rows that finished early (EOS or a stop string) are padded to the batch's longest row.
         end_ids = set(self._eos_ids)
@@ -210,6 +251,36 @@ class HFBackend:
         while end and ids[end - 1] == pad:
             end -= 1
         return ids[:end]
+
+
+class _ConstraintLogits:
+    """A transformers logits processor: each row's logits masked by its constraint (rows
+    without one, and rows already ended, are left as they are)."""
+
+    def __init__(self, rows: Sequence[Any], end_ids: Sequence[int]) -> None:
+        self.rows, self.end_ids = list(rows), set(end_ids)
+        self.ended = [row is None for row in self.rows]
+        self.width: int | None = None
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        if self.width is None:
+            self.width = input_ids.shape[1]
+        else:
+            for i, token in enumerate(input_ids[:, -1].tolist()):
+                if not self.ended[i]:
+                    if token in self.end_ids:
+                        self.ended[i] = True
+                    else:
+                        self.rows[i].advance(token)
+        mask = torch.full_like(scores, float("-inf"))
+        for i, row in enumerate(self.rows):
+            if self.ended[i]:
+                mask[i] = 0
+            else:
+                mask[i, torch.from_numpy(row.options().ids)] = 0
+        return scores + mask
 
 
 @lru_cache(maxsize=1)

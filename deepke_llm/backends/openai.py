@@ -122,6 +122,7 @@ class OpenAIBackend:
     """``generate`` over the chat-completions or completions endpoint of an OpenAI-style server."""
 
     engine = "openai"
+    supports_constraints = True  # as response_format: structure and names (see request_body)
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None,
                  api_key_env: str = "OPENAI_API_KEY", endpoint: str = "chat",
@@ -167,8 +168,13 @@ class OpenAIBackend:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def request_body(self, prompt: Prompt, config: GenerationConfig) -> dict[str, Any]:
-        """The JSON body sent for ``prompt`` (``config.extra`` merged last, e.g. response_format)."""
+    def request_body(self, prompt: Prompt, config: GenerationConfig,
+                     constraint: Any = None) -> dict[str, Any]:
+        """The JSON body sent for ``prompt`` (``config.extra`` merged last, e.g. response_format).
+
+        A ``constraint`` with a JSON Schema becomes ``response_format`` (chat endpoint), which
+        vLLM, SGLang, llama.cpp's server and Ollama enforce while decoding.
+        """
         body: dict[str, Any] = {"model": self.model}
         if self.endpoint == "chat":
             body["messages"] = prompt.messages()
@@ -180,17 +186,24 @@ class OpenAIBackend:
             body["stop"] = list(config.stop)
         if config.seed is not None:
             body["seed"] = config.seed
+        schema = getattr(constraint, "json_schema", None)
+        if schema is not None and self.endpoint == "chat":
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "answer", "schema": schema}}
         body.update(config.extra)
         return body
 
-    def generate(self, prompts: Sequence[Prompt], config: GenerationConfig) -> list[str]:
-        """One output per prompt, in order.
+    def generate(self, prompts: Sequence[Prompt], config: GenerationConfig,
+                 constraints: Sequence[Any] | None = None) -> list[str]:
+        """One output per prompt, in order (``constraints``: see :meth:`request_body`).
 
         Raises :class:`BackendError` carrying the outputs that succeeded when some requests
         failed, and :class:`BackendUnavailable` as soon as the circuit breaker opens.
         """
         started = time.perf_counter()
-        bodies = [_encode_body(self.request_body(p, config)) for p in prompts]
+        constraints = constraints if constraints is not None else [None] * len(prompts)
+        bodies = [_encode_body(self.request_body(p, config, c))
+                  for p, c in zip(prompts, constraints, strict=True)]
         workers = max(1, min(config.batch_size, self.max_concurrency, len(bodies)))
         outputs: list[str | None] = [None] * len(bodies)
         failures: list[str | None] = [None] * len(bodies)
@@ -284,7 +297,10 @@ class OpenAIBackend:
             raise _Retryable(problem, _retry_after_seconds(response.headers.get("retry-after")))
         self.breaker.failure(problem)
         if response.status_code < 500:
-            raise BackendError(f"POST {self.url} failed with {problem}")
+            hint = ""
+            if b'"response_format"' in body:
+                hint = " (if the server cannot take response_format json_schema: --no-constrained)"
+            raise BackendError(f"POST {self.url} failed with {problem}{hint}")
         raise _Retryable(problem, _retry_after_seconds(response.headers.get("retry-after")))
 
     def _wait(self, state: RetryCallState) -> float:

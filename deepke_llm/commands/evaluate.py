@@ -11,6 +11,7 @@ import click
 from deepke_llm.commands.common import ExitCode, fail
 from deepke_llm.commands.options import (
     backend_from_options,
+    constrained_option,
     language_option,
     model_options,
     pop_model_options,
@@ -50,10 +51,11 @@ def _help(name: str) -> str:
 @click.option("--few-shot", type=click.IntRange(min=0), default=0, help=_help("few_shot"))
 @click.option("--few-shot-split", help=_help("few_shot_split"))
 @click.option("--resume", is_flag=True, help=_help("resume"))
+@constrained_option()
 @progress_option()
 def evaluate(benchmark, model_name, split, limit, output_dir, data_dir, prompt_style, language,
              batch_size, max_new_tokens, split_num, modes, shuffle_runs, bootstrap, seed, few_shot,
-             few_shot_split, resume, progress, **kwargs):
+             few_shot_split, resume, constrained, progress, **kwargs):
     """Run BENCHMARK (a bundled name or a definition JSON file) end to end: extract, score, report.
 
     Bundled: conll03, conll04, ace05 (+ ace05_re, ace05_ner), duee, duie, peoples_daily, msra,
@@ -86,7 +88,7 @@ def evaluate(benchmark, model_name, split, limit, output_dir, data_dir, prompt_s
             batch_size=batch_size, max_new_tokens=max_new_tokens, split_num=split_num,
             modes=tuple(modes) or None, shuffle_runs=shuffle_runs, bootstrap=bootstrap, seed=seed,
             few_shot=few_shot, few_shot_split=few_shot_split, resume=resume,
-            progress=show_progress(progress))
+            constrained=constrained, progress=show_progress(progress))
         _check_data(config)
         backend = backend_from_options(options, batch_size)
         result = run_benchmark(config, backend, _model_name(options, model_name, few_shot))

@@ -61,6 +61,14 @@ def resume_option(help: str = "Skip ids already in --output (or its .partial).")
     return click.option("--resume", is_flag=True, help=help)
 
 
+def constrained_option() -> Decorator:
+    return click.option("--constrained/--no-constrained", default=None,
+                        help="Decode under the schema/text constraint (answers always parse, "
+                             "names only from the schema, mentions copied from the text) "
+                             "[default: on where the engine supports it: hf, llamacpp, servers "
+                             "(response_format)].")
+
+
 def keep_punctuation_option() -> Decorator:
     return click.option("--keep-punctuation", is_flag=True,
                         help="Keep punctuation a model copies at a mention's end ('Syria.'); by "

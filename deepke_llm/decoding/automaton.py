@@ -43,6 +43,10 @@ class AnswerProgram:
 
     code: tuple[tuple[int, int, int], ...]
     escaped: bool
+    exits: frozenset[int] = frozenset()
+    """Where an answer cut short may jump to ``final`` (after a complete key of IEPile's
+    object: missing keys read as empty), used only to close an answer at the token limit."""
+    final: int = -1
 
 
 class _Builder:
@@ -50,6 +54,8 @@ class _Builder:
 
     def __init__(self) -> None:
         self.code: list[list[int]] = []
+        self.exits: list[int] = []
+        self.final = -1
 
     def emit(self, op: int, a: int = 0, b: int = 0) -> int:
         self.code.append([op, a, b])
@@ -90,9 +96,15 @@ class _Builder:
         self.emit(JMP, loop)
         self.code[loop][2] = len(self.code)
 
+    def leading_space(self) -> None:
+        """An optional space before the answer: sentencepiece tokenizers that prefix a space
+        (LLaMA's) start an answer tokenized on its own with "▁{"; decoding drops it again."""
+        self.alt(lambda: None, lambda: self.lit(" "))
+
     def done(self, escaped: bool) -> AnswerProgram:
         self.emit(MATCH)
-        return AnswerProgram(tuple((op, a, b) for op, a, b in self.code), escaped)
+        return AnswerProgram(tuple((op, a, b) for op, a, b in self.code), escaped,
+                             frozenset(self.exits), self.final)
 
 
 def _json(value: str) -> str:
@@ -131,6 +143,7 @@ def _iepile(task: str, items: Sequence[Any]) -> AnswerProgram:
             build.lit("}}")
         return emit
 
+    build.leading_space()
     build.lit("{")
     for i, item in enumerate(items):
         name = item["event_type"] if isinstance(item, dict) else item
@@ -141,6 +154,8 @@ def _iepile(task: str, items: Sequence[Any]) -> AnswerProgram:
             json_list(pair)
         else:
             json_list(event(item.get("arguments", [])))
+        build.exits.append(len(build.code))
+    build.final = len(build.code)
     build.lit("}")
     return build.done(escaped=True)
 
@@ -182,6 +197,7 @@ def _knowlm(task: str, items: Sequence[Any]) -> AnswerProgram:
             build.alt(*events)
         build.lit(")")
 
+    build.leading_space()
     build.alt(lambda: None, lambda: build.separated(line, "\n"))
     return build.done(escaped=False)
 
@@ -318,6 +334,8 @@ class Automaton:
             op, a, _ = code[pc]
             if op == MATCH:
                 return path
+            if pc in self.program.exits:
+                queue.appendleft(((self.program.final, -1), path))
             moves: list[tuple[int, Thread]] = []
             if op == CHAR:
                 moves.append((a, (pc + 1, -1)))
@@ -330,26 +348,3 @@ class Automaton:
                 for closed in sorted(self._close([target])):
                     queue.append((closed, path + bytes([byte])))
         return None
-
-
-@dataclass
-class Literal:
-    """An automaton for exactly one byte string (an answer being closed)."""
-
-    data: bytes
-
-    def start(self) -> State:
-        return frozenset({(0, -1)})
-
-    def step(self, state: State, byte: int) -> State:
-        (pos, _), = state
-        return frozenset({(pos + 1, -1)}) if pos < len(self.data) and self.data[pos] == byte \
-            else frozenset()
-
-    def next_bytes(self, state: State) -> set[int]:
-        (pos, _), = state
-        return {self.data[pos]} if pos < len(self.data) else set()
-
-    def accepts(self, state: State) -> bool:
-        (pos, _), = state
-        return pos == len(self.data)

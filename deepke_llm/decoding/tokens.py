@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from deepke_llm.decoding.automaton import Automaton, Literal, State
+from deepke_llm.decoding.automaton import Automaton, State
 
 __all__ = ["RowConstraint", "TokenIndex"]
 
@@ -35,10 +35,26 @@ class TokenIndex:
                 by_bytes.setdefault(data, []).append(token_id)
         self.keys = sorted(by_bytes)
         self.ids = [by_bytes[k] for k in self.keys]
+        self._by_bytes = {k: v[0] for k, v in by_bytes.items()}
+        self._longest = max(map(len, self.keys), default=1)
         self.end_ids = np.asarray(sorted(set(end_ids)), dtype=np.int64)
         self.size = len(token_bytes)
 
-    def walk(self, automaton: Automaton | Literal, state: State) -> dict[int, State]:
+    def tokenize(self, data: bytes) -> list[int] | None:
+        """``data`` as tokens, longest match first (None when some byte has no token)."""
+        out, i = [], 0
+        while i < len(data):
+            for size in range(min(self._longest, len(data) - i), 0, -1):
+                token = self._by_bytes.get(data[i:i + size])
+                if token is not None:
+                    out.append(token)
+                    i += size
+                    break
+            else:
+                return None
+        return out
+
+    def walk(self, automaton: Automaton, state: State) -> dict[int, State]:
         """Every token id the automaton can consume whole from ``state``, with its next state."""
         out: dict[int, State] = {}
         keys, ids = self.keys, self.ids
@@ -80,36 +96,44 @@ class RowConstraint:
     max_new_tokens: int
     state: State = field(init=False)
     generated: int = 0
-    closing: Automaton | Literal | None = None
-    _cache: dict[tuple[int, State], _Options] = field(default_factory=dict, repr=False)
+    closing: list[int] | None = None
+    """Near the token limit: the tokens that close the answer, forced one by one."""
+    _cache: dict[State, _Options] = field(default_factory=dict, repr=False)
+    _closings: dict[State, list[int] | None] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.state = self.automaton.start()
 
-    @property
-    def _current(self) -> Automaton | Literal:
-        return self.closing or self.automaton
-
     def options(self) -> _Options:
         """The allowed token ids (end-of-sequence ids included when the answer may end)."""
         if self.closing is None and self.max_new_tokens - self.generated <= self._closing_room():
-            completion = self.automaton.shortest_completion(self.state) or b""
-            if self.max_new_tokens - self.generated <= len(completion) + CLOSING_MARGIN:
-                self.closing = Literal(completion)
-                self.state = self.closing.start()
-        key = (id(self._current), self.state)
-        found = self._cache.get(key)
+            closing = self._closing(self.state)
+            if closing is not None and \
+                    self.max_new_tokens - self.generated <= len(closing) + CLOSING_MARGIN:
+                self.closing = list(closing)
+        if self.closing is not None:
+            if not self.closing:
+                return _Options(self.index.end_ids, {}, True)
+            return _Options(np.asarray(self.closing[:1]), {self.closing[0]: self.state}, False)
+        found = self._cache.get(self.state)
         if found is None:
-            walked = self.index.walk(self._current, self.state)
-            end = self._current.accepts(self.state)
+            walked = self.index.walk(self.automaton, self.state)
+            end = self.automaton.accepts(self.state)
             allowed = np.fromiter(walked, dtype=np.int64, count=len(walked))
             if end:
                 allowed = np.concatenate([allowed, self.index.end_ids])
-            found = self._cache[key] = _Options(allowed, walked, end)
+            found = self._cache[self.state] = _Options(allowed, walked, end)
         return found
 
+    def _closing(self, state: State) -> list[int] | None:
+        if state not in self._closings:
+            completion = self.automaton.shortest_completion(state)
+            self._closings[state] = None if completion is None else \
+                self.index.tokenize(completion)
+        return self._closings[state]
+
     def _closing_room(self) -> int:
-        # a cheap upper bound of any closing string: worth checking only near the limit
+        # a cheap upper bound of the tokens any closing needs: checked only near the limit
         return len(self.automaton.program.code) + 64
 
     @property
@@ -120,8 +144,11 @@ class RowConstraint:
 
     def advance(self, token_id: int) -> None:
         """Move past ``token_id`` (an end-of-sequence id or a disallowed id ends the row)."""
-        self.generated += 1
         options = self.options()
+        self.generated += 1
+        if self.closing:
+            self.closing.pop(0)
+            return
         self.state = options.next.get(int(token_id), frozenset())
 
     def pick(self, logits: Any, rng: Any = None, temperature: float = 0.0,

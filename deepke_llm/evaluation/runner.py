@@ -29,7 +29,7 @@ from typing import Any
 
 from deepke_llm.backends.base import Backend, GenerationConfig
 from deepke_llm.config import check_ranges, config_field
-from deepke_llm.extractor import ExtractionStats
+from deepke_llm.extractor import ExtractionStats, constrained_for
 from deepke_llm.problems import Problems
 from deepke_llm.records import Document, read_documents
 from deepke_llm.tasks import get_task
@@ -78,6 +78,8 @@ class EvaluationConfig:
     few_shot_split: str | None = config_field(None, help="Split the demonstrations come from "
                                                          "[default: train, else dev].")
     resume: bool = config_field(False, help="Continue this model's interrupted run.")
+    constrained: bool | None = config_field(None, help="Decode under the schema/text constraint "
+                                                       "[default: where the engine supports it].")
     progress: bool = config_field(True, help="Show a progress bar on stderr.")
 
     def __post_init__(self) -> None:
@@ -296,7 +298,8 @@ def _score_runs(run: _Run, backend: Backend) -> list[TaskScore]:
                               prompt_style=config.prompt_style, generation=generation,
                               split_num=config.split_num, schema_shuffle_seed=seed,
                               demonstrations=demonstrations,
-                              trim_punctuation=definition.trim_punctuation)
+                              trim_punctuation=definition.trim_punctuation,
+                              constrained=config.constrained)
         predictions = _extract(extractor, run.gold, pred_path, config.resume, config.progress)
         for name in ("prompts", "generated_tokens", "seconds"):
             setattr(run.stats, name, getattr(run.stats, name) + getattr(extractor.stats, name))
@@ -348,6 +351,7 @@ def run_benchmark(config: EvaluationConfig, backend: Backend, model_name: str) -
     score, paths, mode = scores[0], run.paths, run.modes[0]
     summary = _summary(run, scores, model_name)
     summary["extraction"]["engine"] = getattr(backend, "engine", type(backend).__name__)
+    summary["extraction"]["constrained"] = constrained_for(backend, config.constrained)
     mismatches = score.mismatches.get(mode, [])
     errors = sample_errors(mismatches, ERROR_SAMPLES, config.seed)
     title = f"{run.definition.name} ({run.split}) — {model_name}"
