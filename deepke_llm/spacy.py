@@ -13,7 +13,8 @@ What a document gets (all from the one record the Extractor returns):
 - RE: ``doc._.relations``, a list of ``{"type", "head", "tail", "record"}`` (head/tail are Spans
   labelled with the entity type, None when the model's mention is not in the text);
 - EE: ``doc._.events``, a list of ``{"type", "trigger", "arguments": [{"role", "text", "span"}],
-  "record"}``;
+  "record"}``; both are rebuilt from the stored record on access, so they survive
+  ``Doc.to_bytes`` / ``DocBin`` / ``nlp.pipe(n_process=N)``;
 - always ``doc._.deepke_llm[task]``: the record exactly as a line of ``deepke-llm extract``'s
   output (offsets, ungrounded mentions with null offsets, ``errors``, ``raw_output``).
 
@@ -38,10 +39,34 @@ from deepke_llm.records import Document
 
 __all__ = ["DeepkeLLMComponent", "make_deepke_llm"]
 
-EXTENSIONS = ("relations", "events", "deepke_llm")
-for _name in EXTENSIONS:
+
+
+def _relations(doc: Doc) -> list[dict[str, Any]]:
+    """``doc._.relations``: the RE record's relations with head/tail Spans (None if ungrounded)."""
+    record = (doc._.deepke_llm or {}).get("re") or {}
+    return [{"type": r["type"], "head": _span(doc, r["head"], r["head"].get("type")),
+             "tail": _span(doc, r["tail"], r["tail"].get("type")), "record": r}
+            for r in record.get("relations", [])]
+
+
+def _events(doc: Doc) -> list[dict[str, Any]]:
+    """``doc._.events``: the EE record's events with trigger and argument Spans."""
+    record = (doc._.deepke_llm or {}).get("ee") or {}
+    return [{"type": e["type"], "trigger": _span(doc, e["trigger"], e["type"]),
+             "arguments": [{"role": a["role"], "text": a["text"],
+                            "span": _span(doc, a, a["role"])} for a in e["arguments"]],
+             "record": e}
+            for e in record.get("events", [])]
+
+
+# Only the records (plain JSON) are stored on the Doc; relations and events are Spans rebuilt
+# from them on access, so Doc.to_bytes, DocBin and nlp.pipe(n_process=N) carry them (msgpack
+# cannot serialise a Span).
+if not Doc.has_extension("deepke_llm"):
+    Doc.set_extension("deepke_llm", default=None)
+for _name, _getter in (("relations", _relations), ("events", _events)):
     if not Doc.has_extension(_name):
-        Doc.set_extension(_name, default=None)
+        Doc.set_extension(_name, getter=_getter)
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "task": "ner", "schema": "conll03", "model": None, "lora": None, "engine": "auto",
@@ -141,22 +166,10 @@ class DeepkeLLMComponent:
         doc._.deepke_llm = found
         if self.task == "ner":
             labels = self._labels()
-            spans = [s for s in (_span(doc, e, labels.get(e.type, e.type))
+            spans = [s for s in (_span(doc, e.to_dict(), labels.get(e.type, e.type))
                                  for e in record.entities) if s is not None]
             doc.spans[self.cfg["spans_key"]] = spans
             doc.ents = filter_spans(spans)
-        elif self.task == "re":
-            doc._.relations = [
-                {"type": r.type, "head": _span(doc, r.head, r.head.type),
-                 "tail": _span(doc, r.tail, r.tail.type), "record": r.to_dict()}
-                for r in record.relations]
-        elif self.task == "ee":
-            doc._.events = [
-                {"type": e.type, "trigger": _span(doc, e.trigger, e.type),
-                 "arguments": [{"role": a.role, "text": a.text, "span": _span(doc, a, a.role)}
-                               for a in e.arguments],
-                 "record": e.to_dict()}
-                for e in record.events]
 
     def _labels(self) -> dict[str, str]:
         """Entity type -> the label spaCy gets: the type itself, or its dataset label."""
@@ -165,12 +178,13 @@ class DeepkeLLMComponent:
         return {t.name: t.label for t in self.schema.types_for("ner")}
 
 
-def _span(doc: Doc, mention: Any, label: str | None) -> Span | None:
-    """The Span of a grounded mention (token-aligned outward), None when it is not grounded."""
-    if mention.start is None or mention.start >= mention.end:
+def _span(doc: Doc, mention: dict[str, Any], label: str | None) -> Span | None:
+    """The Span of a grounded mention (a record dict; token-aligned outward), None when it is
+    not grounded."""
+    start, end = mention.get("start"), mention.get("end")
+    if start is None or end is None or start >= end:
         return None
-    return doc.char_span(mention.start, mention.end, label=label or "",
-                         alignment_mode="expand")
+    return doc.char_span(start, end, label=label or "", alignment_mode="expand")
 
 
 def _backend(cfg: dict[str, Any]) -> Any:

@@ -13,7 +13,7 @@ import textwrap
 import pytest
 import spacy
 from fake_server import knowledge_answer, rule_server
-from spacy.tokens import Span
+from spacy.tokens import Doc, Span
 
 TEXT = "Alice Smith works for Acme Corp in Paris."
 KNOWLEDGE = {
@@ -78,6 +78,11 @@ def test_relations_are_spans_and_ungrounded_heads_are_kept(server):
     assert ungrounded["record"]["head"] == {"type": "person", "text": "Zed Unknown",
                                             "start": None, "end": None}
     assert doc.ents == ()  # an RE component leaves doc.ents alone
+    # what nlp.pipe(n_process=N) and DocBin do: the Doc as bytes and back keeps the relations
+    restored = Doc(doc.vocab).from_bytes(doc.to_bytes())
+    assert [(r["type"], r["head"] and r["head"].text, r["tail"].text, r["tail"].start_char)
+            for r in restored._.relations] == [("work for", "Alice Smith", "Acme Corp", 22),
+                                                ("work for", None, "Acme Corp", 22)]
 
 
 def test_chinese_entities_and_events_on_a_blank_zh_pipeline(server):
@@ -96,6 +101,8 @@ def test_chinese_entities_and_events_on_a_blank_zh_pipeline(server):
                          "交易物": ("搜狗", text.index("搜狗"), "交易物"),
                          "时间": ("2020年", 0, "时间")}
     assert doc._.deepke_llm["ee"]["language"] == "zh"
+    restored = Doc(doc.vocab).from_bytes(doc.to_bytes())
+    assert restored._.events[0]["trigger"].text == "收购" and restored.ents == doc.ents
 
 
 def test_nlp_pipe_sends_each_batch_through_one_extractor_run(server):
