@@ -69,7 +69,8 @@ def test_convert_help_has_an_example():
 
 
 def test_registry_names_formats_and_rejects_duplicates(tmp_path):
-    assert set(READERS) == {"conll03", "spert", "oneie", "duee", "duie", "bio", "fewrel"}
+    assert set(READERS) == {"conll03", "spert", "oneie", "duee", "duie", "bio", "fewrel", "bmes",
+                            "fewfc", "phee", "finre"}
     with pytest.raises(ValueError, match="already registered"):
         register_reader("bio", READERS["bio"])
     with pytest.raises(DatasetError, match="unknown dataset format 'xml'"):

@@ -48,7 +48,7 @@ def test_wheel_contains_schemas_and_installed_package_loads_them(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {f"deepke_llm/schemas/{name}.json" for name in bundled_schemas()}
     expected.add("deepke_llm/schemas/schema.schema.json")
-    assert len(expected) == 9
+    assert len(expected) == 13
     # DeepSpeed presets and benchmark definitions ship too (symlinked into the package)
     expected |= {f"deepke_llm/training/configs/ds_{name}.json"
                  for name in ("zero2", "zero3", "zero3_offload")}

@@ -12,7 +12,8 @@ import pytest
 from deepke_llm.schema import Schema, SchemaError, bundled_schemas, load_schema
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
-BUNDLED = ["ace05", "conll03", "conll04", "duee", "duie", "fewrel", "msra", "peoples_daily"]
+BUNDLED = ["ace05", "conll03", "conll04", "duee", "duie", "fewfc_base", "fewfc_trans", "fewrel",
+           "finre", "msra", "peoples_daily", "phee"]
 OTHER_LANGUAGE = {"en": "zh", "zh": "en"}
 
 
@@ -35,7 +36,7 @@ def _iob_labels(path: Path) -> set[str]:
 
 # ---- every bundled file ----------------------------------------------------------------------
 
-def test_bundled_schemas_lists_all_eight():
+def test_bundled_schemas_lists_all_twelve():
     assert bundled_schemas() == BUNDLED
 
 

@@ -34,7 +34,9 @@ class _Counts:
 @click.command(name="convert")
 @click.option("--format", "format_", required=True, type=click.Choice(sorted(READERS)),
               help="Input format: conll03 (CoNLL-2003 columns), spert (CoNLL04), oneie "
-                   "(OneIE/TextEE ACE05), duee, duie, bio (character BIO), fewrel.")
+                   "(OneIE/TextEE ACE05), duee, duie, bio (character BIO), bmes (character "
+                   "BMES, e.g. MSRA train), fewrel, fewfc (FewFC events), phee (PHEE events, "
+                   "flat roles), finre (FinRE relations, one record per sentence).")
 @click.option("-i", "--input", "input_path", required=True, metavar="PATH", help="Dataset file.")
 @output_option(required=True, help="Records file to write (DOCS.jsonl, replaced atomically).")
 @click.option("--schema", default=None, metavar="NAME|PATH",
@@ -42,7 +44,7 @@ class _Counts:
 @click.option("--split", default=None, help="Split name for ids: {schema}-{split}-{n}.")
 @click.option("--id-prefix", default=None, help="Id prefix (default: from --split or file name).")
 @click.option("--unit", type=click.Choice(["sentence", "document"]), default=None,
-              help="conll03/bio: one record per sentence (default) or per -DOCSTART- document.")
+              help="conll03/bio/bmes: one record per sentence (default) or per -DOCSTART- document.")
 @click.option("--qualifiers", type=click.Choice(["auto", "relations", "drop"]), default=None,
               help="duie: complex-object qualifiers as extra '<predicate>_<slot>' relations: "
                    "auto (default: unless --schema lacks that label), relations, drop.")

@@ -9,7 +9,8 @@ as a warning otherwise — and skipped; it never stops the run.
 
 Ids are stable: the dataset's own string id when present and unique (DuEE ``id``, OneIE
 ``sent_id``, TextEE ``wnd_id``), else ``{prefix}-{n}`` with ``n`` the sentence (CoNLL, BIO),
-record (SpERT) or 0-based line (JSON lines) index, ``{prefix}-{PID}-{n}`` for FewRel; any other
+record (SpERT) or 0-based line (JSON lines) index, ``{prefix}-{PID}-{n}`` for FewRel, the
+sentence index for FinRE (one Document per sentence, its pairs on consecutive lines); any other
 original id is kept in ``meta["orig_id"]``. Token formats keep each token's ``[start, end]`` in
 ``meta["tokens"]``.
 
@@ -31,13 +32,17 @@ from deepke_llm.records import Document
 from deepke_llm.schema import Schema
 
 from .bio import read_bio
+from .bmes import read_bmes
 from .common import DatasetError, Problems, as_schema, default_prefix
 from .conll import read_conll
 from .duee import read_duee
 from .duie import read_duie
+from .fewfc import read_fewfc
 from .fewrel import read_fewrel
+from .finre import read_finre
 from .hf import from_hf_dataset, to_hf_dataset
 from .oneie import read_oneie
+from .phee import read_phee
 from .spert import read_spert
 
 __all__ = ["READERS", "DatasetError", "Problems", "from_hf_dataset", "read_dataset",
@@ -59,7 +64,8 @@ def register_reader(name: str, reader: Reader) -> Reader:
 
 for _name, _reader in (("conll03", read_conll), ("spert", read_spert), ("oneie", read_oneie),
                        ("duee", read_duee), ("duie", read_duie), ("bio", read_bio),
-                       ("fewrel", read_fewrel)):
+                       ("fewrel", read_fewrel), ("bmes", read_bmes), ("fewfc", read_fewfc),
+                       ("phee", read_phee), ("finre", read_finre)):
     register_reader(_name, _reader)
 
 

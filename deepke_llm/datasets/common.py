@@ -19,7 +19,7 @@ from deepke_llm.tasks import get_task
 
 __all__ = ["DatasetError", "DocumentIds", "EventNames", "Problems", "TypeNames", "as_problems",
            "as_schema", "check_file", "default_prefix", "join_tokens", "load_json_file",
-           "locate_mention", "token_span"]
+           "locate_mention", "place_mention", "token_span"]
 
 logger = logging.getLogger("deepke_llm.datasets")
 
@@ -178,6 +178,25 @@ def locate_mention(text: str, mention: str, hint: int | None) -> tuple[int, int]
             best = position
         position = text.find(mention, position + 1)
     return None if best is None else (best, best + len(mention))
+
+
+def place_mention(text: str, mention: str, start: Any, field: str,
+                  problems: Problems) -> tuple[int | None, int | None]:
+    """Offsets of ``mention`` given at index ``start``, checked against ``text``.
+
+    A mismatch is reported and the occurrence nearest to ``start`` is used; a mention absent from
+    the text keeps null offsets (reported): nothing is dropped silently.
+    """
+    hint = start if isinstance(start, int) and not isinstance(start, bool) else None
+    span = locate_mention(text, mention, hint)
+    if span is None:
+        problems.report(f"{field}: {mention!r} does not occur in the text; offsets left null")
+        return None, None
+    if span[0] != hint:
+        given = "no index" if hint is None else \
+            f"index {hint} points at {text[hint:hint + len(mention)]!r}"
+        problems.report(f"{field}: {given}, not {mention!r}; used its occurrence at {span[0]}")
+    return span
 
 
 def as_problems(errors: MutableSequence[str] | Problems | None) -> Problems:

@@ -25,7 +25,7 @@ from .common import (
     as_schema,
     check_file,
     default_prefix,
-    locate_mention,
+    place_mention,
 )
 
 __all__ = ["read_duee"]
@@ -62,20 +62,6 @@ def _documents(path: str, schema: Schema | None, problems: Problems, prefix: str
         yield Document(id=doc_id, text=text, language=language, events=tuple(events), meta=meta)
 
 
-def _grounded(text: str, mention: str, start: Any, field: str,
-              problems: Problems) -> tuple[int | None, int | None]:
-    hint = start if isinstance(start, int) and not isinstance(start, bool) else None
-    span = locate_mention(text, mention, hint)
-    if span is None:
-        problems.report(f"{field}: {mention!r} does not occur in the text; offsets left null")
-        return None, None
-    if span[0] != hint:
-        given = "no index" if hint is None else \
-            f"index {hint} points at {text[hint:hint + len(mention)]!r}"
-        problems.report(f"{field}: {given}, not {mention!r}; used its occurrence at {span[0]}")
-    return span
-
-
 def _event(text: str, item: Any, where: str, names: EventNames,
            problems: Problems) -> Event | None:
     label = item.get("event_type") if isinstance(item, dict) else None
@@ -83,7 +69,7 @@ def _event(text: str, item: Any, where: str, names: EventNames,
     if not isinstance(label, str) or not isinstance(trigger, str) or not trigger:
         problems.report(f"{where}: needs string 'event_type' and 'trigger'; event skipped")
         return None
-    start, end = _grounded(text, trigger, item.get("trigger_start_index"), f"{where}.trigger",
+    start, end = place_mention(text, trigger, item.get("trigger_start_index"), f"{where}.trigger",
                            problems)
     arguments = []
     raw_arguments = item.get("arguments") or []
@@ -94,6 +80,6 @@ def _event(text: str, item: Any, where: str, names: EventNames,
         if not isinstance(role, str) or not isinstance(mention, str) or not mention:
             problems.report(f"{field}: needs string 'role' and 'argument'; argument skipped")
             continue
-        a_start, a_end = _grounded(text, mention, arg.get("argument_start_index"), field, problems)
+        a_start, a_end = place_mention(text, mention, arg.get("argument_start_index"), field, problems)
         arguments.append(Argument(names.role(label, role, where), mention, a_start, a_end))
     return Event(names(label, where), Span(trigger, start, end), tuple(arguments))
