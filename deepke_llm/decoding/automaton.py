@@ -34,6 +34,7 @@ State = frozenset[Thread]
 
 CHAR, SPLIT, JMP, SUB, MATCH = range(5)
 NAN = "NAN"
+TUPLE_SEPARATORS = frozenset(",，#;；()\n")
 
 
 @dataclass(frozen=True)
@@ -223,10 +224,13 @@ class TextSpans:
     data: bytes
     starts_by_byte: dict[int, list[int]]
     ends: frozenset[int]
+    blocked: frozenset[int] = frozenset()
+    """Byte positions a mention may not cover: KnowLM's separators, which its tuples cannot
+    quote (a trigger "Paris, Texas" would read as trigger "Paris")."""
 
     @classmethod
     def of(cls, text: str, escaped: bool) -> TextSpans:
-        pieces, offsets = [], [0]
+        pieces, offsets, blocked = [], [0], set()
         for ch in text:
             piece = (_json(ch)[1:-1] if escaped else ch).encode("utf-8", "replace")
             pieces.append(piece)
@@ -234,13 +238,16 @@ class TextSpans:
         starts: dict[int, list[int]] = {}
         ends = set()
         for i, ch in enumerate(text):
+            if not escaped and ch in TUPLE_SEPARATORS:
+                blocked.add(offsets[i])
+                continue
             inside_word = i > 0 and is_word_char(text[i - 1]) and is_word_char(ch)
             if not ch.isspace() and not inside_word:
                 starts.setdefault(pieces[i][0], []).append(offsets[i])
             after_word = i + 1 < len(text) and is_word_char(text[i + 1]) and is_word_char(ch)
             if not ch.isspace() and not after_word:
                 ends.add(offsets[i + 1])
-        return cls(b"".join(pieces), starts, frozenset(ends))
+        return cls(b"".join(pieces), starts, frozenset(ends), frozenset(blocked))
 
 
 @dataclass
@@ -297,7 +304,7 @@ class Automaton:
             elif op == SUB:
                 if p < 0:
                     nxt += [(pc, s + 1) for s in self.spans.starts_by_byte.get(byte, ())]
-                elif p < len(data) and data[p] == byte:
+                elif p < len(data) and data[p] == byte and p not in self.spans.blocked:
                     nxt.append((pc, p + 1))
         return self._close(nxt)
 
@@ -312,7 +319,7 @@ class Automaton:
             elif op == SUB:
                 if p < 0:
                     out.update(self.spans.starts_by_byte)
-                elif p < len(data):
+                elif p < len(data) and p not in self.spans.blocked:
                     out.add(data[p])
         return out
 
@@ -342,7 +349,7 @@ class Automaton:
             elif op == SUB and p < 0:
                 moves += [(byte, (pc, starts[0] + 1))
                           for byte, starts in self.spans.starts_by_byte.items()]
-            elif op == SUB and p < len(data):
+            elif op == SUB and p < len(data) and p not in self.spans.blocked:
                 moves.append((data[p], (pc, p + 1)))
             for byte, target in moves:
                 for closed in sorted(self._close([target])):

@@ -106,15 +106,20 @@ class RowConstraint:
 
     def options(self) -> _Options:
         """The allowed token ids (end-of-sequence ids included when the answer may end)."""
-        if self.closing is None and self.max_new_tokens - self.generated <= self._closing_room():
+        remaining = self.max_new_tokens - self.generated
+        near_limit = remaining <= self._closing_room()
+        if self.closing is None and near_limit:
             closing = self._closing(self.state)
-            if closing is not None and \
-                    self.max_new_tokens - self.generated <= len(closing) + CLOSING_MARGIN:
+            if closing is not None and (remaining <= len(closing) + CLOSING_MARGIN or
+                                        not len(self._walked(remaining - 1).ids)):
                 self.closing = list(closing)
         if self.closing is not None:
             if not self.closing:
                 return _Options(self.index.end_ids, {}, True)
             return _Options(np.asarray(self.closing[:1]), {self.closing[0]: self.state}, False)
+        return self._walked(remaining - 1 if near_limit else None)
+
+    def _walked(self, left: int | None) -> _Options:
         found = self._cache.get(self.state)
         if found is None:
             walked = self.index.walk(self.automaton, self.state)
@@ -123,7 +128,17 @@ class RowConstraint:
             if end:
                 allowed = np.concatenate([allowed, self.index.end_ids])
             found = self._cache[self.state] = _Options(allowed, walked, end)
-        return found
+        return found if left is None else self._fitting(found, left)
+
+    def _fitting(self, options: _Options, left: int) -> _Options:
+        """Only the tokens after which the answer can still be closed in ``left`` tokens (a
+        token may commit to more text: a new item needs its keys written)."""
+        fit = {token: state for token, state in options.next.items()
+               if (closing := self._closing(state)) is not None and len(closing) <= left}
+        allowed = np.fromiter(fit, dtype=np.int64, count=len(fit))
+        if options.end:
+            allowed = np.concatenate([allowed, self.index.end_ids])
+        return _Options(allowed, fit, options.end)
 
     def _closing(self, state: State) -> list[int] | None:
         if state not in self._closings:
