@@ -24,13 +24,16 @@ from deepke_llm.commands.options import prompt_style_option, task_option
               help="Chance that each absent type is asked too (1 = whole schema).")
 @click.option("--seed", type=int, default=42, help="Seed of negative sampling and shuffling.")
 @click.option("--shuffle-schema", is_flag=True, help="Shuffle type order inside each instruction.")
+@click.option("--hard-negatives", is_flag=True,
+              help="Relation hard negatives (train only): self-relations left out, typed absent "
+                   "relations always asked, a twin with head and tail names swapped.")
 @click.option("--language", type=click.Choice(["en", "zh"]),
               help="Instruction language [default: each document's, else the schema's].")
 @prompt_style_option()
 @click.option("--source", help="Value of the 'source' field [default: schema name].")
 @click.option("--limit", type=int, help="Use only the first N documents.")
 def instruct(schema_name, input_path, output, task, split, split_num, neg_ratio, seed,
-             shuffle_schema, language, prompt_style, source, limit):
+             shuffle_schema, hard_negatives, language, prompt_style, source, limit):
     """Turn records + schema into IEPile-format instruction data.
 
     \b
@@ -63,7 +66,8 @@ def instruct(schema_name, input_path, output, task, split, split_num, neg_ratio,
                                           neg_ratio=neg_ratio, seed=seed,
                                           shuffle_schema=shuffle_schema,
                                           prompt_style=prompt_style, source=source,
-                                          on_error=errors.append)
+                                          on_error=errors.append,
+                                          hard_negatives=hard_negatives)
         count = write_jsonl_atomic(output, lines)
     except ValueError as exc:
         fail(str(exc))
