@@ -40,7 +40,8 @@ HELP = {
     "schemas": "List bundled schemas or show one.",
     "score": "Score predicted records against gold records.",
     "evaluate": "Run a benchmark end to end: extract, score, write reports.",
-    "convert": "Convert a dataset file (CoNLL, SpERT, OneIE, DuEE, DuIE, BIO, FewRel) to records.",
+    "convert": "Convert a dataset file (CoNLL, SpERT, OneIE, DuEE, DuIE, BIO, BMES, FewRel, "
+               "FewFC, PHEE, FinRE) to records.",
     "instruct": "Turn records + schema into IEPile-format instruction data.",
     "pretrain": "Prepare a pretraining corpus and pretrain.",
     "train": "Instruction tuning (LoRA / full).",
