@@ -135,8 +135,13 @@ def test_ctrl_c_cancels_a_slow_generation_and_the_session_goes_on(server, tmp_pa
     child.sendintr()
     child.expect_exact("cancelled")
     child.expect_exact(">>> ")
+    child.send("half a line")
+    child.expect_exact("half a line")  # echoed by readline: it is reading the line now
+    child.sendintr()  # at the prompt: the line is dropped, the session stays
+    child.expect_exact(">>> ")
     # the backend is still usable: the next line is answered while the slow one still hangs
     assert "echo: still here" in ask(child, "still here", ">>> ")
+    assert srv.requests[-1]["messages"][-1]["content"] == "still here"  # no "half a line"
     out = ask(child, "/ner Bob moved to Paris.", "ner conll03> ")
     assert table_rows(out) == [["person", "Bob", "0", "3"], ["location", "Paris", "13", "18"]]
     assert "slow answer" not in out
