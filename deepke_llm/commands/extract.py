@@ -17,6 +17,7 @@ from deepke_llm.commands.common import (
 )
 from deepke_llm.commands.options import (
     backend_from_options,
+    constrained_option,
     keep_punctuation_option,
     language_option,
     model_options,
@@ -53,10 +54,11 @@ from deepke_llm.commands.options import (
 @resume_option()
 @progress_option()
 @keep_punctuation_option()
+@constrained_option()
 @click.argument("texts", nargs=-1)
 def extract(task, schema_name, prompt_style, language, input_path, output, batch_size,
             max_new_tokens, split_num, few_shot, few_shot_file, resume, progress,
-            keep_punctuation, texts, **kwargs):
+            keep_punctuation, constrained, texts, **kwargs):
     """Extract entities (ner), relations (re) or events (ee) from TEXTS or --input.
 
     \b
@@ -86,7 +88,7 @@ def extract(task, schema_name, prompt_style, language, input_path, output, batch
                            prompt_style=prompt_style, language=language, batch_size=batch_size,
                            max_new_tokens=max_new_tokens, split_num=split_num, few_shot=few_shot,
                            few_shot_file=few_shot_file, keep_punctuation=keep_punctuation,
-                           input=input_path, output=output, resume=resume,
+                           constrained=constrained, input=input_path, output=output, resume=resume,
                            progress=show_progress(progress))
     # taken before the model loads: a busy or unwritable output fails in a second, not a minute
     lock = output_lock(output) if output else None
