@@ -97,3 +97,23 @@ def test_a_local_model_serves_what_the_extractor_gives(tiny_llama_dir, one_torch
                        generation=GenerationConfig(max_new_tokens=8, batch_size=32))
     assert served == direct.extract(Document(id="text-1", text=text)).to_dict()
     assert served["text"] == text and len(served["raw_output"]) == 1 and calls == 1
+
+
+BLOCK_FASTAPI = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "fastapi":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Block())
+from deepke_llm.cli import main
+main(["serve", "--port", "0"])
+"""
+
+
+def test_without_the_serve_extra_the_command_names_the_pip_install():
+    result = subprocess.run([sys.executable, "-c", BLOCK_FASTAPI], cwd=REPO, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr == "error: serve needs the 'fastapi' package: pip install " \
+                            "'deepke-llm[serve]'\n"

@@ -237,8 +237,9 @@ def _add_service_routes(app: FastAPI, settings: ServeSettings, backend: Any,
     @app.get("/version", summary="Package version and the model served")
     def version() -> dict[str, Any]:
         engine = getattr(backend, "engine", type(backend).__name__)
-        return {"version": __version__, "engine": engine,
-                "model": settings.model_name or getattr(backend, "model_name", "")}
+        named = [getattr(backend, key, None) for key in ("model_name", "model")]
+        model = settings.model_name or next((n for n in named if isinstance(n, str)), "")
+        return {"version": __version__, "engine": engine, "model": model}
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     def prometheus() -> Response:

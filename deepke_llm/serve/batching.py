@@ -19,7 +19,7 @@ import json
 import queue
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -108,7 +108,8 @@ class BatchStats:
     batches: int = 0
     documents: int = 0
     generated_tokens: int = 0
-    batch_sizes: list[int] = field(default_factory=list)
+    batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=1024))
+    """Documents of the last batches (bounded: the server is long-lived)."""
 
 
 class Batcher:

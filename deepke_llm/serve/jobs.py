@@ -15,6 +15,7 @@ import json
 import queue
 import re
 import secrets
+import shutil
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -32,7 +33,7 @@ __all__ = ["Job", "JobManager", "UploadTooLarge"]
 
 JOB_ID = re.compile(r"^[0-9a-f]{16}$")
 SHOWN_ERRORS = 20  # input problems and failures listed in a job's status; the rest are counted
-MAX_JOBS = 1000  # jobs kept in memory; the oldest finished ones are forgotten first
+MAX_JOBS = 1000  # jobs kept; the oldest finished ones (and their files) are dropped first
 CHUNK = 1 << 20
 
 
@@ -171,6 +172,7 @@ class JobManager:
         finished = [j for j in self.jobs.values() if j.state in ("done", "failed")]
         for job in sorted(finished, key=lambda j: j.created)[:max(0, len(self.jobs) - MAX_JOBS + 1)]:
             del self.jobs[job.id]
+            shutil.rmtree(self.root / job.id, ignore_errors=True)
 
 
 def _keep(job: Job, message: str) -> None:
