@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from deepke_llm.commands.common import fail, refuse_same_output
+from deepke_llm.commands.common import ExitCode, fail, refuse_same_output
 from deepke_llm.commands.options import output_option
 from deepke_llm.training.weights.shards import DEFAULT_MAX_SHARD_SIZE
 
@@ -46,7 +46,7 @@ def _run(command: str, function: Callable[..., Any], output: str, inputs: list[P
 
 @click.group(name="weights")
 def weights() -> None:
-    """Weight diff, recovery and LoRA merging, streamed shard by shard.
+    """Weight diff, recovery, LoRA merging and GGUF export, streamed tensor by tensor.
 
     Memory stays at a few blocks of rows whatever the model size (merge-lora: one adapted
     tensor); outputs are written to a temporary directory beside --output and renamed when
@@ -132,3 +132,65 @@ def merge_lora(base: Path, lora: Path, output: str, max_shard_size: str, force: 
 
     _run("merge-lora", merge, output, [base, lora], base=base, lora=lora,
          max_shard_size=max_shard_size, force=force)
+
+
+@weights.command(name="export-gguf")
+@click.option("--base", required=True,
+              help="default (the default model's Q4_K_M GGUF), a .gguf file, or a transformers "
+                   "directory of a LLaMA-architecture model (safetensors + tokenizer).")
+@click.option("--lora", type=PATH, help="PEFT adapter directory to merge in (or, with "
+                                        "--lora-only, to export alone).")
+@output_option("--out", help="The GGUF file to write [default: DIR/model.gguf with --ollama].")
+@click.option("--quant", type=click.Choice(["f16", "q8_0", "q4_k_m"]), default="q8_0",
+              show_default=True,
+              help="Type of the weights written. f16 and q8_0 are encoded by the gguf package; "
+                   "q4_k_m runs llama.cpp's own quantiser (the [llamacpp] extra), as the gguf "
+                   "package cannot write k-quants. With a quantised GGUF base only the tensors "
+                   "the adapter changes are written anew; the others keep their quantisation "
+                   "byte for byte.")
+@click.option("--lora-only", is_flag=True,
+              help="Write the adapter alone as a llama.cpp LoRA GGUF for --base (run it with "
+                   "--engine llamacpp --lora FILE.gguf).")
+@click.option("--ollama", "ollama_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write DIR/Modelfile for `ollama create` (FROM the GGUF, our chat "
+                   "template as a Go TEMPLATE, temperature 0).")
+@click.option("--chat-template", default="auto", show_default=True,
+              help="With --ollama: the chat template the Modelfile reproduces (auto: plain for "
+                   "a model without its own; plain or oneke).")
+@force_option
+def export_gguf(base: str, lora: Path | None, output: str | None, quant: str, lora_only: bool,
+                ollama_dir: Path | None, chat_template: str, force: bool) -> None:
+    """Write a GGUF that llama.cpp and Ollama load: the base with the LoRA adapter merged in.
+
+    \b
+    Example:
+      deepke-llm weights export-gguf --base default --lora deepke_llm/adapters/default \\
+          --quant q8_0 --ollama ie-model
+      (cd ie-model && ollama create deepke-ie -f Modelfile)
+      deepke-llm extract --task ner --schema conll03 \\
+          --base-url http://127.0.0.1:11434/v1 --api-model deepke-ie "Japan beat Syria."
+    """
+    from deepke_llm.training.weights.export_gguf import export_gguf as export
+    from deepke_llm.training.weights.io import WeightsError
+
+    if output is None and ollama_dir is None:
+        fail("export-gguf: pass --out FILE.gguf or --ollama DIR", ExitCode.USAGE)
+    if lora_only and ollama_dir is not None:
+        fail("export-gguf: --ollama needs a whole model, not --lora-only", ExitCode.USAGE)
+    from deepke_llm.training.weights.ollama import GO_TEMPLATES
+
+    if chat_template not in ("auto", *GO_TEMPLATES):  # before minutes of export, not after
+        fail(f"export-gguf: --chat-template {chat_template}: an Ollama template exists for "
+             f"auto, {', '.join(GO_TEMPLATES)}", ExitCode.USAGE)
+    output = output or str(ollama_dir / "model.gguf")
+    inputs = [Path(base), lora] if base != "default" else [lora]
+    _run("export-gguf", export, output, inputs, base=base, lora=lora, quant=quant,
+         lora_only=lora_only, force=force)
+    if ollama_dir is not None:
+        from deepke_llm.training.weights.ollama import write_modelfile
+
+        try:
+            modelfile = write_modelfile(ollama_dir, output, chat_template)
+        except WeightsError as exc:
+            fail(f"export-gguf: {exc}")
+        click.echo(f"weights export-gguf: wrote {modelfile}", err=True)

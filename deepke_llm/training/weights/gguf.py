@@ -15,62 +15,94 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from deepke_llm.io import atomic_path, sha256_file
 from deepke_llm.training.weights.io import WeightsError
 
-__all__ = ["lora_gguf_for", "lora_to_gguf"]
+__all__ = ["LoraFactor", "base_facts", "gguf_tensor_name", "hf_base_facts", "lora_gguf_for",
+           "lora_to_gguf", "permuted", "read_lora_factors"]
 
 # architectures whose q/k weights llama.cpp's converter permutes (LlamaModel.modify_tensors)
 PERMUTED = frozenset({"llama", "mistral", "granite", "granitemoe"})
 ADAPTER_FILE = "adapter_model.safetensors"
 
 
-def lora_to_gguf(lora_dir: str | Path, base_gguf: str | Path, out: str | Path) -> Path:
-    """Write the PEFT adapter in ``lora_dir`` as a llama.cpp LoRA GGUF for ``base_gguf``."""
-    import gguf
-    import numpy as np
+@dataclass(frozen=True)
+class LoraFactor:
+    """One adapted linear layer: ``delta W = b @ a`` with PEFT's scaling already in ``b``."""
 
+    target: str  # the base tensor's transformers name (model.layers.0.self_attn.q_proj.weight)
+    a: Any  # float32 (rank, in)
+    b: Any  # float32 (out, rank), times PEFT's scaling of the module
+
+
+def read_lora_factors(lora_dir: str | Path) -> tuple[dict[str, Any], list[LoraFactor]]:
+    """``adapter_config.json`` and the adapter's linear A/B factors, sorted by target; what a
+    llama.cpp adapter or a GGUF merge cannot hold is refused with one line."""
     from deepke_llm.training.weights.lora import _split_adapter_keys, read_adapter_config
 
-    lora_dir, out = Path(lora_dir), Path(out)
+    lora_dir = Path(lora_dir)
     config = read_adapter_config(lora_dir)
-    base = _base_facts(Path(base_gguf))
     file = lora_dir / ADAPTER_FILE
     if not file.is_file():
         raise WeightsError(f"{lora_dir}: no {ADAPTER_FILE} (is --lora a PEFT adapter directory?)")
-    alpha = float(config.get("r", 8))  # s = alpha / rank = 1 for the default rank: see _scale
     tensors = _float_arrays(file)
     pairs, replacements = _split_adapter_keys(list(tensors), file)
     if replacements:
         raise WeightsError(f"{file}: tensors saved whole ({next(iter(replacements))}) cannot "
                            "be applied by llama.cpp at run time; merge with `deepke-llm "
                            "weights merge-lora` and convert the merged model instead")
+    factors = []
+    for target, pair in sorted(pairs.items()):
+        if pair.kind != "linear" or "bias" in pair.names or len(pair.names) != 2:
+            raise WeightsError(f"{file}: {pair.module} is an embedding LoRA, has a LoRA bias or "
+                               "misses a factor; llama.cpp adapters hold linear A/B pairs only")
+        a, b = tensors[pair.names["a"]], tensors[pair.names["b"]]
+        factors.append(LoraFactor(target, a, b * _scale(config, pair.module, a.shape[0])))
+    return config, factors
+
+
+def lora_to_gguf(lora_dir: str | Path, base_gguf: str | Path, out: str | Path,
+                 base: dict[str, Any] | None = None) -> Path:
+    """Write the PEFT adapter in ``lora_dir`` as a llama.cpp LoRA GGUF for ``base_gguf`` (or
+    for the model ``base`` describes: :func:`base_facts` / :func:`hf_base_facts`)."""
+    import gguf
+    import numpy as np
+
+    out = Path(out)
+    base = base or base_facts(Path(base_gguf))
+    config, factors = read_lora_factors(lora_dir)
+    alpha = float(config.get("r", 8))  # s = alpha / rank = 1 for the default rank: see below
     with atomic_path(out) as tmp:
         writer = gguf.GGUFWriter(str(tmp), base["arch"])
         writer.add_type(gguf.GGUFType.ADAPTER)
         writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
         writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
-        for target, pair in sorted(pairs.items()):
-            if pair.kind != "linear" or "bias" in pair.names:
-                raise WeightsError(f"{file}: {pair.module} is an embedding LoRA or has a LoRA "
-                                   "bias; llama.cpp adapters hold linear A/B factors only")
-            name = base["names"].get_name(target, try_suffixes=(".weight",))
-            if name is None:
-                raise WeightsError(f"{file}: {target} has no tensor in a {base['arch']} GGUF; "
-                                   "is the adapter for this base model?")
-            a, b = tensors[pair.names["a"]], tensors[pair.names["b"]]
-            b = b * (_scale(config, pair.module, a.shape[0]) * a.shape[0] / alpha)
-            b = _permuted(b, target, base)
-            writer.add_tensor(f"{name}.lora_a", np.ascontiguousarray(a))
+        for factor in factors:
+            name = gguf_tensor_name(factor.target, base, lora_dir)
+            rank = factor.a.shape[0]
+            # llama.cpp multiplies by alpha / rank: undo it, PEFT's scale is in b already
+            b = permuted(factor.b * (rank / alpha), factor.target, base)
+            writer.add_tensor(f"{name}.lora_a", np.ascontiguousarray(factor.a))
             writer.add_tensor(f"{name}.lora_b", np.ascontiguousarray(b))
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
     return out
+
+
+def gguf_tensor_name(target: str, base: dict[str, Any], where: str | Path) -> str:
+    """The GGUF name (``blk.0.attn_q.weight``) of a transformers tensor name in ``base``'s
+    architecture, by ``gguf``'s own table."""
+    name = base["names"].get_name(target, try_suffixes=(".weight", ".bias"))
+    if name is None:
+        raise WeightsError(f"{where}: {target} has no tensor in a {base['arch']} GGUF; "
+                           "is it for this base model?")
+    return name
 
 
 def lora_gguf_for(lora: str | Path, base_gguf: str | Path) -> Path:
@@ -135,7 +167,7 @@ def _float_arrays(file: Path) -> dict[str, Any]:
     return arrays
 
 
-def _base_facts(path: Path) -> dict[str, Any]:
+def base_facts(path: Path) -> dict[str, Any]:
     """Architecture, its tensor-name table and head counts, from the base GGUF's metadata."""
     import gguf
 
@@ -148,13 +180,35 @@ def _base_facts(path: Path) -> dict[str, Any]:
         return None if found is None else found.contents()
 
     arch = value("general.architecture")
+    return _facts(arch, int(value(f"{arch}.block_count") or 0),
+                  value(f"{arch}.attention.head_count"),
+                  value(f"{arch}.attention.head_count_kv"), path)
+
+
+# transformers model_type -> the llama.cpp architecture its converter writes
+HF_ARCHITECTURES = {"llama": "llama", "mistral": "llama"}
+
+
+def hf_base_facts(config: dict[str, Any], where: str | Path) -> dict[str, Any]:
+    """:func:`base_facts` for a transformers ``config.json`` of a LLaMA-architecture model."""
+    arch = HF_ARCHITECTURES.get(config.get("model_type", ""))
+    if arch is None:
+        raise WeightsError(f"{where}: model_type {config.get('model_type')!r} is not supported "
+                           f"here (only {', '.join(sorted(HF_ARCHITECTURES))}); convert it with "
+                           "llama.cpp's convert_hf_to_gguf.py and pass the GGUF as --base")
+    heads = config["num_attention_heads"]
+    return _facts(arch, config["num_hidden_layers"], heads,
+                  config.get("num_key_value_heads") or heads, where)
+
+
+def _facts(arch: str, blocks: int, heads: Any, kv_heads: Any, where: str | Path) -> dict[str, Any]:
+    import gguf
+
     by_name = {name: enum for enum, name in gguf.MODEL_ARCH_NAMES.items()}
     if arch not in by_name:
-        raise WeightsError(f"{path}: architecture {arch!r} is not known to the gguf package")
-    blocks = int(value(f"{arch}.block_count") or 0)
+        raise WeightsError(f"{where}: architecture {arch!r} is not known to the gguf package")
     return {"arch": arch, "names": gguf.get_tensor_name_map(by_name[arch], blocks),
-            "heads": value(f"{arch}.attention.head_count"),
-            "kv_heads": value(f"{arch}.attention.head_count_kv")}
+            "heads": heads, "kv_heads": kv_heads, "blocks": blocks}
 
 
 def _scale(config: dict[str, Any], module: str, rank: int) -> float:
@@ -170,8 +224,8 @@ def _scale(config: dict[str, Any], module: str, rank: int) -> float:
     return alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
 
 
-def _permuted(b: Any, target: str, base: dict[str, Any]) -> Any:
-    """B with its rows in the order llama.cpp's converter gives the q/k weights of LLaMA models."""
+def permuted(b: Any, target: str, base: dict[str, Any]) -> Any:
+    """``b`` (B, or a whole delta) with its rows in the order llama.cpp's converter gives the q/k weights of LLaMA models."""
     if base["arch"] not in PERMUTED or not target.endswith(("q_proj.weight", "k_proj.weight")):
         return b
     heads = base["heads"] if target.endswith("q_proj.weight") else base["kv_heads"] or base["heads"]
