@@ -14,9 +14,9 @@ model makes (issue 15): a relation whose head and tail are the same span is left
 (reported: training on it teaches self-relations); absent relation types whose head and tail entity
 types both occur in the document are always asked, whatever ``neg_ratio`` (so "live in" next to a
 person and a place is seen answered with nothing); and each document with an asymmetric relation
-gets a counterfactual twin (id ``{id}#swap``) where the names of that relation's head and tail
-trade places in the text, so the relation now runs the other way: the answer's direction has to
-be read from the sentence, not from which name is which.
+gets a counterfactual twin (id ``{id}#swap``, relation lines only) where the names of that
+relation's head and tail trade places in the text, so the relation now runs the other way: the
+answer's direction has to be read from the sentence, not from which name is which.
 """
 
 from __future__ import annotations
@@ -98,6 +98,8 @@ def documents_to_instructions(documents: Iterable[Document], schema: str | Schem
     for document in documents:
         lang = language or document.language or schema.language
         for task in task_objs:
+            if task.name != "re" and "swapped_from" in document.meta:
+                continue  # a twin is about relation direction: its other lines say nothing new
             names = [t.name for t in schema.types_for(task.name)]
             unknown = sorted({r.type for r in task.records(document)} - set(names))
             if unknown and on_error is not None:

@@ -86,9 +86,11 @@ def test_instruct_cli_flag(tmp_path):
     out = tmp_path / "train.jsonl"
     runner = CliRunner()
     result = runner.invoke(main, ["instruct", "--schema", "conll04", "--input", str(docs),
-                                  "--output", str(out), "--task", "re", "--hard-negatives"])
+                                  "--output", str(out), "--hard-negatives"])
     assert result.exit_code == 0, result.output
-    assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == ["k", "k#swap"]
+    # the twin gets relation lines only: its entities are the original's, moved
+    assert [(x["id"], x["task"]) for x in map(json.loads, out.read_text().splitlines())] == [
+        ("k", "NER"), ("k", "RE"), ("k#swap", "RE")]
     refused = runner.invoke(main, ["instruct", "--schema", "conll04", "--input", str(docs),
                                    "--output", str(out), "--split", "test", "--hard-negatives"])
     assert refused.exit_code != 0 and "training lines only" in refused.output
