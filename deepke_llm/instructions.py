@@ -64,6 +64,18 @@ def _sample_types(names: Sequence[str], positives: set[str], neg_ratio: float,
     return ordered
 
 
+def _check_options(split: str, neg_ratio: float, hard_negatives: bool) -> None:
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown split '{split}': use train or test")
+    if not 0 <= neg_ratio <= 1:
+        raise ValueError(f"neg_ratio must be within [0, 1], got {neg_ratio}")
+    if split == "test" and neg_ratio < 1:
+        # a test line's label holds all gold: asking part of the schema would cap recall
+        raise ValueError("test lines ask the whole schema: use neg_ratio 1 with split test")
+    if split == "test" and hard_negatives:
+        raise ValueError("hard negatives change the gold: they are for training lines only")
+
+
 def documents_to_instructions(documents: Iterable[Document], schema: str | Schema,
                               tasks: Sequence[str] | str | None = None, *,
                               split: str = "train", language: str | None = None,
@@ -80,15 +92,7 @@ def documents_to_instructions(documents: Iterable[Document], schema: str | Schem
     in the ZhiXi format. ``hard_negatives`` adds the relation hard negatives of the module doc.
     """
     schema = load_schema(schema)
-    if split not in ("train", "test"):
-        raise ValueError(f"unknown split '{split}': use train or test")
-    if not 0 <= neg_ratio <= 1:
-        raise ValueError(f"neg_ratio must be within [0, 1], got {neg_ratio}")
-    if split == "test" and neg_ratio < 1:
-        # a test line's label holds all gold: asking part of the schema would cap recall
-        raise ValueError("test lines ask the whole schema: use neg_ratio 1 with split test")
-    if split == "test" and hard_negatives:
-        raise ValueError("hard negatives change the gold: they are for training lines only")
+    _check_options(split, neg_ratio, hard_negatives)
     if hard_negatives:
         documents = hard_negative_documents(documents, schema, on_error)
     task_names = [tasks] if isinstance(tasks, str) else list(tasks or schema_tasks(schema))
