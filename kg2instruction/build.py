@@ -13,7 +13,13 @@ from deepke_llm.problems import Problems
 from deepke_llm.schema import Schema, load_schema
 from kg2instruction.inputs import InputError
 from kg2instruction.kb import KnowledgeBase, load_knowledge_base
-from kg2instruction.pipeline import BuildConfig, DocumentPipeline, process_corpus, stats_report
+from kg2instruction.pipeline import (
+    BuildConfig,
+    ChunkRunner,
+    DocumentPipeline,
+    process_corpus,
+    stats_report,
+)
 from kg2instruction.rules import load_user_rules, make_rule_set
 
 
@@ -88,7 +94,8 @@ def build(kb_entities: str | Path, kb_triples: str | Path, relations: str | Path
           stats_path: str | Path | None = None, schema: str | Path | Schema | None = None,
           rules: str | Path | None = None, config: BuildConfig | None = None,
           instruction_options: Mapping[str, Any] | None = None,
-          progress: bool = False, resume: bool = False) -> dict[str, Any]:
+          progress: bool = False, resume: bool = False,
+          runner: ChunkRunner | None = None) -> dict[str, Any]:
     """Run the pipeline over ``corpus`` and write documents (and optionally instructions/stats).
 
     Returns the stats report (also written to ``stats_path``). Bad input records are counted
@@ -96,7 +103,7 @@ def build(kb_entities: str | Path, kb_triples: str | Path, relations: str | Path
     relation inventory or rules file) raise :class:`InputError`. An interrupted run keeps its
     documents in ``OUTPUT.partial``; ``resume=True`` continues it (see
     :func:`kg2instruction.pipeline.process_corpus`). Every output appears at its path only
-    when complete.
+    when complete. ``runner`` runs the chunks elsewhere (Ray: ``config.workers`` actors).
     """
     config = config or BuildConfig()
     issues = Problems()
@@ -113,7 +120,8 @@ def build(kb_entities: str | Path, kb_triples: str | Path, relations: str | Path
     gc.collect()
     gc.freeze()
     cpu_before = _cpu_seconds()
-    run = process_corpus(pipeline, str(corpus), str(output), issues, progress, resume)
+    run = process_corpus(pipeline, str(corpus), str(output), issues, progress, resume,
+                         runner)
     finished = time.monotonic()
     pipeline_cpu = _cpu_seconds() - cpu_before
     gc.unfreeze()

