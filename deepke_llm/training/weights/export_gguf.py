@@ -189,7 +189,7 @@ def _from_gguf(path: Path, factors: list[LoraFactor], quant: str,
     import gguf
 
     reader = gguf.GGUFReader(str(path))
-    facts = base_facts(path)
+    facts = base_facts(path, reader)
     merged = {gguf_tensor_name(f.target, facts, lora): f for f in factors}
     planned = []
     for tensor in reader.tensors:
@@ -216,6 +216,8 @@ def _from_gguf(path: Path, factors: list[LoraFactor], quant: str,
         for field in reader.fields.values():
             if field.name.startswith("GGUF.") or field.name == gguf.Keys.General.ARCHITECTURE:
                 continue  # written by the writer itself
+            if field.name == gguf.Keys.General.FILE_TYPE and factors and quant != "q4_k_m":
+                continue  # set below
             main = field.types[0]
             sub = field.types[-1] if main == gguf.GGUFValueType.ARRAY else None
             writer.add_key_value(field.name, field.contents(), main, sub_type=sub)

@@ -167,13 +167,15 @@ def _float_arrays(file: Path) -> dict[str, Any]:
     return arrays
 
 
-def base_facts(path: Path) -> dict[str, Any]:
-    """Architecture, its tensor-name table and head counts, from the base GGUF's metadata."""
+def base_facts(path: Path, reader: Any = None) -> dict[str, Any]:
+    """Architecture, its tensor-name table and head counts, from the base GGUF's metadata
+    (``reader``: its ``gguf.GGUFReader`` when the caller has one; opening one parses every
+    token string, seconds for a 262k vocabulary)."""
     import gguf
 
     if not path.is_file():
         raise WeightsError(f"base GGUF {path} does not exist")
-    reader = gguf.GGUFReader(str(path))
+    reader = reader or gguf.GGUFReader(str(path))
 
     def value(key: str) -> Any:
         found = reader.get_field(key)
