@@ -156,6 +156,39 @@ def test_merged_lora_export_gives_transformers_plus_peft_tokens(exports, referen
 
 
 @needs_llama_cpp
+def test_a_gguf_base_gets_the_adapter_merged_into_the_tensors_it_touches(exports, adapter,
+                                                                        reference, tmp_path):
+    # the default model's path on the tiny model: its f16 GGUF as the base (LLaMA: q/k permuted)
+    out = export_gguf(exports["f16"], tmp_path / "merged.gguf", lora=adapter, quant="f16").out
+    base = {t.name: t for t in gguf.GGUFReader(str(exports["f16"])).tensors}
+    merged = {t.name: t for t in gguf.GGUFReader(str(out)).tensors}
+    assert merged.keys() == base.keys()
+    for name in ("token_embd.weight", "output.weight", "blk.0.attn_norm.weight"):
+        assert bytes(merged[name].data) == bytes(base[name].data)  # untouched: copied as is
+    assert bytes(merged["blk.0.attn_q.weight"].data) != bytes(base["blk.0.attn_q.weight"].data)
+    for ids, (tokens, logits) in zip(reference["ids"], reference["lora"], strict=True):
+        got, got_logits = llama_greedy(out, ids)
+        assert got == tokens
+        np.testing.assert_allclose(got_logits, logits, atol=2e-3)
+
+
+@needs_llama_cpp
+def test_q4_k_m_is_quantised_by_llama_cpp(tiny_llama_dir, reference, tmp_path):
+    out = export_gguf(tiny_llama_dir, tmp_path / "q4.gguf", quant="q4_k_m").out
+    reader = gguf.GGUFReader(str(out))
+    assert reader.get_field("general.file_type").contents() == 15  # LLAMA_FTYPE_MOSTLY_Q4_K_M
+    types = {t.name: t.tensor_type.name for t in reader.tensors}
+    # Q4_K_M's choice; rows of 64 values are not a multiple of K-quants' 256: llama.cpp falls
+    # back to Q5_0 / Q8_0, as it does for the default model's 640-wide rows
+    assert types["blk.0.attn_q.weight"] == "Q5_0" and types["blk.1.ffn_down.weight"] == "Q8_0"
+    assert types["blk.0.ffn_norm.weight"] == "F32"
+    for ids, (tokens, logits) in zip(reference["ids"], reference["base"], strict=True):
+        got, got_logits = llama_greedy(out, ids)
+        np.testing.assert_allclose(got_logits, logits, atol=0.1)  # measured: under 0.05
+        assert got[0] == tokens[0]
+
+
+@needs_llama_cpp
 def test_adapter_alone_exports_as_a_lora_gguf_llama_cpp_applies(exports, adapter, reference,
                                                                  tmp_path):
     from deepke_llm.cli import main
