@@ -479,3 +479,21 @@ def test_default_model_merged_reads_the_entities_of_base_plus_runtime_lora(data_
     # near tie may read differently; the entities found must be those of the runtime path
     assert same >= 8, (ours, runtime)
     assert sum(len(e) for e in runtime) >= 10
+
+
+def test_a_gguf_with_its_own_jinja_template_needs_a_named_one(tmp_path):
+    from deepke_llm.training.weights.ollama import write_modelfile
+
+    writer = gguf.GGUFWriter(str(tmp_path / "m.gguf"), "llama")
+    writer.add_chat_template("{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}")
+    writer.add_token_list([b"<unk>", b"<s>", b"</s>"])
+    writer.add_eos_token_id(2)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(WeightsError, match="carries its own .Jinja. chat template"):
+        write_modelfile(tmp_path, tmp_path / "m.gguf")
+    assert not (tmp_path / "Modelfile").exists()
+    text = write_modelfile(tmp_path, tmp_path / "m.gguf", "oneke").read_text()
+    assert modelfile_template(text) == GO_TEMPLATES["oneke"] and "FROM ./m.gguf\n" in text
