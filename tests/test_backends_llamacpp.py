@@ -125,3 +125,23 @@ def test_a_model_llama_cpp_cannot_load_is_one_line(tmp_path):
     assert result.exit_code == 1
     assert result.stderr.strip() == f"error: GGUF file {tmp_path} does not exist: pass --model " \
                                     "FILE.gguf"
+
+
+def test_jump_forward_feeds_the_forced_structure_without_changing_answers(cache):
+    """Under the constraint, the answer's structure is fed without asking the model: the same
+    answers with far fewer rows of vocabulary logits."""
+    answers, logits, tokens = [], [], []
+    for jump in (False, True):
+        backend = load_backend(backend="llamacpp", parallel=4, threads=2, jump_forward=jump)
+        extractor = Extractor(backend, "conll03", task="ner",
+                              generation=GenerationConfig(max_new_tokens=96, batch_size=4))
+        assert extractor.constrained
+        documents = extractor.extract(SENTENCES)
+        answers.append([d.raw_output for d in documents])
+        assert all(d.errors == () for d in documents), answers[-1]
+        logits.append(backend.vocab_logits)
+        tokens.append(backend.stats.generated_tokens)
+        backend.close()
+    assert answers[0] == answers[1]
+    assert tokens[0] == tokens[1] and logits[0] >= tokens[0]
+    assert logits[1] < 0.6 * logits[0], logits

@@ -71,8 +71,9 @@ def _generate(row: RowConstraint, rng: random.Random, vocab: TokenIndex) -> str:
         token = int(rng.choice(options.ids))
         if token == 0:
             break
-        out += vocab.keys[vocab.keys.index(_bytes_of(vocab, token))]
+        out += _bytes_of(vocab, token)
         row.advance(token)
+        out += b"".join(_bytes_of(vocab, t) for t in row.forced())  # jump-forward, if on
     return out.decode("utf-8")
 
 
@@ -94,7 +95,8 @@ def test_every_constrained_answer_parses_grounds_and_names_schema_types(vocab, s
     chunk = chunk_schema(task_obj, schema)[0]
     items = task_obj.schema_items(chunk, "en")
     constraint = ConstraintCompiler(style, task).for_prompt(0, items, text)
-    row = RowConstraint(constraint.automaton, vocab, budget)
+    jump = vocab.tokenize if rng.random() < 0.5 else None
+    row = RowConstraint(constraint.automaton, vocab, budget, jump)
     output = _generate(row, rng, vocab)
     records, errors = parse_output(task_obj, output, chunk, text, "en", get_style(style))
     # the model's own choices (one mention under two types) are not what the constraint rules

@@ -49,7 +49,7 @@ class _Row:
     ids: list[int]
     fed: int = 0
     out: list[int] = field(default_factory=list)
-    next_token: int | None = None
+    feed: list[int] = field(default_factory=list)  # tokens the next call feeds (logits: last)
     constraint: Any = None  # a RowConstraint when the answer is constrained
 
 
@@ -62,7 +62,8 @@ class LlamaCppBackend:
     def __init__(self, model: str | Path, lora: str | Path | None = None,
                  chat_template: str = "auto", threads: int | None = None,
                  parallel: int = DEFAULT_PARALLEL, context_length: int = DEFAULT_CONTEXT,
-                 extra_buffers: bool = False, share_prefix: bool = False) -> None:
+                 extra_buffers: bool = False, share_prefix: bool = False,
+                 jump_forward: bool = True) -> None:
         import llama_cpp
 
         _quiet_logs(llama_cpp)
@@ -79,6 +80,11 @@ class LlamaCppBackend:
         # the last bits from the one each row computes itself, and on CoNLL-2003 test[:300] the
         # answers moved enough to cost 0.9 strict F1 for 1.2x (benchmarks/perf/engines.py).
         self.share_prefix = share_prefix
+        # Under a decoding constraint, the answer's forced structure (`, "location": [`) is fed
+        # in the same call as the token before it, without logits over the vocabulary for it
+        # (RowConstraint.forced).
+        self.jump_forward = jump_forward
+        self.vocab_logits = 0  # rows whose logits over the vocabulary were computed and read
         self.stats = GenerationStats()
         llama_cpp.llama_backend_init()
         params = llama_cpp.llama_model_default_params()
@@ -169,7 +175,9 @@ class LlamaCppBackend:
         return len(self._tokenize(text, add_special=False))
 
     def _tokenize(self, text: str, add_special: bool) -> list[int]:
-        data = text.encode("utf-8", "replace")
+        return self._tokenize_bytes(text.encode("utf-8", "replace"), add_special)
+
+    def _tokenize_bytes(self, data: bytes, add_special: bool = False) -> list[int]:
         size = len(data) + 16
         buffer = (self._lib.llama_token * size)()
         count = self._lib.llama_tokenize(self._vocab, data, len(data), buffer, size, add_special,
@@ -232,8 +240,9 @@ class LlamaCppBackend:
 
             for row, constraint in zip(rows, constraints, strict=True):
                 if constraint is not None:
-                    row.constraint = RowConstraint(constraint.automaton, self.token_index(),
-                                                   config.max_new_tokens)
+                    row.constraint = RowConstraint(
+                        constraint.automaton, self.token_index(), config.max_new_tokens,
+                        self._tokenize_bytes if self.jump_forward else None)
         outputs = self._run(rows, config)
         self.stats.prompts += len(encoded)
         self.stats.prompt_tokens += sum(len(e) for e in encoded)
@@ -261,17 +270,19 @@ class LlamaCppBackend:
                         row.fed = shared
             wanted = self._fill_batch(slots)
             self._decode()
+            self.vocab_logits += len(wanted)
             for position, seq in wanted:
                 row = slots[seq]
-                row.next_token = pick(lib.llama_get_logits_ith(self._ctx, position),
-                                      row.constraint)
-                if lib.llama_vocab_is_eog(self._vocab, row.next_token):
+                token = pick(lib.llama_get_logits_ith(self._ctx, position), row.constraint)
+                if lib.llama_vocab_is_eog(self._vocab, token):
                     results[row.index] = row.out
                     del slots[seq]
                     continue
-                row.out.append(row.next_token)
+                row.feed = [token]
                 if row.constraint is not None:
-                    row.constraint.advance(row.next_token)
+                    row.constraint.advance(token)
+                    row.feed += row.constraint.forced()[:BATCH_TOKENS // width - 1]
+                row.out += row.feed
                 if len(row.out) >= config.max_new_tokens or \
                         (row.constraint is not None and row.constraint.finished):
                     results[row.index] = row.out
@@ -317,9 +328,11 @@ class LlamaCppBackend:
                 wanted.append((count, seq))
             count += 1
 
-        for seq, row in slots.items():  # decoding rows first: each needs one token
-            if row.fed == len(row.ids) and row.next_token is not None:
-                add(row.next_token, len(row.ids) + len(row.out) - 1, seq, True)
+        for seq, row in slots.items():  # decoding rows first: their next token(s)
+            if row.fed == len(row.ids) and row.feed:
+                start = len(row.ids) + len(row.out) - len(row.feed)
+                for j, token in enumerate(row.feed):
+                    add(token, start + j, seq, j == len(row.feed) - 1)
         for seq, row in slots.items():
             while row.fed < len(row.ids) and count < BATCH_TOKENS:
                 last = row.fed == len(row.ids) - 1

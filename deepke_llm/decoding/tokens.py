@@ -11,7 +11,7 @@ and the start of a mention are computed once per prompt, not once per step.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +94,8 @@ class RowConstraint:
     automaton: Automaton
     index: TokenIndex
     max_new_tokens: int
+    encode: Callable[[bytes], list[int]] | None = None
+    """The engine's tokenizer, for :meth:`forced` (jump-forward); None: no jump-forward."""
     state: State = field(init=False)
     generated: int = 0
     closing: list[int] | None = None
@@ -165,6 +167,36 @@ class RowConstraint:
             self.closing.pop(0)
             return
         self.state = options.next.get(int(token_id), frozenset())
+
+    def forced(self) -> list[int]:
+        """Tokens the answer must continue with whatever the model prefers (the structure
+        between two choices: ``, "location": [``), to be fed without asking the model
+        (jump-forward: no logits over the vocabulary for them).
+
+        The forced bytes are tokenized by the engine's tokenizer and the last token is left to
+        the model, which may merge it with what it writes next (``["`` rather than ``[`` +
+        ``"``), as its training answers were tokenized. Each token is advanced past here.
+        """
+        if self.encode is None or self.closing is not None:
+            return []
+        data, state = bytearray(), self.state
+        while not self.automaton.accepts(state):
+            following = self.automaton.next_bytes(state)
+            if len(following) != 1:
+                break
+            byte = following.pop()
+            data.append(byte)
+            state = self.automaton.step(state, byte)
+        if len(data) < 2:
+            return []
+        out: list[int] = []
+        for token in self.encode(bytes(data))[:-1]:
+            options = self.options()  # near the limit: only tokens that leave room to close
+            if self.closing is not None or token not in options.next:
+                break
+            self.advance(token)
+            out.append(token)
+        return out
 
     def pick(self, logits: Any, rng: Any = None, temperature: float = 0.0,
              top_p: float = 1.0) -> int:
