@@ -336,7 +336,7 @@ def _dispatch(ray: Any, todo: list[tuple[str, str]], out: Path, config: ExtractC
               model_options: dict[str, Any], options: dict[str, Any], actors: int,
               progress: bool) -> Iterator[dict[str, Any]]:
     """Run each shard on the next free actor; yield each shard's result as it finishes."""
-    from ray.exceptions import RayError
+    from ray.exceptions import RayActorError, RayError
 
     worker = ray.remote(ShardWorker).options(**options)
     idle = [worker.remote(config, model_options) for _ in range(min(actors, len(todo)))]
@@ -355,11 +355,13 @@ def _dispatch(ray: Any, todo: list[tuple[str, str]], out: Path, config: ExtractC
             try:
                 result = ray.get(done[0])
                 idle.append(actor)
-            except RayError as exc:  # the actor died more often than max_restarts allows
+            except RayError as exc:
                 result = {"input": source, "output": name, "finished": False,
-                          "error": one_line(exc).split("\n")[0][:300]}
-                if not idle and not running:
-                    queue.clear()  # no actor left: the rest stays for --resume
+                          "error": _cause(exc)}
+                if not isinstance(exc, RayActorError):
+                    idle.append(actor)  # a bug in this shard's run; the actor lives on
+                elif not idle and not running:
+                    queue.clear()  # died more often than max_restarts allows, and the last one
             bar.advance()
             yield result
     finally:
@@ -367,6 +369,17 @@ def _dispatch(ray: Any, todo: list[tuple[str, str]], out: Path, config: ExtractC
         for actor in everyone:
             with contextlib.suppress(Exception):
                 ray.kill(actor)
+
+
+def _cause(exc: BaseException) -> str:
+    """One line for a Ray error: the innermost exception it wraps (a model that does not load
+    in the actor's ``__init__``, a bug), else Ray's own first line."""
+    seen = exc
+    while getattr(seen, "cause", None) is not None and seen.cause is not seen:
+        seen = seen.cause
+    if seen is not exc:
+        return one_line(seen)
+    return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
 
 
 # ---- KG2Instruction ----------------------------------------------------------------------------
