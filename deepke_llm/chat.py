@@ -67,8 +67,9 @@ class Generations:
     (concurrent.futures would join its threads at exit).
     """
 
-    def __init__(self, concurrent: bool) -> None:
+    def __init__(self, concurrent: bool, cancel: threading.Event | None = None) -> None:
         self.concurrent = concurrent
+        self.cancel = cancel  # a local engine's event: set, its abandoned call stops early
         self.abandoned: Future | None = None
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
@@ -93,11 +94,15 @@ class Generations:
             return future.result()
         except KeyboardInterrupt:
             self.abandoned = future
+            if self.cancel is not None:
+                self.cancel.set()
             raise
 
     def _serve(self) -> None:
         while True:
             future, call = self._jobs.get()
+            if self.cancel is not None:
+                self.cancel.clear()
             _fill(future, call)
 
 
@@ -131,7 +136,8 @@ class ChatSession:
         self.extract_generation = GenerationConfig(max_new_tokens=max_new_tokens,
                                                    batch_size=batch_size)
         self.turns: list[tuple[Prompt, str]] = []
-        self.generations = Generations(concurrent=getattr(backend, "engine", "") == "openai")
+        self.generations = Generations(concurrent=getattr(backend, "engine", "") == "openai",
+                                       cancel=getattr(backend, "cancel", None))
         self._extractors: dict[tuple, Extractor] = {}
         if task is not None:
             self._switch_task(task)

@@ -221,3 +221,37 @@ def test_a_cached_hub_lora_loads_without_the_hub(tiny_llama_dir, monkeypatch, tm
     tuned = hf._attach_lora(AutoModelForCausalLM.from_pretrained(tiny_llama_dir),
                             "some-org/adapter")
     assert isinstance(tuned, PeftModel)
+
+
+def test_the_cancel_event_stops_a_call_in_progress_and_the_next_call_runs(backend):
+    import threading
+
+    from deepke_llm.backends.base import GenerationCancelled
+
+    started, outcome = threading.Event(), {}
+    seen = backend._cancelled
+
+    def watch(input_ids, scores, **kwargs):  # the stopping check, once per step
+        started.set()
+        outcome["steps"] = outcome.get("steps", 0) + 1
+        return seen(input_ids, scores, **kwargs)
+
+    backend._cancelled = watch
+    config = GenerationConfig(max_new_tokens=5000, stop=())
+
+    def call():
+        try:
+            backend.generate([Prompt(user="count to one million")], config)
+        except GenerationCancelled as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    started.wait(60)
+    backend.cancel.set()
+    worker.join(120)
+    del backend._cancelled
+    assert isinstance(outcome.get("error"), GenerationCancelled)
+    assert outcome["steps"] < 5000
+    backend.cancel.clear()
+    assert len(backend.generate([Prompt(user="hi")], GenerationConfig(max_new_tokens=3))) == 1

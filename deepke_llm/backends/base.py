@@ -75,6 +75,11 @@ class BackendUnavailable(BackendError):
     failing every remaining document one by one."""
 
 
+class GenerationCancelled(BackendUnavailable):
+    """A local engine's ``cancel`` event was set during a call (an interactive user's Ctrl-C):
+    the call stops at the next decoding step and the run with it."""
+
+
 @runtime_checkable
 class Backend(Protocol):
     """``generate(prompts, config) -> outputs``: one output string per prompt, same order."""

@@ -13,6 +13,7 @@ id without one fails at once with one line, instead of minutes of download retri
 from __future__ import annotations
 
 import importlib.util
+import threading
 import time
 from collections.abc import Sequence
 from functools import lru_cache
@@ -21,6 +22,7 @@ from typing import Any
 
 from deepke_llm.backends.base import (
     MIN_SHARED_PREFIX,
+    GenerationCancelled,
     GenerationConfig,
     GenerationStats,
     common_prefix_length,
@@ -89,6 +91,8 @@ class HFBackend:
         self.context_length = _context_length(self.model, self.tokenizer)
         self._eos_ids = _eos_token_ids(self.model, self.tokenizer)
         self._token_index: Any = None  # built on the first constrained call
+        self.cancel = threading.Event()
+        """Set from another thread to stop the call in progress (GenerationCancelled)."""
 
     @property
     def device(self) -> Any:
@@ -151,8 +155,11 @@ class HFBackend:
             if constraints is not None and any(constraints[i] is not None for i in batch):
                 kwargs = self._constrained_kwargs(gen_kwargs, [constraints[i] for i in batch],
                                                   config)
+            kwargs = {**kwargs, "stopping_criteria": [self._cancelled]}
             with torch.inference_mode():
                 out = self.model.generate(**inputs, **kwargs)
+            if self.cancel.is_set():
+                raise GenerationCancelled("generation cancelled")
             new_tokens = out[:, inputs["input_ids"].shape[1]:].tolist()
             for i, ids in zip(batch, new_tokens, strict=True):
                 results[i] = self._strip_after_end(ids)
@@ -239,6 +246,12 @@ class HFBackend:
         processors = LogitsProcessorList(kwargs.get("logits_processor") or [])
         processors.append(_ConstraintLogits(rows, self._eos_ids))
         return {**kwargs, "logits_processor": processors}
+
+    def _cancelled(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch  # a StoppingCriteria: True for every row once the cancel event is set
+
+        return torch.full((input_ids.shape[0],), self.cancel.is_set(), dtype=torch.bool,
+                          device=input_ids.device)
 
     def _strip_after_end(self, ids: list[int]) -> list[int]:
         # Rows that finished early (EOS or a stop string) are padded to the batch's longest row.

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from typing import Any
 
 from deepke_llm.backends.base import (
     MIN_SHARED_PREFIX,
+    GenerationCancelled,
     GenerationConfig,
     GenerationStats,
     common_prefix_length,
@@ -85,6 +87,8 @@ class LlamaCppBackend:
         # (RowConstraint.forced).
         self.jump_forward = jump_forward
         self.vocab_logits = 0  # rows whose logits over the vocabulary were computed and read
+        self.cancel = threading.Event()
+        """Set from another thread to stop the call in progress (GenerationCancelled)."""
         self.stats = GenerationStats()
         llama_cpp.llama_backend_init()
         params = llama_cpp.llama_model_default_params()
@@ -261,6 +265,8 @@ class LlamaCppBackend:
         shared = self._prefill_shared_prefix([row.ids for row in rows])
         width = min(self.parallel, max(1, config.batch_size))
         while waiting or slots:
+            if self.cancel.is_set():
+                raise GenerationCancelled("generation cancelled")
             for seq in range(width):
                 if seq not in slots and waiting:
                     lib.llama_memory_seq_rm(self._memory, seq, -1, -1)
