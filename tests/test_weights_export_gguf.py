@@ -238,11 +238,13 @@ def test_llama_cpp_tokenizes_prompts_as_transformers_does(exports, tiny_llama_di
 def test_bad_inputs_are_one_line_and_leave_nothing(tiny_llama_dir, tmp_path):
     from deepke_llm.cli import main
 
-    out = tmp_path / "x.gguf"
+    out, junk = tmp_path / "x.gguf", tmp_path.parent / f"{tmp_path.name}-junk.gguf"
+    junk.write_bytes(b"not a GGUF")
     for args, message in (
             (["--base", str(tmp_path)], "neither 'default', a .gguf file nor a transformers"),
             (["--base", str(tiny_llama_dir), "--lora", str(tmp_path)], "no adapter_config.json"),
-            (["--base", str(tiny_llama_dir), "--lora-only"], "--lora-only needs --lora")):
+            (["--base", str(tiny_llama_dir), "--lora-only"], "--lora-only needs --lora"),
+            (["--base", str(junk)], "not a readable GGUF file")):
         result = CliRunner().invoke(main, ["weights", "export-gguf", *args, "--out", str(out)])
         assert result.exit_code == 1, result.output
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -41,6 +41,7 @@ from deepke_llm.training.weights.gguf import (
     gguf_tensor_name,
     hf_base_facts,
     lora_to_gguf,
+    open_gguf,
     permuted,
     read_lora_factors,
 )
@@ -188,7 +189,7 @@ def _from_gguf(path: Path, factors: list[LoraFactor], quant: str,
     """Plan a GGUF base: adapted tensors merged and re-encoded, all else copied as it is."""
     import gguf
 
-    reader = gguf.GGUFReader(str(path))
+    reader = open_gguf(path)
     facts = base_facts(path, reader)
     merged = {gguf_tensor_name(f.target, facts, lora): f for f in factors}
     planned = []

@@ -23,7 +23,7 @@ from deepke_llm.io import atomic_path, sha256_file
 from deepke_llm.training.weights.io import WeightsError
 
 __all__ = ["LoraFactor", "base_facts", "gguf_tensor_name", "hf_base_facts", "lora_gguf_for",
-           "lora_to_gguf", "permuted", "read_lora_factors"]
+           "lora_to_gguf", "open_gguf", "permuted", "read_lora_factors"]
 
 # architectures whose q/k weights llama.cpp's converter permutes (LlamaModel.modify_tensors)
 PERMUTED = frozenset({"llama", "mistral", "granite", "granitemoe"})
@@ -167,15 +167,24 @@ def _float_arrays(file: Path) -> dict[str, Any]:
     return arrays
 
 
-def base_facts(path: Path, reader: Any = None) -> dict[str, Any]:
-    """Architecture, its tensor-name table and head counts, from the base GGUF's metadata
-    (``reader``: its ``gguf.GGUFReader`` when the caller has one; opening one parses every
-    token string, seconds for a 262k vocabulary)."""
+def open_gguf(path: Path) -> Any:
+    """A ``gguf.GGUFReader`` of ``path``; a missing or malformed file is one WeightsError."""
     import gguf
 
     if not path.is_file():
         raise WeightsError(f"base GGUF {path} does not exist")
-    reader = reader or gguf.GGUFReader(str(path))
+    try:
+        return gguf.GGUFReader(str(path))
+    except (ValueError, IndexError, OSError) as exc:
+        raise WeightsError(f"{path}: not a readable GGUF file ({exc})") from None
+
+
+def base_facts(path: Path, reader: Any = None) -> dict[str, Any]:
+    """Architecture, its tensor-name table and head counts, from the base GGUF's metadata
+    (``reader``: its ``gguf.GGUFReader`` when the caller has one; opening one parses every
+    token string, seconds for a 262k vocabulary)."""
+
+    reader = reader or open_gguf(path)
 
     def value(key: str) -> Any:
         found = reader.get_field(key)
