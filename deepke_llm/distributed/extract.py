@@ -1,7 +1,6 @@
-"""Ray jobs around the one pipeline: sharded extraction (exactly once per shard) and the
-KG2Instruction build with its knowledge base shared through the object store.
+"""Sharded extraction on Ray, exactly once per shard.
 
-Extraction (:func:`extract_shards`): every input shard (JSONL, ``.jsonl.gz``, Parquet) becomes
+:func:`extract_shards`: every input shard (JSONL, ``.jsonl.gz``, Parquet) becomes
 one output shard of the same name, written by :func:`deepke_llm.batch.run_extract` inside an
 actor that built its engine once (:func:`deepke_llm.commands.options.backend_from_options`, as
 ``extract`` does), so records are byte for byte those of ``deepke-llm extract --input SHARD
@@ -30,22 +29,22 @@ import contextlib
 import dataclasses
 import glob
 import json
-import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from deepke_llm.batch import ExtractConfig, RunSummary
+from deepke_llm.distributed.session import ray_session
 from deepke_llm.io import atomic_path, count_lines, output_lock, sha256_file
 from deepke_llm.problems import ErrorCallback, one_line, print_errors
 from deepke_llm.progress import ProgressBar
 
-__all__ = ["MANIFEST", "JobSummary", "ShardError", "extract_shards", "kg2instruction_runner",
-           "ray_session", "require_ray", "resolve_shards"]
+__all__ = ["MANIFEST", "JobSummary", "ShardError", "ShardWorker", "extract_shards",
+           "resolve_shards"]
 
 MANIFEST = "_manifest.json"
 SHARD_SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -53,38 +52,11 @@ _COMPRESSED = (".gz", ".bz2")
 SHOWN_MESSAGES = 50  # input-error lines an actor sends back per shard (all are counted)
 
 
+
 class ShardError(ValueError):
     """The inputs or the output folder of a sharded job cannot be used (one line, what to do)."""
 
 
-def require_ray() -> Any:
-    """The ``ray`` module, or :class:`ModuleNotFoundError` naming the ``pip install`` to run."""
-    try:
-        import ray
-    except ImportError:
-        raise ModuleNotFoundError("--ray needs the 'ray' package, which the light install leaves "
-                                  "out: pip install 'deepke-llm[ray]'", name="ray") from None
-    return ray
-
-
-@contextlib.contextmanager
-def ray_session(address: str | None) -> Iterator[Any]:
-    """Ray, connected: to ``address`` (``auto``, ``ray://host:10001``, ``host:6379``), else to
-    ``$RAY_ADDRESS``, else a local cluster started here. A session this process started is shut
-    down at the end; one it found running (a notebook, the tests) is left alone."""
-    ray = require_ray()
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING)
-    try:
-        yield ray
-    finally:
-        if started:
-            ray.shutdown()
-
-
-# ---- extraction --------------------------------------------------------------------------------
 
 def _shard_stem(path: Path) -> str | None:
     name = path.name
@@ -356,6 +328,9 @@ def _dispatch(ray: Any, todo: list[tuple[str, str]], out: Path, config: ExtractC
                 result = ray.get(done[0])
                 idle.append(actor)
             except RayError as exc:
+                if getattr(exc, "actor_init_failed", False):  # the engine does not load
+                    raise ShardError(f"the engine did not load in a Ray actor: {_cause(exc)}"
+                                     ) from None
                 result = {"input": source, "output": name, "finished": False,
                           "error": _cause(exc)}
                 if not isinstance(exc, RayActorError):
@@ -379,59 +354,6 @@ def _cause(exc: BaseException) -> str:
         seen = seen.cause
     if seen is not exc:
         return one_line(seen)
-    return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-
-
-# ---- KG2Instruction ----------------------------------------------------------------------------
-
-class ChunkWorker:
-    """A Ray actor holding the KG2Instruction pipeline (knowledge base, rules, context scorer),
-    deserialised once from the object store, that processes chunks of corpus records."""
-
-    def __init__(self, pipeline: Any) -> None:
-        self.pipeline = pipeline
-
-    def process(self, chunk: list[tuple[int, dict[str, Any]]]) -> Any:
-        from kg2instruction.pipeline import process_chunk
-
-        return process_chunk(self.pipeline, chunk)
-
-
-def kg2instruction_runner(address: str | None = None, num_cpus: float = 1.0,
-                          max_retries: int = 2) -> Callable[[Any, Iterable], Iterator[Any]]:
-    """A chunk runner for :func:`kg2instruction.pipeline.process_corpus` on Ray.
-
-    The pipeline (with its knowledge base) is put in the object store once and each of
-    ``config.workers`` actors loads it from there; chunks stream to them, at most two per actor
-    in flight, and come back in corpus order (``ActorPool.get_next``), so the output, the
-    checkpoints and ``--resume`` are those of the single-process run. A chunk is a pure
-    function of its records, so Ray retrying it after an actor died changes nothing.
-    """
-
-    def run(pipeline: Any, records: Iterable) -> Iterator[Any]:
-        from kg2instruction.pipeline import chunked
-
-        with ray_session(address) as ray:
-            from ray.util import ActorPool
-
-            shared = ray.put(pipeline)
-            worker = ray.remote(ChunkWorker).options(num_cpus=num_cpus, max_restarts=max_retries,
-                                                     max_task_retries=max_retries)
-            actors = [worker.remote(shared) for _ in range(pipeline.config.workers)]
-            pool = ActorPool(actors)
-            in_flight = 0
-            try:
-                for chunk in chunked(records, pipeline.config.chunk_size):
-                    pool.submit(lambda actor, value: actor.process.remote(value), chunk)
-                    in_flight += 1
-                    if in_flight >= 2 * len(actors):
-                        in_flight -= 1
-                        yield pool.get_next()
-                while pool.has_next():
-                    yield pool.get_next()
-            finally:
-                for actor in actors:
-                    with contextlib.suppress(Exception):
-                        ray.kill(actor)
-
-    return run
+    # an actor's death carries the traceback as text: its last line names the exception
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1][:300] if lines else type(exc).__name__
