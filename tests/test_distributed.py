@@ -136,11 +136,12 @@ def slow(delay: float):
 
 def shard_worker_pid() -> int | None:
     """The process that runs `ShardWorker.run` now (Ray titles a busy actor `ray::Class.method`)."""
-    import psutil
-
-    for process in psutil.process_iter(["cmdline"]):
-        if any("ShardWorker.run" in part for part in process.info["cmdline"] or ()):
-            return process.pid
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"ShardWorker.run" in (entry / "cmdline").read_bytes():
+                return int(entry.name)
+        except OSError:  # a process that ended meanwhile
+            continue
     return None
 
 
@@ -194,6 +195,21 @@ def test_tiny_local_model_on_an_actor_equals_single_process(cluster, tmp_path, t
     expected = single_process(config, options, source, tmp_path / "single.jsonl")
     assert (tmp_path / "out" / source.name).read_bytes() == expected
     assert all(json.loads(line)["raw_output"] for line in expected.decode().splitlines())
+
+
+def test_an_engine_that_does_not_load_stops_the_job_with_its_reason(cluster, tmp_path):
+    from deepke_llm.distributed import ShardError
+
+    write_shards(tmp_path / "in", [1, 1])
+    options = model_options(model=str(tmp_path / "missing-model"), engine="hf")
+    with pytest.raises(ShardError) as caught:
+        extract_shards(ner_config(), options, str(tmp_path / "in"), tmp_path / "out",
+                       max_retries=0)
+    assert str(caught.value).startswith("the engine did not load in a Ray actor: ValueError: "
+                                        f"model directory {tmp_path / 'missing-model'} does not "
+                                        "exist")
+    assert "\n" not in str(caught.value)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [MANIFEST]
 
 
 def test_cli_extract_ray_in_a_subprocess(cluster, tmp_path):
