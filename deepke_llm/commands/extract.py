@@ -64,7 +64,8 @@ from deepke_llm.commands.options import (
 @click.option("--ray-address", help="Ray cluster to join (auto, ray://HOST:10001) [default: "
               "$RAY_ADDRESS, else a local cluster].")
 @click.option("--ray-actors", type=click.IntRange(min=1), default=1,
-              help="Actors (engines) with --ray.")
+              help="Actors (engines) with --ray; with a local engine give --threads too, so "
+                   "actors x threads fit the cores (each actor reserves --threads CPUs).")
 @click.argument("texts", nargs=-1)
 def extract(task, schema_name, prompt_style, language, input_path, output, batch_size,
             max_new_tokens, split_num, few_shot, few_shot_file, resume, progress,
