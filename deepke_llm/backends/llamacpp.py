@@ -36,7 +36,7 @@ from deepke_llm.backends.base import (
 )
 from deepke_llm.prompts.chat import Prompt, render_prompt
 
-__all__ = ["LlamaCppBackend"]
+__all__ = ["LlamaCppBackend", "quiet_logs"]
 
 DEFAULT_PARALLEL = 16
 DEFAULT_CONTEXT = 2048
@@ -68,7 +68,7 @@ class LlamaCppBackend:
                  jump_forward: bool = True) -> None:
         import llama_cpp
 
-        _quiet_logs(llama_cpp)
+        quiet_logs(llama_cpp)
         self._lib = llama_cpp
         path = Path(model)
         if not path.is_file():
@@ -377,7 +377,7 @@ _LOG_CALLBACK: list[Any] = []  # the ctypes callback must outlive every call lla
 GGML_LOG_LEVEL_ERROR = 4  # ggml.h: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5
 
 
-def _quiet_logs(lib: Any) -> None:
+def quiet_logs(lib: Any) -> None:
     """Pass only llama.cpp's errors to stderr (its load and context logs are dozens of lines)."""
     if _LOG_CALLBACK:
         return

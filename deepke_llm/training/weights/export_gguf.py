@@ -360,9 +360,9 @@ def _llama_quantize(source: Path, target: Path) -> None:
     except ImportError:
         raise WeightsError("--quant q4_k_m runs llama.cpp's quantiser: pip install "
                            "'deepke-llm[llamacpp]', or choose --quant q8_0 or f16") from None
-    from deepke_llm.backends.llamacpp import _quiet_logs
+    from deepke_llm.backends.llamacpp import quiet_logs
 
-    _quiet_logs(llama_cpp)  # its per-tensor log is hundreds of lines; errors still show
+    quiet_logs(llama_cpp)  # its per-tensor log is hundreds of lines; errors still show
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = LLAMA_FTYPE_MOSTLY_Q4_K_M
     params.nthread = 0  # llama.cpp's default: every hardware thread
