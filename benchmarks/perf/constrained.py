@@ -75,12 +75,14 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=300, help="Documents per benchmark.")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--jump-forward", action="store_true",
+                        help="llama.cpp: feed the answer's forced structure without logits.")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("DEEPKE_DATA", str(REPO.parent / "shared" / "data"))
     engine = auto_engine(None, None)
-    options = {"threads": args.threads, "parallel": args.batch_size} if engine == "llamacpp" \
-        else {}
+    options = {"threads": args.threads, "parallel": args.batch_size,
+               "jump_forward": args.jump_forward} if engine == "llamacpp" else {}
     backend = load_backend(backend=engine, **options)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,7 +96,7 @@ def main() -> None:
                          "f1_delta": round(held["strict_f1"] - free["strict_f1"], 2),
                          "time_ratio": round(held["seconds"] / free["seconds"], 3)})
             print(json.dumps(rows[-1]), flush=True)
-    result = {"engine": engine, "threads": args.threads, "batch_size": args.batch_size,
+    result = {"engine": engine, "jump_forward": args.jump_forward, "threads": args.threads, "batch_size": args.batch_size,
               "limit": args.limit, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
               "date": time.strftime("%Y-%m-%d"), "runs": rows}
     if not args.no_write:
