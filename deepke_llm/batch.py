@@ -192,7 +192,7 @@ def run_to_file(documents: Iterable[Document],
     ``on_failure`` (stderr by default) and counted in ``RunSummary.failed``.
     """
     summary = summary or RunSummary()
-    report = on_failure or _print_failure(summary)
+    report = on_failure or print_errors(show=SHOWN_FAILURES, prefix="failed: ")
     writer = ResumableWriter(output, resume=resume) if output else _StdoutWriter()
     started = time.perf_counter()
     done_before = len(writer.done_ids)
@@ -230,14 +230,6 @@ def run_to_file(documents: Iterable[Document],
         writer.finish()
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-def _print_failure(summary: RunSummary) -> ErrorCallback:
-    def report(message: str) -> None:
-        if summary.failed <= SHOWN_FAILURES:
-            print(f"failed: {message}", file=sys.stderr, flush=True)
-
-    return report
 
 
 def extract_file(extractor: Extractor, *, input_path: str | None = None,

@@ -34,8 +34,8 @@ from deepke_llm.cjk import is_cjk
 from deepke_llm.records import Argument, Entity, Event, Relation
 from deepke_llm.span_index import Offsets, SpanIndex, TakenSpans
 
-__all__ = ["GroundingOptions", "find_mention", "ground_entities", "ground_events", "is_word_char",
-           "ground_relations"]
+__all__ = ["GroundingOptions", "find_mention", "ground_entities", "ground_events", "ground_relations",
+           "is_word_char", "nearest_pair"]
 
 
 @dataclass(frozen=True)
@@ -289,13 +289,13 @@ def ground_relations(text: str, relations: Sequence[Relation],
             if not found:
                 mention = relation.head.text if side == "head" else relation.tail.text
                 errors.append(f"relation '{relation.type}': {side} '{_shown(mention)}' not found in the text")
-        head, tail = _nearest_pair(heads, tails)
+        head, tail = nearest_pair(heads, tails)
         out.append(replace(relation, head=_at(relation.head, text, head),
                            tail=_at(relation.tail, text, tail)))
     return out, errors
 
 
-def _nearest_pair(heads: list[Offsets], tails: list[Offsets]) -> tuple[Offsets | None, Offsets | None]:
+def nearest_pair(heads: list[Offsets], tails: list[Offsets]) -> tuple[Offsets | None, Offsets | None]:
     """The (head, tail) pair nearest to each other, head != tail unless nothing else exists;
     ties go to the earliest head start, then tail start (then list order): deterministic."""
     if not heads or not tails:

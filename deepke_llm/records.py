@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from deepke_llm.io import LineError, read_jsonl
+from deepke_llm.problems import Problems
 
 __all__ = [
     "Argument",
@@ -328,7 +329,7 @@ class Document:
 
 _DOCUMENT_FIELDS = frozenset({"id", "text", "language", "entities", "relations", "events",
                               "raw_output", "errors", "failure"})
-def read_documents(path: str, errors: list[str] | None = None) -> Iterator[Document]:
+def read_documents(path: str, errors: list[str] | Problems | None = None) -> Iterator[Document]:
     """Stream Documents from a JSON-lines file.
 
     A line that cannot be read (:func:`deepke_llm.io.read_jsonl`) or is no valid document raises

@@ -15,13 +15,13 @@ from deepke_llm import grounding
 from deepke_llm.grounding import (
     GroundingOptions,
     _exact,
-    _nearest_pair,
     _on_boundary,
     _rstrip,
     find_mention,
     ground_entities,
     ground_events,
     ground_relations,
+    nearest_pair,
 )
 from deepke_llm.records import Argument, Entity, Event, Relation, Span
 from deepke_llm.span_index import SpanIndex
@@ -262,7 +262,7 @@ def test_nearest_pair_and_distance_match_brute_force_on_any_spans(seed):
         heads, tails = _random_spans(rng, rng.randint(0, 6)), _random_spans(rng, rng.randint(0, 6))
         if rng.random() < 0.2 and heads:  # heads that are also tails
             tails = tails + rng.sample(heads, k=rng.randint(1, len(heads)))
-        assert _nearest_pair(heads, tails) == _reference_pair(heads, tails), (heads, tails)
+        assert nearest_pair(heads, tails) == _reference_pair(heads, tails), (heads, tails)
         if tails:
             assert SpanIndex(tails).distances(heads) == [min(_distance(h, t) for t in tails)
                                                           for h in heads]

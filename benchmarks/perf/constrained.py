@@ -8,7 +8,7 @@ unparseable answers, ungrounded mentions and names outside the schema, and the e
 
 Results: ``benchmarks/results/perf/constrained.{json,md}``. Example::
 
-    python benchmarks/perf/constrained.py --limit 300 --threads 2
+    python benchmarks/perf/constrained.py --limit 0 --threads 2   # whole test splits
     python benchmarks/perf/constrained.py --benchmarks conll04 --limit 40 --no-write
 """
 
@@ -72,43 +72,51 @@ def run(benchmark: str, backend: Any, constrained: bool, limit: int | None, batc
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--benchmarks", nargs="+", default=BENCHMARKS)
-    parser.add_argument("--limit", type=int, default=300, help="Documents per benchmark.")
+    parser.add_argument("--limit", type=int, default=300,
+                        help="Documents per benchmark (0: the whole test split).")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--jump-forward", action="store_true",
                         help="llama.cpp: feed the answer's forced structure without logits.")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="Keep each run's prediction and gold files under this folder.")
     args = parser.parse_args()
     os.environ.setdefault("DEEPKE_DATA", str(REPO.parent / "shared" / "data"))
     engine = auto_engine(None, None)
     options = {"threads": args.threads, "parallel": args.batch_size,
                "jump_forward": args.jump_forward} if engine == "llamacpp" else {}
     backend = load_backend(backend=engine, **options)
-    rows = []
+    limit = args.limit or None
+    rows: list[dict[str, Any]] = []
+    result = {"engine": engine, "jump_forward": args.jump_forward, "threads": args.threads,
+              "batch_size": args.batch_size, "limit": limit,
+              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+              "date": time.strftime("%Y-%m-%d"), "runs": rows}
     with tempfile.TemporaryDirectory() as tmp:
+        keep = args.keep or Path(tmp)
         # warm-up (not recorded): the adapter, the vocabulary index, the caches of both modes
         for mode in (False, True):
             run(args.benchmarks[0], backend, mode, 4, args.batch_size, Path(tmp) / "warm")
         for benchmark in args.benchmarks:
-            free = run(benchmark, backend, False, args.limit, args.batch_size, Path(tmp) / "f")
-            held = run(benchmark, backend, True, args.limit, args.batch_size, Path(tmp) / "c")
+            free = run(benchmark, backend, False, limit, args.batch_size, keep / "free")
+            held = run(benchmark, backend, True, limit, args.batch_size, keep / "constrained")
             rows.append({"benchmark": benchmark, "free": free, "constrained": held,
                          "f1_delta": round(held["strict_f1"] - free["strict_f1"], 2),
                          "time_ratio": round(held["seconds"] / free["seconds"], 3)})
             print(json.dumps(rows[-1]), flush=True)
-    result = {"engine": engine, "jump_forward": args.jump_forward, "threads": args.threads, "batch_size": args.batch_size,
-              "limit": args.limit, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-              "date": time.strftime("%Y-%m-%d"), "runs": rows}
-    if not args.no_write:
-        write(result)
+            if not args.no_write:  # after each benchmark: a long run keeps what it measured
+                write(result)
 
 
 def write(result: dict[str, Any]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     with atomic_path(RESULTS / "constrained.json") as path:
         path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    scope = (f"first {result['limit']} test documents each" if result["limit"]
+             else "whole test splits")
     lines = [f"# Constrained decoding on the default model ({result['engine']}, "
-             f"{result['threads']} threads, first {result['limit']} test documents each)", "",
+             f"{result['threads']} threads, {scope})", "",
              "Written by `python benchmarks/perf/constrained.py`; free and constrained runs of "
              "one benchmark are back to back in one process.", "",
              "| benchmark | mode | strict F1 | unparseable | ungrounded | outside schema | "

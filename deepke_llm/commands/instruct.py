@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from deepke_llm.commands.common import fail, refuse_same_output
+from deepke_llm.commands.common import ExitCode, fail, refuse_same_output
 from deepke_llm.commands.options import prompt_style_option, task_option
 
 
@@ -46,6 +46,7 @@ def instruct(schema_name, input_path, output, task, split, split_num, neg_ratio,
 
     from deepke_llm.instructions import documents_to_instructions
     from deepke_llm.io import write_jsonl_atomic
+    from deepke_llm.problems import Problems, print_errors
     from deepke_llm.records import read_documents
     from deepke_llm.schema import SchemaError, load_schema
 
@@ -56,7 +57,7 @@ def instruct(schema_name, input_path, output, task, split, split_num, neg_ratio,
         schema = load_schema(schema_name)
     except SchemaError as exc:
         fail(str(exc))
-    errors: list[str] = []
+    errors = Problems(print_errors(show=50))
     documents = read_documents(input_path, errors)
     if limit is not None:
         documents = itertools.islice(documents, limit)
@@ -71,8 +72,6 @@ def instruct(schema_name, input_path, output, task, split, split_num, neg_ratio,
         count = write_jsonl_atomic(output, lines)
     except ValueError as exc:
         fail(str(exc))
-    for message in errors:
-        click.echo(f"error: {message}", err=True)
-    click.echo(f"instructions: {count}, input errors: {len(errors)} -> {output}", err=True)
-    if errors:
-        sys.exit(1)
+    click.echo(f"instructions: {count}, input errors: {errors.count} -> {output}", err=True)
+    if errors.count:
+        sys.exit(ExitCode.INPUT)

@@ -9,17 +9,18 @@ error sink) and go on.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, MutableSequence, Sequence
+from collections.abc import Iterable, Iterator, MutableSequence, Sequence
 from pathlib import Path
 from typing import Any
 
+from deepke_llm.io import read_jsonl
 from deepke_llm.problems import Problems
 from deepke_llm.schema import Schema, SchemaError
 from deepke_llm.tasks import get_task
 
 __all__ = ["DatasetError", "DocumentIds", "EventNames", "Problems", "TypeNames", "as_problems",
-           "as_schema", "check_file", "default_prefix", "join_tokens", "load_json_file",
-           "locate_mention", "place_mention", "token_span"]
+           "as_schema", "check_file", "default_prefix", "join_tokens", "list_field",
+           "load_json_file", "locate_mention", "place_mention", "text_lines", "token_span"]
 
 logger = logging.getLogger("deepke_llm.datasets")
 
@@ -229,3 +230,25 @@ def load_json_file(path: str) -> Any:
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg} at column "
                            f"{exc.colno})") from None
+
+
+def text_lines(path: str, field: str,
+               problems: Problems) -> Iterator[tuple[int, str, dict[str, Any], str]]:
+    """``(line number, "path:line", the line's object, its text)`` for each JSON line of
+    ``path`` whose ``field`` is a string; any other line is reported and skipped."""
+    for number, data in read_jsonl(path, problems):
+        where = f"{path}:{number}"
+        text = data.get(field) if isinstance(data, dict) else None
+        if not isinstance(text, str):
+            problems.report(f"{where}: missing string field {field!r}; line skipped")
+            continue
+        yield number, where, data, text
+
+
+def list_field(data: dict[str, Any], key: str, where: str, problems: Problems) -> list[Any]:
+    """``data[key]`` as a list (absent or null: empty); anything else is reported, ignored."""
+    value = data.get(key) or []
+    if isinstance(value, list):
+        return value
+    problems.report(f"{where}: {key!r} must be a list; ignored")
+    return []

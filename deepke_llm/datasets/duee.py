@@ -13,7 +13,6 @@ from collections.abc import Iterator, MutableSequence
 from pathlib import Path
 from typing import Any
 
-from deepke_llm.io import read_jsonl
 from deepke_llm.records import Argument, Document, Event, Span
 from deepke_llm.schema import Schema
 
@@ -25,7 +24,9 @@ from .common import (
     as_schema,
     check_file,
     default_prefix,
+    list_field,
     place_mention,
+    text_lines,
 )
 
 __all__ = ["read_duee"]
@@ -44,17 +45,9 @@ def _documents(path: str, schema: Schema | None, problems: Problems, prefix: str
                language: str) -> Iterator[Document]:
     names = EventNames(schema, problems)
     ids = DocumentIds(prefix, problems)
-    for number, data in read_jsonl(path, problems):
+    for number, where, data, text in text_lines(path, "text", problems):
         index = number - 1  # the line, so ids survive fixing or dropping other lines
-        where = f"{path}:{number}"
-        text = data.get("text") if isinstance(data, dict) else None
-        if not isinstance(text, str):
-            problems.report(f"{where}: missing string field 'text'; line skipped")
-            continue
-        event_list = data.get("event_list") or []
-        if not isinstance(event_list, list):
-            problems.report(f"{where}: 'event_list' must be a list; ignored")
-            event_list = []
+        event_list = list_field(data, "event_list", where, problems)
         events = [e for j, item in enumerate(event_list)
                   if (e := _event(text, item, f"{where}: event_list[{j}]", names, problems))
                   is not None]

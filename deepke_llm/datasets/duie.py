@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterator, MutableSequence
 from pathlib import Path
 from typing import Any
 
-from deepke_llm.io import read_jsonl
 from deepke_llm.records import Document, Entity, Relation
 from deepke_llm.schema import Schema
 
@@ -40,6 +39,8 @@ from .common import (
     as_schema,
     check_file,
     default_prefix,
+    list_field,
+    text_lines,
 )
 
 __all__ = ["read_duie"]
@@ -83,17 +84,9 @@ def _documents(path: str, schema: Schema | None, problems: Problems, prefix: str
     entity_names = TypeNames(schema, "ner", problems)
     relation_names = TypeNames(schema, "re", problems)
     ids = DocumentIds(prefix, problems)
-    for number, data in read_jsonl(path, problems):
+    for number, where, data, text in text_lines(path, "text", problems):
         index = number - 1  # the line, so ids survive fixing or dropping other lines
-        where = f"{path}:{number}"
-        text = data.get("text") if isinstance(data, dict) else None
-        if not isinstance(text, str):
-            problems.report(f"{where}: missing string field 'text'; line skipped")
-            continue
-        spo_list = data.get("spo_list") or []
-        if not isinstance(spo_list, list):
-            problems.report(f"{where}: 'spo_list' must be a list; ignored")
-            spo_list = []
+        spo_list = list_field(data, "spo_list", where, problems)
         relations: list[Relation] = []
         for j, spo in enumerate(spo_list):
             field = f"{where}: spo_list[{j}]"

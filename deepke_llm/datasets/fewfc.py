@@ -16,7 +16,6 @@ from collections.abc import Iterator, MutableSequence
 from pathlib import Path
 from typing import Any
 
-from deepke_llm.io import read_jsonl
 from deepke_llm.records import Argument, Document, Event, Span
 from deepke_llm.schema import Schema
 
@@ -28,7 +27,9 @@ from .common import (
     as_schema,
     check_file,
     default_prefix,
+    list_field,
     place_mention,
+    text_lines,
 )
 
 __all__ = ["read_fewfc"]
@@ -49,16 +50,8 @@ def _documents(path: str, schema: Schema | None, problems: Problems, prefix: str
                language: str) -> Iterator[Document]:
     names = EventNames(schema, problems)
     ids = DocumentIds(prefix, problems)
-    for number, data in read_jsonl(path, problems):
-        where = f"{path}:{number}"
-        text = data.get("content") if isinstance(data, dict) else None
-        if not isinstance(text, str):
-            problems.report(f"{where}: missing string field 'content'; line skipped")
-            continue
-        raw_events = data.get("events") or []
-        if not isinstance(raw_events, list):
-            problems.report(f"{where}: 'events' must be a list; ignored")
-            raw_events = []
+    for number, where, data, text in text_lines(path, "content", problems):
+        raw_events = list_field(data, "events", where, problems)
         events = [e for j, item in enumerate(raw_events)
                   if (e := _event(text, item, f"{where}: events[{j}]", names, problems))
                   is not None]

@@ -153,10 +153,10 @@ def _occurrences(text: str, mentions: list[str], where: str,
 def _relation(text: str, fact: Pair, places: dict[str, list[tuple[int, int]]],
               name: str) -> Relation:
     # the grounder's own pair rule, applied to the candidates chosen above
-    from deepke_llm.grounding import _nearest_pair
+    from deepke_llm.grounding import nearest_pair
 
     label, head, tail = fact
-    head_span, tail_span = _nearest_pair(places[head], places[tail])
+    head_span, tail_span = nearest_pair(places[head], places[tail])
     if label in SYMMETRIC and head_span and tail_span and tail_span < head_span:
         head_span, tail_span = tail_span, head_span
         head, tail = tail, head

@@ -33,6 +33,7 @@ from .common import (
     check_file,
     default_prefix,
     join_tokens,
+    list_field,
     token_span,
 )
 
@@ -115,11 +116,7 @@ def _documents(path: str, schema: Schema | None, problems: Problems, prefix: str
 
 
 def _items(data: dict[str, Any], key: str, record: _Record) -> list[Any]:
-    value = data.get(key) or []
-    if isinstance(value, list):
-        return value
-    record.problems.report(f"{record.where}: '{key}' must be a list; ignored")
-    return []
+    return list_field(data, key, record.where, record.problems)
 
 
 def _relation(item: Any, j: int, entities: dict[str, Entity], record: _Record,

@@ -33,7 +33,6 @@ from collections.abc import Iterator, MutableSequence
 from pathlib import Path
 from typing import Any
 
-from deepke_llm.io import read_jsonl
 from deepke_llm.records import Argument, Document, Event, Span
 from deepke_llm.schema import Schema
 
@@ -46,6 +45,7 @@ from .common import (
     check_file,
     default_prefix,
     place_mention,
+    text_lines,
 )
 
 __all__ = ["ATTRIBUTES", "read_phee"]
@@ -70,12 +70,7 @@ def _documents(path: str, schema: Schema | None, problems: Problems, prefix: str
                language: str) -> Iterator[Document]:
     names = EventNames(schema, problems)
     ids = DocumentIds(prefix, problems)
-    for number, data in read_jsonl(path, problems):
-        where = f"{path}:{number}"
-        text = data.get("context") if isinstance(data, dict) else None
-        if not isinstance(text, str):
-            problems.report(f"{where}: missing string field 'context'; line skipped")
-            continue
+    for number, where, data, text in text_lines(path, "context", problems):
         raw_events = _first_annotation(data.get("annotations"), where, problems)
         events: list[Event] = []
         attributes: list[dict[str, Any]] = []

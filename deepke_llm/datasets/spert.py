@@ -26,6 +26,7 @@ from .common import (
     check_file,
     default_prefix,
     join_tokens,
+    list_field,
     load_json_file,
     token_span,
 )
@@ -59,7 +60,7 @@ def _documents(path: str, data: list[Any], schema: Schema | None, problems: Prob
             continue
         text, offsets = join_tokens(tokens)
         entities: list[Entity | None] = []
-        for j, item in enumerate(_list(record, "entities", where, problems)):
+        for j, item in enumerate(list_field(record, "entities", where, problems)):
             span = token_span(offsets, item.get("start"), item.get("end")) \
                 if isinstance(item, dict) else None
             label = item.get("type") if isinstance(item, dict) else None
@@ -72,7 +73,7 @@ def _documents(path: str, data: list[Any], schema: Schema | None, problems: Prob
             entities.append(Entity(entity_names(label, f"{where} entities[{j}]"),
                                    text[start:end], start, end))
         relations = []
-        for j, item in enumerate(_list(record, "relations", where, problems)):
+        for j, item in enumerate(list_field(record, "relations", where, problems)):
             head = _entity_at(entities, item.get("head")) if isinstance(item, dict) else None
             tail = _entity_at(entities, item.get("tail")) if isinstance(item, dict) else None
             label = item.get("type") if isinstance(item, dict) else None
@@ -86,14 +87,6 @@ def _documents(path: str, data: list[Any], schema: Schema | None, problems: Prob
         yield Document(id=doc_id, text=text, language=language,
                        entities=tuple(e for e in entities if e is not None),
                        relations=tuple(relations), meta={**meta, "tokens": offsets})
-
-
-def _list(record: dict[str, Any], key: str, where: str, problems: Problems) -> list[Any]:
-    value = record.get(key, [])
-    if isinstance(value, list):
-        return value
-    problems.report(f"{where}: '{key}' must be a list; ignored")
-    return []
 
 
 def _entity_at(entities: list[Entity | None], index: Any) -> Entity | None:
