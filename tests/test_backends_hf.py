@@ -167,6 +167,32 @@ def test_shared_prefix_cache_gives_the_same_outputs(tiny_llama_dir):
     assert inputs["attention_mask"].sum().item() == sum(len(r) for r in rows)
 
 
+def test_finished_rows_leave_the_batch_and_answers_stay_the_same(tiny_llama_dir):
+    """Generating in stages of a few tokens (finished rows leave, waiting prompts join, rows that
+    go on keep their constraint's state) gives the answers of one call per batch, in fewer
+    row-steps when answers end at different lengths."""
+    from deepke_llm.backends.hf import HFBackend
+    from deepke_llm.extractor import Extractor
+
+    staged, whole = HFBackend(tiny_llama_dir, stage_tokens=4), \
+        HFBackend(tiny_llama_dir, stage_tokens=None)
+    full = whole.generate(PROMPTS, GenerationConfig(max_new_tokens=24, batch_size=3))
+    stop = next(t[i:i + 2] for t in full for i in range(2, 8)  # ends some rows early
+                if t[i:i + 2].isprintable() and "\ufffd" not in t[i:i + 2])
+    config = GenerationConfig(max_new_tokens=24, batch_size=3, stop=(stop,))
+    whole.row_steps = 0
+    assert staged.generate(PROMPTS, config) == whole.generate(PROMPTS, config)
+    assert staged.row_steps < whole.row_steps
+    texts = ["Alice flew to Paris.", "Acme hired Bob in Rome on a Monday.", "Rome.",
+             "The European Commission said on Thursday it disagreed.", "Japan beat Syria."]
+    generation = GenerationConfig(max_new_tokens=40, batch_size=2)
+    answers = [[d.raw_output for d in Extractor(b, "conll03", "ner", generation=generation,
+                                                 constrained=True).extract(texts)]
+               for b in (staged, whole)]
+    assert answers[0] == answers[1]
+    assert any(len(a[0]) > 8 for a in answers[0])  # rows went on past the first stage
+
+
 def test_local_models_never_probe_the_hub(tiny_llama_dir, monkeypatch):
     from deepke_llm.backends import hf_hub
 

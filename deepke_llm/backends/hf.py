@@ -1,7 +1,8 @@
 """Local generation with Hugging Face transformers (+ an optional peft LoRA adapter).
 
 Prompts are rendered with :func:`~deepke_llm.prompts.chat.render_prompt`, tokenized, sorted by
-length and generated in left-padded batches of ``config.batch_size``; outputs come back in input
+length and generated in left-padded batches of ``config.batch_size``, ``stage_tokens`` new tokens
+per call, after which finished rows leave and waiting prompts join; outputs come back in input
 order. Greedy decoding unless ``config.temperature > 0``. A ``.gguf`` file loads through
 transformers' GGUF reader (dequantized; needs the ``gguf`` package).
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -44,6 +46,9 @@ __all__ = ["HFBackend"]
 MAX_SANE_CONTEXT = 1_048_576
 DEFAULT_CONTEXT = 2048
 CONTEXT_TOKENS_FOR_DECODING = 4
+# New tokens per generate() call; then finished rows leave the batch and waiting prompts join
+# (most extraction answers take 10-40 tokens, a few take hundreds).
+STAGE_TOKENS = 32
 DTYPE_NAMES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
                "half": "float16", "fp32": "float32", "float32": "float32", "float": "float32"}
 # The reachability probe: one request, no retries; a hub that has not answered by then is down.
@@ -62,11 +67,14 @@ class HFBackend:
                  device_map: str | dict | None = None, load_in_8bit: bool = False,
                  load_in_4bit: bool = False, trust_remote_code: bool = False,
                  revision: str | None = None, gguf_file: str | None = None,
-                 merge_lora: bool = True, prefix_cache: bool = True) -> None:
+                 merge_lora: bool = True, prefix_cache: bool = True,
+                 stage_tokens: int | None = STAGE_TOKENS) -> None:
         import torch
 
         self.model_name = str(model)
         self.prefix_cache = prefix_cache
+        self.stage_tokens = stage_tokens  # None: one generate() call per batch, to the end
+        self.row_steps = 0  # rows x decoding steps computed (finished rows leaving saves them)
         self.chat_template = chat_template
         self.stats = GenerationStats()
         model_path, gguf_file = split_gguf(str(model), gguf_file)
@@ -138,31 +146,54 @@ class HFBackend:
     def _generate(self, prompts: Sequence[Prompt], config: GenerationConfig,
                   constraints: Sequence[Any] | None = None
                   ) -> tuple[list[list[int]], list[list[int]]]:
+        """Batches of ``config.batch_size`` rows, ``stage_tokens`` new tokens per generate()
+        call: after each call finished rows leave the batch and waiting prompts take their
+        places (a batch of 16 no longer waits 128 steps for one long answer); a row that goes on
+        is fed its prompt and what it wrote so far, and its decoding constraint keeps its state."""
         import torch
 
         started = time.perf_counter()
         encoded = [self.encode_prompt(p) for p in prompts]
-        # Sorting by length keeps padding (wasted compute) small inside each batch.
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
+        # Longest prompts first keeps padding (wasted compute) small inside each batch.
+        waiting = deque(sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True))
         results: list[list[int]] = [[] for _ in encoded]
+        rows = self._row_constraints(constraints, config, len(encoded))
         gen_kwargs = self._generate_kwargs(config)
-        for start in range(0, len(order), config.batch_size):
-            batch = order[start:start + config.batch_size]
-            inputs = self._batch_inputs([encoded[i] for i in batch])
+        active: list[int] = []
+        calls = 0
+        while waiting or active:
+            while waiting and len(active) < config.batch_size:
+                active.append(waiting.popleft())
+            budget = max(config.max_new_tokens - len(results[i]) for i in active)
+            stage = min(budget, self.stage_tokens or budget)
+            inputs = self._batch_inputs([encoded[i] + results[i] for i in active])
             if config.seed is not None and config.temperature > 0:
-                torch.manual_seed(config.seed + start)
-            kwargs = gen_kwargs
-            if constraints is not None and any(constraints[i] is not None for i in batch):
-                kwargs = self._constrained_kwargs(gen_kwargs, [constraints[i] for i in batch],
-                                                  config)
-            kwargs = {**kwargs, "stopping_criteria": [self._cancelled]}
+                torch.manual_seed(config.seed + calls)
+            kwargs = {**gen_kwargs, "max_new_tokens": stage,
+                      "stopping_criteria": [self._cancelled]}
+            if any(rows[i] is not None for i in active):
+                kwargs = self._constrained_kwargs(kwargs, [rows[i] for i in active])
             with torch.inference_mode():
                 out = self.model.generate(**inputs, **kwargs)
             if self.cancel.is_set():
                 raise GenerationCancelled("generation cancelled")
-            new_tokens = out[:, inputs["input_ids"].shape[1]:].tolist()
-            for i, ids in zip(batch, new_tokens, strict=True):
-                results[i] = self._strip_after_end(ids)
+            calls += 1
+            width = inputs["input_ids"].shape[1]
+            self.row_steps += len(active) * (out.shape[1] - width)
+            going_on = []
+            for i, ids in zip(active, out[:, width:].tolist(), strict=True):
+                kept = self._strip_after_end(ids)
+                results[i] += kept
+                row = rows[i]
+                ended = len(kept) < stage or kept[-1] in self._eos_ids or \
+                    len(results[i]) >= config.max_new_tokens or (row is not None and row.finished)
+                if ended:
+                    results[i] = results[i][:config.max_new_tokens]
+                    continue
+                if row is not None:  # a call's last token is never seen by its processor
+                    row.advance(kept[-1])
+                going_on.append(i)
+            active = going_on
         self.stats.prompts += len(encoded)
         self.stats.prompt_tokens += sum(len(e) for e in encoded)
         self.stats.generated_tokens += sum(len(r) for r in results)
@@ -234,15 +265,20 @@ class HFBackend:
             kwargs["logits_processor"] = config.extra["logits_processor"]
         return kwargs
 
-    def _constrained_kwargs(self, kwargs: dict[str, Any], constraints: Sequence[Any],
-                            config: GenerationConfig) -> dict[str, Any]:
-        from transformers import LogitsProcessorList
-
+    def _row_constraints(self, constraints: Sequence[Any] | None, config: GenerationConfig,
+                         count: int) -> list[Any]:
+        """One :class:`~deepke_llm.decoding.RowConstraint` (or None) per prompt."""
+        if constraints is None:
+            return [None] * count
         from deepke_llm.decoding import RowConstraint
 
-        rows = [None if c is None else
+        return [None if c is None else
                 RowConstraint(c.automaton, self.token_index(), config.max_new_tokens)
                 for c in constraints]
+
+    def _constrained_kwargs(self, kwargs: dict[str, Any], rows: Sequence[Any]) -> dict[str, Any]:
+        from transformers import LogitsProcessorList
+
         processors = LogitsProcessorList(kwargs.get("logits_processor") or [])
         processors.append(_ConstraintLogits(rows, self._eos_ids))
         return {**kwargs, "logits_processor": processors}
