@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import string
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -63,18 +64,28 @@ def synthetic_vocab() -> TokenIndex:
 
 
 def _generate(row: RowConstraint, rng: random.Random, vocab: TokenIndex) -> str:
-    out = b""
-    for _ in range(row.max_new_tokens):
+    """A random model's answer; with ``row.escape`` its favourite token is now and then one the
+    constraint refuses (a name that is not in the text), which an escape drops."""
+    out: list[int] = []
+    for _ in range(4 * row.max_new_tokens):
         options = row.options()
         if row.finished or not len(options.ids):
             break
-        token = int(rng.choice(options.ids))
+        logits = np.zeros(vocab.size)
+        refused = np.setdiff1d(np.arange(1, vocab.size), options.ids)
+        wild = row.escape and len(refused) and rng.random() < 0.3
+        logits[int(rng.choice(refused if wild else options.ids))] = 1.0
+        escaped = row.escaped(logits)
+        if escaped is not None:
+            back, tokens = escaped
+            out = out[:len(out) - back] + tokens
+            continue
+        token = row.pick(logits)
         if token == 0:
             break
-        out += _bytes_of(vocab, token)
         row.advance(token)
-        out += b"".join(_bytes_of(vocab, t) for t in row.forced())  # jump-forward, if on
-    return out.decode("utf-8")
+        out += [token, *row.forced()]  # jump-forward, if on
+    return b"".join(_bytes_of(vocab, t) for t in out).decode("utf-8")
 
 
 def _bytes_of(vocab: TokenIndex, token: int) -> bytes:
@@ -86,9 +97,10 @@ def _bytes_of(vocab: TokenIndex, token: int) -> bytes:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**32 - 1), task=st.sampled_from(["ner", "re", "ee"]),
-       style=st.sampled_from(["iepile", "knowlm"]), budget=st.sampled_from([12, 40, 512]))
+       style=st.sampled_from(["iepile", "knowlm"]), budget=st.sampled_from([12, 40, 512]),
+       escape=st.booleans())
 def test_every_constrained_answer_parses_grounds_and_names_schema_types(vocab, seed, task, style,
-                                                                        budget):
+                                                                        budget, escape):
     rng = random.Random(seed)
     schema, text = load_schema(_schema(rng)), _text(rng)
     task_obj = get_task(task)
@@ -96,7 +108,7 @@ def test_every_constrained_answer_parses_grounds_and_names_schema_types(vocab, s
     items = task_obj.schema_items(chunk, "en")
     constraint = ConstraintCompiler(style, task).for_prompt(0, items, text)
     jump = vocab.tokenize if rng.random() < 0.5 else None
-    row = RowConstraint(constraint.automaton, vocab, budget, jump)
+    row = RowConstraint(constraint.automaton, vocab, budget, jump, escape=escape)
     output = _generate(row, rng, vocab)
     records, errors = parse_output(task_obj, output, chunk, text, "en", get_style(style))
     # the model's own choices (one mention under two types) are not what the constraint rules
@@ -176,6 +188,43 @@ def test_names_outside_the_schema_and_mentions_outside_the_text_are_refused():
     assert not allowed('{"person": [], "company": ["Apple"]}')  # not a schema name
     assert not allowed('{"person": [], "location": [" Cupertino"]}')  # starts on a space
     assert not allowed('{"person": []}')  # every key is written
+
+
+def test_a_name_the_model_cannot_copy_is_dropped_not_replaced_by_the_nearest_one(vocab):
+    text = "13 - Nick Popplewell ( Ireland ) , 12 - Ian Jones ( New Zealand ) ."
+    automaton = ConstraintCompiler("iepile", "ner").for_prompt(
+        0, ["person", "location"], text).automaton
+
+    def wants(piece: bytes) -> np.ndarray:
+        logits = np.zeros(vocab.size)
+        logits[vocab.tokenize(piece)[0]] = 1.0
+        return logits
+
+    def write(row: RowConstraint, out: list[int], answer: bytes) -> None:
+        for token in vocab.tokenize(answer):
+            assert row.escaped(wants(_bytes_of(vocab, token))) is None
+            row.advance(token)
+            out.append(token)
+
+    other = wants(b"Kennedy")  # a name that is not in the text (one token of the vocabulary)
+    row, out = RowConstraint(automaton, vocab, 64, escape=True), []
+    write(row, out, b'{"person": ["Nick Popplewell", "')
+    back, tokens = row.escaped(other)
+    out = out[:len(out) - back] + tokens
+    write(row, out, b', "location": ["Ireland"]}')
+    answer = b"".join(_bytes_of(vocab, t) for t in out).decode()
+    assert answer == '{"person": ["Nick Popplewell"], "location": ["Ireland"]}'
+    assert row.finished and row.escapes == 1
+    first, out = RowConstraint(automaton, vocab, 64, escape=True), []  # a list's first item
+    write(first, out, b'{"person": ["')
+    back, tokens = first.escaped(other)
+    out = out[:len(out) - back] + tokens
+    write(first, out, b', "location": []}')
+    assert b"".join(_bytes_of(vocab, t) for t in out) == b'{"person": [], "location": []}'
+    plain, kept = RowConstraint(automaton, vocab, 64), []  # escape off: never goes back
+    write(plain, kept, b'{"person": ["Nick Popplewell", "')
+    assert plain.escaped(other) is None
+    assert not _bytes_of(vocab, plain.pick(other)).startswith(b"K")  # forced onto another
 
 
 def test_the_json_schema_for_servers_has_exactly_the_chunk_keys():

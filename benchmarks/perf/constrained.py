@@ -79,6 +79,8 @@ def main() -> None:
     parser.add_argument("--jump-forward", action="store_true",
                         help="llama.cpp: feed the answer's forced structure without logits.")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--note", action="append", default=[],
+                        help="A line for the results (e.g. what else ran on the machine).")
     parser.add_argument("--keep", type=Path, default=None,
                         help="Keep each run's prediction and gold files under this folder.")
     args = parser.parse_args()
@@ -92,7 +94,7 @@ def main() -> None:
     result = {"engine": engine, "jump_forward": args.jump_forward, "threads": args.threads,
               "batch_size": args.batch_size, "limit": limit,
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-              "date": time.strftime("%Y-%m-%d"), "runs": rows}
+              "date": time.strftime("%Y-%m-%d"), "notes": args.note, "runs": rows}
     with tempfile.TemporaryDirectory() as tmp:
         keep = args.keep or Path(tmp)
         # warm-up (not recorded): the adapter, the vocabulary index, the caches of both modes
@@ -129,6 +131,8 @@ def write(result: dict[str, Any]) -> None:
             lines.append(f"| {row['benchmark']} | {mode} | {run_['strict_f1']:.2f} | "
                          f"{errors['unparseable']} | {errors['ungrounded']} | "
                          f"{errors['outside_schema']} | {run_['seconds']} | {ratio} |")
+    if result.get("notes"):
+        lines += ["", *(f"- {note}" for note in result["notes"])]
     with atomic_path(RESULTS / "constrained.md") as path:
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 

@@ -65,7 +65,7 @@ class LlamaCppBackend:
                  chat_template: str = "auto", threads: int | None = None,
                  parallel: int = DEFAULT_PARALLEL, context_length: int = DEFAULT_CONTEXT,
                  extra_buffers: bool = False, share_prefix: bool = False,
-                 jump_forward: bool = False) -> None:
+                 jump_forward: bool = False, escape: bool = False) -> None:
         import llama_cpp
 
         quiet_logs(llama_cpp)
@@ -89,6 +89,10 @@ class LlamaCppBackend:
         # the answers moved enough to cost 1.08 strict F1 (62.22 without it) for 1.16x
         # (benchmarks/perf/constrained.py).
         self.jump_forward = jump_forward
+        # Under a decoding constraint, a mention the model cannot start from the text is
+        # dropped by going back and closing its list (RowConstraint.escaped).
+        self.escape = escape
+        self.escapes = 0  # items dropped that way
         self.vocab_logits = 0  # rows whose logits over the vocabulary were computed and read
         self.cancel = threading.Event()
         """Set from another thread to stop the call in progress (GenerationCancelled)."""
@@ -249,7 +253,8 @@ class LlamaCppBackend:
                 if constraint is not None:
                     row.constraint = RowConstraint(
                         constraint.automaton, self.token_index(), config.max_new_tokens,
-                        self._tokenize_bytes if self.jump_forward else None)
+                        self._tokenize_bytes if self.jump_forward else None,
+                        escape=self.escape)
         outputs = self._run(rows, config)
         self.stats.prompts += len(encoded)
         self.stats.prompt_tokens += sum(len(e) for e in encoded)
@@ -282,15 +287,23 @@ class LlamaCppBackend:
             self.vocab_logits += len(wanted)
             for position, seq in wanted:
                 row = slots[seq]
-                token = pick(lib.llama_get_logits_ith(self._ctx, position), row.constraint)
-                if lib.llama_vocab_is_eog(self._vocab, token):
-                    results[row.index] = row.out
-                    del slots[seq]
-                    continue
-                row.feed = [token]
-                if row.constraint is not None:
-                    row.constraint.advance(token)
-                    row.feed += row.constraint.forced()[:BATCH_TOKENS // width - 1]
+                logits = pick.logits(lib.llama_get_logits_ith(self._ctx, position))
+                escaped = row.constraint.escaped(logits) if row.constraint is not None else None
+                if escaped is not None:  # the row takes tokens back: their cache cells go too
+                    back, row.feed = escaped
+                    row.out = row.out[:len(row.out) - back]
+                    lib.llama_memory_seq_rm(self._memory, seq, len(row.ids) + len(row.out), -1)
+                    self.escapes += 1
+                else:
+                    token = pick(logits, row.constraint)
+                    if lib.llama_vocab_is_eog(self._vocab, token):
+                        results[row.index] = row.out
+                        del slots[seq]
+                        continue
+                    row.feed = [token]
+                    if row.constraint is not None:
+                        row.constraint.advance(token)
+                        row.feed += row.constraint.forced()[:BATCH_TOKENS // width - 1]
                 row.out += row.feed
                 if len(row.out) >= config.max_new_tokens or \
                         (row.constraint is not None and row.constraint.finished):
@@ -360,9 +373,12 @@ class _Picker:
         self.np, self.n_vocab, self.config = np, n_vocab, config
         self.rng = np.random.default_rng(config.seed)
 
-    def __call__(self, pointer: Any, constraint: Any = None) -> int:
+    def logits(self, pointer: Any) -> Any:
+        """A row's logits as a numpy view of llama.cpp's buffer (valid until the next decode)."""
+        return self.np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+
+    def __call__(self, logits: Any, constraint: Any = None) -> int:
         np = self.np
-        logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
         if constraint is not None:
             return constraint.pick(logits, self.rng, self.config.temperature, self.config.top_p)
         if self.config.temperature <= 0:

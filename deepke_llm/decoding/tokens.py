@@ -17,12 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from deepke_llm.decoding.automaton import Automaton, State
+from deepke_llm.decoding.automaton import SUB, Automaton, State
 
 __all__ = ["RowConstraint", "TokenIndex"]
 
 # tokens left when a row starts closing its answer, on top of the closing bytes themselves
 CLOSING_MARGIN = 2
+# what may close a list from the point where its last item ended, or (a token such as `": ["`
+# may hold the list's opening and its first quote) before the list opened: it is then empty
+LIST_CLOSINGS = (b"]", b'"]', b"}]", b'"}]', b"[]")
+MAX_ESCAPES = 8  # per row: each escape closes one list, so a handful covers any answer
 
 
 class TokenIndex:
@@ -100,8 +104,12 @@ class RowConstraint:
     generated: int = 0
     closing: list[int] | None = None
     """Near the token limit: the tokens that close the answer, forced one by one."""
+    escape: bool = False
+    """Drop a mention the model cannot start from the text (see :meth:`escaped`)."""
+    escapes: int = 0
     _cache: dict[State, _Options] = field(default_factory=dict, repr=False)
     _closings: dict[State, list[int] | None] = field(default_factory=dict, repr=False)
+    _history: list[State] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         self.state = self.automaton.start()
@@ -163,10 +171,50 @@ class RowConstraint:
         """Move past ``token_id`` (an end-of-sequence id or a disallowed id ends the row)."""
         options = self.options()
         self.generated += 1
+        self._history.append(self.state)
         if self.closing:
             self.closing.pop(0)
             return
         self.state = options.next.get(int(token_id), frozenset())
+
+    def escaped(self, logits: Any) -> tuple[int, list[int]] | None:
+        """Where the model's own best token cannot start a mention (it wants a name that is not
+        in the text, e.g. ``"Irish"`` for a text that says ``Ireland``), the item is dropped
+        instead of forcing the nearest copyable name on it, which drags the rest of the list
+        with it (after a forced ``"New Zealand"`` under ``person``, a model goes on listing
+        countries as persons): the row goes back to where the list's last complete item ended
+        and closes the list there, as a free answer whose hallucinated item grounding drops.
+
+        Returns ``(tokens to take back, tokens to feed)`` and moves the row there; None when
+        the row goes on as usual. Only with ``escape``, at a mention's first token, and not
+        while closing at the token limit; at most ``MAX_ESCAPES`` times per row."""
+        if not self.escape or self.closing is not None or self.escapes >= MAX_ESCAPES \
+                or not self._at_mention_start():
+            return None
+        options = self.options()
+        best = int(np.argmax(np.asarray(logits)))
+        if best in options.next or (options.end and best in self.index.end_ids):
+            return None
+        for back in range(1, len(self._history) + 1):
+            state = self._history[-back]
+            for closing in LIST_CLOSINGS:
+                after = state
+                for byte in closing:
+                    after = self.automaton.step(after, byte) if after else after
+                tokens = self.index.tokenize(closing) if after else None
+                if tokens and len(self._history) - back + len(tokens) < self.max_new_tokens:
+                    self.escapes += 1
+                    self.state = state
+                    del self._history[len(self._history) - back:]
+                    self.generated -= back
+                    for token in tokens:
+                        self.advance(token)
+                    return back, tokens
+        return None
+
+    def _at_mention_start(self) -> bool:
+        code = self.automaton.program.code
+        return bool(self.state) and all(code[pc][0] == SUB and p < 0 for pc, p in self.state)
 
     def forced(self) -> list[int]:
         """Tokens the answer must continue with whatever the model prefers (the structure
