@@ -13,6 +13,7 @@ id without one fails at once with one line, instead of minutes of download retri
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import threading
 import time
@@ -169,7 +170,9 @@ class HFBackend:
             inputs = self._batch_inputs([encoded[i] + results[i] for i in active])
             if config.seed is not None and config.temperature > 0:
                 torch.manual_seed(config.seed + calls)
-            kwargs = {**gen_kwargs, "max_new_tokens": stage,
+            settings = copy.deepcopy(gen_kwargs["generation_config"])
+            settings.max_new_tokens = stage  # (a max_new_tokens argument beside it warns)
+            kwargs = {**gen_kwargs, "generation_config": settings,
                       "stopping_criteria": [self._cancelled]}
             if any(rows[i] is not None for i in active):
                 kwargs = self._constrained_kwargs(kwargs, [rows[i] for i in active])
