@@ -243,3 +243,35 @@ def test_config_fields_are_plain_data():
     # saved configs must stay JSON: no paths, enums or nested objects
     for value in asdict(SftConfig()).values():
         assert isinstance(value, str | int | float | bool | list)
+
+
+def test_group_by_length_batches_similar_lengths_with_the_installed_transformers():
+    import dataclasses
+    import random
+    from types import SimpleNamespace
+
+    from transformers import Trainer, TrainingArguments
+
+    @dataclasses.dataclass
+    class Transformers446Args:  # 4.x: a bool of its own
+        group_by_length: bool = False
+
+    config = SftConfig(group_by_length=True)
+    assert sft_run._renamed_args(config, dataclasses.fields(Transformers446Args))["group_by_length"] is True
+    assert "train_sampling_strategy" not in sft_run._renamed_args(SftConfig(group_by_length=True, packing=True))
+    args = TrainingArguments(output_dir="x", use_cpu=True, per_device_train_batch_size=8,
+                             **sft_run._renamed_args(config))
+    rng = random.Random(0)
+    rows = [{"input_ids": [1] * rng.choice([40, 60, 110, 400, 700])} for _ in range(800)]
+    order = list(Trainer._get_train_sampler(SimpleNamespace(args=args, processing_class=None,
+                                                            train_dataset=rows)))
+    assert sorted(order) == list(range(800))  # every example once
+
+    def padded(indices):
+        return sum(8 * max(len(rows[i]["input_ids"]) for i in indices[k:k + 8])
+                   for k in range(0, len(indices), 8))
+
+    shuffled = list(range(800))
+    rng.shuffle(shuffled)
+    real = sum(len(r["input_ids"]) for r in rows)
+    assert real / padded(order) > 0.9 > 0.6 > real / padded(shuffled)

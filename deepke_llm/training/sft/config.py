@@ -62,6 +62,10 @@ class SftConfig:
     packing: bool = config_field(False, help="Pack several examples into each row of max_len "
                                  "tokens; attention stays within each example (position ids "
                                  "restart per example).")
+    group_by_length: bool = config_field(False, help="Batch examples of similar length "
+                                         "(transformers' LengthGroupedSampler, shuffled in "
+                                         "groups of 50 batches): far less padding when lengths "
+                                         "vary; no effect with packing.")
     gradient_checkpointing: bool = config_field(False, help="Recompute activations in the "
                                                 "backward pass to save memory.")
     epochs: float = config_field(3.0, minimum=0, help="Passes over the training data.")

@@ -267,6 +267,9 @@ def _renamed_args(config: SftConfig, arg_fields: Sequence[Any] | None = None) ->
                     {"warmup_steps": int(config.warmup)})
     else:
         args["warmup_steps"] = config.warmup
+    if config.group_by_length and not config.packing:  # packed rows are all max_len already
+        args.update({"train_sampling_strategy": "group_by_length"}
+                    if "train_sampling_strategy" in names else {"group_by_length": True})
     if config.gradient_checkpointing:
         prefix = "activation" if "activation_checkpointing" in names else "gradient"
         # non-reentrant checkpointing needs no input grads, so frozen embeddings (LoRA) are fine
