@@ -37,11 +37,21 @@ def test_ner_labels_every_non_overlapping_occurrence_longest_first():
     assert all(text[e.start:e.end] == e.text for e in entities)
 
 
-def test_ner_conflicting_types_keep_first_and_report():
-    entities, errors = ground_entities("Washington said", [Entity("person", "Washington"),
-                                                       Entity("location", "Washington")])
-    assert [(e.type, e.start) for e in entities] == [("person", 0)]
-    assert len(errors) == 1 and "both" in errors[0]
+def test_ner_conflicting_types_the_later_answer_wins_and_is_reported():
+    text = "Essex beat Kent at Essex ."
+    entities, errors = ground_entities(text, [Entity("location", "Kent"), Entity("person", "Essex"),
+                                              Entity("organization", "Essex")])
+    # every occurrence takes the later type, in text order, offsets unchanged
+    assert [(e.type, e.text, e.start) for e in entities] == [
+        ("organization", "Essex", 0), ("location", "Kent", 11), ("organization", "Essex", 19)]
+    assert errors == ["entity 'Essex' predicted as both person and organization; kept organization "
+                      "(the later answer)"]
+    # a third type: the last one wins
+    entities, errors = ground_entities("Essex won", [Entity("person", "Essex"), Entity("location", "Essex"),
+                                                     Entity("else", "Essex")])
+    assert [(e.type, e.start) for e in entities] == [("else", 0)] and len(errors) == 2
+    # the same type twice is no conflict
+    assert ground_entities("Essex won", [Entity("person", "Essex")] * 2) == ([Entity("person", "Essex", 0, 5)], [])
 
 
 def test_ungrounded_mentions_are_kept_with_null_offsets():

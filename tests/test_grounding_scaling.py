@@ -105,7 +105,10 @@ def _reference_entities(text: str, entities: Sequence[Entity], trim: bool) -> tu
             same = [o for o in occurrences if o in by_span]
             if same and all(by_span[o].type != entity.type for o in same):
                 errors.append(f"entity '{entity.text}' predicted as both {by_span[same[0]].type} "
-                              f"and {entity.type}; kept {by_span[same[0]].type}")
+                              f"and {entity.type}; kept {entity.type} (the later answer)")
+                for span in same:  # the later answer relabels every occurrence
+                    old, by_span[span] = by_span[span], replace(by_span[span], type=entity.type)
+                    out = [(j, by_span[span] if e is old else e) for j, e in out]
                 continue
             free = occurrences[:1]
         for start, end in free:

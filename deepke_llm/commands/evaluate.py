@@ -58,8 +58,8 @@ def evaluate(benchmark, model_name, split, limit, output_dir, data_dir, prompt_s
              few_shot_split, resume, constrained, progress, **kwargs):
     """Run BENCHMARK (a bundled name or a definition JSON file) end to end: extract, score, report.
 
-    Bundled: conll03, conll04, ace05 (+ ace05_re, ace05_ner), duee, duie, peoples_daily, msra,
-    fewrel. Writes OUTPUT_DIR/BENCHMARK/MODEL-DATE.{json,md,png} plus the gold and predicted
+    Bundled: conll03, conll04, ace05 (+ ace05_re, ace05_ner), duee, duie, fewfc_base,
+    fewfc_trans, phee, finre, peoples_daily, msra, fewrel. Writes OUTPUT_DIR/BENCHMARK/MODEL-DATE.{json,md,png} plus the gold and predicted
     records (.gold.jsonl, .pred.jsonl) that `deepke-llm score` re-scores. OUTPUT_DIR is
     runs/evaluate unless given; the README's results table only shows runs committed under
     benchmarks/results (publish with --output-dir benchmarks/results).
