@@ -6,9 +6,15 @@ and without the constraint (:mod:`deepke_llm.decoding`), through ``run_benchmark
 unparseable answers, ungrounded mentions and names outside the schema, and the extraction time
 (its ratio constrained / free is the cost; the goal is <= 1.15x).
 
-Results: ``benchmarks/results/perf/constrained.{json,md}``. Example::
+With ``--escape`` (llama.cpp) the two runs are constrained, without and with escape
+(``RowConstraint.escaped``: a mention the model cannot start from the text is dropped by closing
+its list); whether escape should be on by default is decided on dev splits (``--split dev``).
+
+Results: ``benchmarks/results/perf/constrained.{json,md}`` (``constrained_escape.*`` with
+``--escape``). Example::
 
     python benchmarks/perf/constrained.py --limit 0 --threads 2   # whole test splits
+    python benchmarks/perf/constrained.py --escape --split dev --limit 0 --benchmarks conll03 conll04
     python benchmarks/perf/constrained.py --benchmarks conll04 --limit 40 --no-write
 """
 
@@ -50,13 +56,17 @@ def classify(errors: list[str]) -> dict[str, int]:
     return counts
 
 
-def run(benchmark: str, backend: Any, constrained: bool, limit: int | None, batch_size: int,
-        out_dir: Path) -> dict[str, Any]:
-    config = EvaluationConfig(benchmark=benchmark, limit=limit, output_dir=str(out_dir),
-                              batch_size=batch_size, bootstrap=0, constrained=constrained,
-                              progress=False)
+def run(benchmark: str, backend: Any, mode: str, limit: int | None, batch_size: int,
+        out_dir: Path, split: str | None = None) -> dict[str, Any]:
+    """One run of ``mode``: free, constrained or escape (constrained, escape on)."""
+    if hasattr(backend, "escape"):
+        backend.escape = mode == "escape"
+    escapes = getattr(backend, "escapes", 0)
+    config = EvaluationConfig(benchmark=benchmark, split=split, limit=limit,
+                              output_dir=str(out_dir), batch_size=batch_size, bootstrap=0,
+                              constrained=mode != "free", progress=False)
     started = time.perf_counter()
-    result = run_benchmark(config, backend, f"default-{'constrained' if constrained else 'free'}")
+    result = run_benchmark(config, backend, f"default-{mode}")
     seconds = time.perf_counter() - started
     summary = result.summary
     pred = out_dir / benchmark / summary["files"]["pred"]
@@ -66,7 +76,8 @@ def run(benchmark: str, backend: Any, constrained: bool, limit: int | None, batc
     f1 = strict["argument_classification"]["f1"] if task == "ee" else strict["f1"]
     return {"documents": summary["documents"], "strict_f1": round(100 * f1, 2),
             "seconds": round(seconds, 1), "generated_tokens": summary["extraction"][
-                "generated_tokens"], "errors": classify(errors)}
+                "generated_tokens"], "errors": classify(errors),
+            "escapes": getattr(backend, "escapes", 0) - escapes}
 
 
 def main() -> None:
@@ -78,6 +89,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--jump-forward", action="store_true",
                         help="llama.cpp: feed the answer's forced structure without logits.")
+    parser.add_argument("--escape", action="store_true",
+                        help="Compare constrained runs without and with escape (llama.cpp).")
+    parser.add_argument("--split", default=None,
+                        help="Benchmark split [default: the benchmark's, usually test].")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--note", action="append", default=[],
                         help="A line for the results (e.g. what else ran on the machine).")
@@ -88,24 +103,29 @@ def main() -> None:
     engine = auto_engine(None, None)
     options = {"threads": args.threads, "parallel": args.batch_size,
                "jump_forward": args.jump_forward} if engine == "llamacpp" else {}
+    if args.escape and engine != "llamacpp":
+        parser.error("--escape needs llama.cpp (transformers' generate cannot take tokens back)")
     backend = load_backend(backend=engine, **options)
     limit = args.limit or None
+    modes = ("constrained", "escape") if args.escape else ("free", "constrained")
     rows: list[dict[str, Any]] = []
     result = {"engine": engine, "jump_forward": args.jump_forward, "threads": args.threads,
-              "batch_size": args.batch_size, "limit": limit,
+              "batch_size": args.batch_size, "limit": limit, "split": args.split or "test",
+              "modes": modes,
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
               "date": time.strftime("%Y-%m-%d"), "notes": args.note, "runs": rows}
     with tempfile.TemporaryDirectory() as tmp:
         keep = args.keep or Path(tmp)
         # warm-up (not recorded): the adapter, the vocabulary index, the caches of both modes
-        for mode in (False, True):
-            run(args.benchmarks[0], backend, mode, 4, args.batch_size, Path(tmp) / "warm")
+        for mode in modes:
+            run(args.benchmarks[0], backend, mode, 4, args.batch_size, Path(tmp) / "warm",
+                args.split)
         for benchmark in args.benchmarks:
-            free = run(benchmark, backend, False, limit, args.batch_size, keep / "free")
-            held = run(benchmark, backend, True, limit, args.batch_size, keep / "constrained")
-            rows.append({"benchmark": benchmark, "free": free, "constrained": held,
-                         "f1_delta": round(held["strict_f1"] - free["strict_f1"], 2),
-                         "time_ratio": round(held["seconds"] / free["seconds"], 3)})
+            base, other = (run(benchmark, backend, mode, limit, args.batch_size, keep / mode,
+                               args.split) for mode in modes)
+            rows.append({"benchmark": benchmark, modes[0]: base, modes[1]: other,
+                         "f1_delta": round(other["strict_f1"] - base["strict_f1"], 2),
+                         "time_ratio": round(other["seconds"] / base["seconds"], 3)})
             print(json.dumps(rows[-1]), flush=True)
             if not args.no_write:  # after each benchmark: a long run keeps what it measured
                 write(result)
@@ -113,27 +133,33 @@ def main() -> None:
 
 def write(result: dict[str, Any]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    with atomic_path(RESULTS / "constrained.json") as path:
+    modes = result["modes"]
+    name = "constrained_escape" if "escape" in modes else "constrained"
+    with atomic_path(RESULTS / f"{name}.json") as path:
         path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    scope = (f"first {result['limit']} test documents each" if result["limit"]
-             else "whole test splits")
+    split = result["split"]
+    scope = (f"first {result['limit']} {split} documents each" if result["limit"]
+             else f"whole {split} splits")
     lines = [f"# Constrained decoding on the default model ({result['engine']}, "
              f"{result['threads']} threads, {scope})", "",
-             "Written by `python benchmarks/perf/constrained.py`; free and constrained runs of "
-             "one benchmark are back to back in one process.", "",
+             "Written by `python benchmarks/perf/constrained.py"
+             f"{' --escape' if 'escape' in modes else ''}`; the {modes[0]} and {modes[1]} runs "
+             "of one benchmark are back to back in one process (escape: constrained, with "
+             "escape on).", "",
              "| benchmark | mode | strict F1 | unparseable | ungrounded | outside schema | "
-             "seconds | time ratio |", "|---|---|---|---|---|---|---|---|"]
+             "escapes | seconds | time ratio |", "|---|---|---|---|---|---|---|---|---|"]
     for row in result["runs"]:
-        for mode in ("free", "constrained"):
+        for mode in modes:
             run_ = row[mode]
             errors = run_["errors"]
-            ratio = f"{row['time_ratio']:.2f}x" if mode == "constrained" else "1.00x"
+            ratio = f"{row['time_ratio']:.2f}x" if mode == modes[1] else "1.00x"
             lines.append(f"| {row['benchmark']} | {mode} | {run_['strict_f1']:.2f} | "
                          f"{errors['unparseable']} | {errors['ungrounded']} | "
-                         f"{errors['outside_schema']} | {run_['seconds']} | {ratio} |")
+                         f"{errors['outside_schema']} | {run_.get('escapes', 0)} | "
+                         f"{run_['seconds']} | {ratio} |")
     if result.get("notes"):
         lines += ["", *(f"- {note}" for note in result["notes"])]
-    with atomic_path(RESULTS / "constrained.md") as path:
+    with atomic_path(RESULTS / f"{name}.md") as path:
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
