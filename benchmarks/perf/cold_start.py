@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -25,9 +23,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from deepke_llm.io import atomic_path  # noqa: E402
+from _results import machine, write_results  # noqa: E402  (benchmarks/perf/_results.py)
 
-RESULTS = REPO / "benchmarks" / "results" / "perf"
 SENTENCE = "Japan began the defence of their Asian Cup title with a lucky 2-1 win against Syria."
 LOAD = ("import time, sys; t = time.perf_counter(); "
         "from deepke_llm.backends.registry import load_backend; "
@@ -63,7 +60,7 @@ def main() -> None:
         "load_seconds": {"median": round(statistics.median(loads), 2),
                          "max": round(max(loads), 2)},
         "entities": [e["text"] for e in answer.get("entities", [])],
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "machine": machine(),
         "date": time.strftime("%Y-%m-%d")}
     print(json.dumps(result))
     if not args.no_write:
@@ -71,9 +68,6 @@ def main() -> None:
 
 
 def write(result: dict[str, Any]) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with atomic_path(RESULTS / "cold_start.json") as path:
-        path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     ends, loads = result["end_to_end_seconds"], result["load_seconds"]
     lines = [f"# One sentence end to end on the default model ({result['threads']} threads, "
              f"{result['machine']})", "",
@@ -84,8 +78,7 @@ def write(result: dict[str, Any]) -> None:
              f"| model load (llama.cpp, base + adapter) | {loads['median']} | {loads['max']} |",
              "", f"- runs: {result['runs']} each, after one warm-up run of "
              f"{result['first_run_seconds']} s", f"- entities: {', '.join(result['entities'])}"]
-    with atomic_path(RESULTS / "cold_start.md") as path:
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_results("cold_start", result, lines)
 
 
 if __name__ == "__main__":

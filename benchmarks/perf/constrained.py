@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -33,11 +32,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from _results import machine, write_results  # noqa: E402  (benchmarks/perf/_results.py)
+
 from deepke_llm.backends.registry import auto_engine, load_backend  # noqa: E402
 from deepke_llm.evaluation.runner import EvaluationConfig, run_benchmark  # noqa: E402
-from deepke_llm.io import atomic_path, read_jsonl  # noqa: E402
+from deepke_llm.io import read_jsonl  # noqa: E402
 
-RESULTS = REPO / "benchmarks" / "results" / "perf"
 BENCHMARKS = ["conll03", "conll04", "peoples_daily"]
 KINDS = {"ungrounded": ("not found in the text",),
          "outside_schema": ("unknown ",)}
@@ -112,7 +112,7 @@ def main() -> None:
     result = {"engine": engine, "jump_forward": args.jump_forward, "threads": args.threads,
               "batch_size": args.batch_size, "limit": limit, "split": args.split or "test",
               "modes": modes,
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+              "machine": machine(),
               "date": time.strftime("%Y-%m-%d"), "notes": args.note, "runs": rows}
     with tempfile.TemporaryDirectory() as tmp:
         keep = args.keep or Path(tmp)
@@ -132,11 +132,7 @@ def main() -> None:
 
 
 def write(result: dict[str, Any]) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
     modes = result["modes"]
-    name = "constrained_escape" if "escape" in modes else "constrained"
-    with atomic_path(RESULTS / f"{name}.json") as path:
-        path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     split = result["split"]
     scope = (f"first {result['limit']} {split} documents each" if result["limit"]
              else f"whole {split} splits")
@@ -159,8 +155,7 @@ def write(result: dict[str, Any]) -> None:
                          f"{run_['seconds']} | {ratio} |")
     if result.get("notes"):
         lines += ["", *(f"- {note}" for note in result["notes"])]
-    with atomic_path(RESULTS / f"{name}.md") as path:
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_results("constrained_escape" if "escape" in modes else "constrained", result, lines)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -40,15 +39,15 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from _results import machine, write_results  # noqa: E402  (benchmarks/perf/_results.py)
+
 from deepke_llm.backends.base import GenerationConfig  # noqa: E402
 from deepke_llm.backends.registry import load_backend  # noqa: E402
 from deepke_llm.datasets import read_dataset  # noqa: E402
 from deepke_llm.evaluation.scoring import score_documents  # noqa: E402
 from deepke_llm.extractor import Extractor  # noqa: E402
-from deepke_llm.io import atomic_path  # noqa: E402
 from deepke_llm.records import Document, Entity  # noqa: E402
 
-RESULTS = REPO / "benchmarks" / "results" / "perf"
 ENGINES = ["hf-fp32", "hf-bf16", "hf-int8", "llamacpp", "llamacpp-shared", "llamacpp-constrained",
            "llamacpp-constrained-jump", "hf-fp32-constrained", "spacy"]
 SPACY_TYPES = {"PERSON": "person", "ORG": "organization", "GPE": "location", "LOC": "location",
@@ -140,9 +139,6 @@ def measure(engines: list[str], gold: list[Document], threads: int, batch_size: 
 
 
 def write(result: dict[str, Any], name: str = "engines") -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with atomic_path(RESULTS / f"{name}.json") as tmp:
-        tmp.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     lines = ["# Engines on the default model (`benchmarks/perf/engines.py`)", "",
              f"CoNLL-2003 test, first {result['documents']} sentences, NER through the Extractor "
              f"(IEPile prompts, adapter, parsing, grounding); {result['threads']} threads, batch "
@@ -157,8 +153,7 @@ def write(result: dict[str, Any], name: str = "engines") -> None:
                      f"{r['docs_per_second']} | {r['speedup_vs_hf_fp32']} | {r['strict_f1']:.2f} | "
                      f"{same} |")
     lines += ["", f"Machine: {result['machine']}; measured {result['date']}."]
-    with atomic_path(RESULTS / f"{name}.md") as tmp:
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_results(name, result, lines)
 
 
 def main() -> None:
@@ -178,8 +173,7 @@ def main() -> None:
     rows = measure(args.engines, gold, args.threads, args.batch_size, args.max_new_tokens)
     result = {"documents": len(gold), "threads": args.threads, "batch_size": args.batch_size,
               "max_new_tokens": args.max_new_tokens, "rows": rows,
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs visible, "
-                         f"Python {platform.python_version()}",
+              "machine": machine(),
               "date": time.strftime("%Y-%m-%d")}
     if not args.no_write:
         write(result, args.name)

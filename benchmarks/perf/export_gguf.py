@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path[:0] = [str(REPO), str(HERE)]
 
+from _results import machine, write_results  # noqa: E402  (benchmarks/perf/_results.py)
 from engines import gold_documents  # noqa: E402
 
 from deepke_llm.backends.base import GenerationConfig  # noqa: E402
@@ -37,10 +37,7 @@ from deepke_llm.backends.registry import load_backend  # noqa: E402
 from deepke_llm.default_model import default_adapter_path, ensure_default_gguf  # noqa: E402
 from deepke_llm.evaluation.scoring import score_documents  # noqa: E402
 from deepke_llm.extractor import Extractor  # noqa: E402
-from deepke_llm.io import atomic_path  # noqa: E402
 from deepke_llm.training.weights.export_gguf import export_gguf  # noqa: E402
-
-RESULTS = REPO / "benchmarks" / "results" / "perf"
 
 
 def export_all(folder: Path) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
@@ -95,9 +92,6 @@ def measure(models: dict[str, dict[str, Any]], gold: list, threads: int, batch_s
 
 
 def write(result: dict[str, Any]) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with atomic_path(RESULTS / "export_gguf.json") as tmp:
-        tmp.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     lines = ["# Merged GGUF exports vs runtime LoRA (`benchmarks/perf/export_gguf.py`)", "",
              f"Default model (Gemma 3 270M + IE adapter), llama.cpp engine, CoNLL-2003 test, "
              f"first {result['documents']} sentences, NER through the Extractor; "
@@ -117,8 +111,7 @@ def write(result: dict[str, Any]) -> None:
         seconds = "" if f["export_seconds"] is None else f["export_seconds"]
         lines.append(f"| {f['file']} | {f['bytes'] / 1e6:.1f} | {seconds} |")
     lines += ["", f"Machine: {result['machine']}; measured {result['date']}."]
-    with atomic_path(RESULTS / "export_gguf.md") as tmp:
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_results("export_gguf", result, lines)
 
 
 def main() -> None:
@@ -139,8 +132,7 @@ def main() -> None:
     result = {"documents": len(gold), "threads": args.threads, "batch_size": args.batch_size,
               "max_new_tokens": args.max_new_tokens, "rows": rows, "files": files,
               "load_average": [round(load_start, 2), round(os.getloadavg()[0], 2)],
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs visible, "
-                         f"Python {platform.python_version()}",
+              "machine": machine(),
               "date": time.strftime("%Y-%m-%d")}
     if not args.no_write:
         write(result)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import socket
 import statistics
@@ -45,12 +44,13 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from _results import machine, write_results  # noqa: E402  (benchmarks/perf/_results.py)
+
 from deepke_llm.datasets import read_dataset  # noqa: E402
 from deepke_llm.evaluation.scoring import score_documents  # noqa: E402
-from deepke_llm.io import atomic_path, sha256_file  # noqa: E402
+from deepke_llm.io import sha256_file  # noqa: E402
 from deepke_llm.records import Document  # noqa: E402
 
-RESULTS = REPO / "benchmarks" / "results" / "perf"
 DATA_FILE = Path("conll2003") / "eng.testb"
 
 
@@ -238,9 +238,6 @@ def screenshot(base: str, path: Path, task: str) -> None:
 # ---- report ----------------------------------------------------------------------------------
 
 def write(result: dict[str, Any]) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with atomic_path(RESULTS / "serve_load.json") as tmp:
-        tmp.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     seq, conc = result["sequential"], result["concurrent"]
     lines = ["# `deepke-llm serve` under load (`benchmarks/perf/serve_load.py`)", "",
              f"Default model (engine {result['engine']}), {result['documents']} CoNLL-2003 test "
@@ -268,8 +265,7 @@ def write(result: dict[str, Any]) -> None:
     load = result["load_average_1min"]
     lines += ["", f"Machine: {result['machine']}; 1-minute load average {load[0]} before, "
               f"{load[1]} after (other work shares these CPUs); measured {result['date']}."]
-    with atomic_path(RESULTS / "serve_load.md") as tmp:
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_results("serve_load", result, lines)
 
 
 def main() -> None:
@@ -322,8 +318,7 @@ def main() -> None:
               "same_records": same, "rss_mib_loaded": rss_loaded, "soak": soaked,
               "server_alive": alive, "load_average_1min": [round(load_before, 2),
                                                             round(os.getloadavg()[0], 2)],
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs visible, "
-                         f"Python {platform.python_version()}",
+              "machine": machine(),
               "date": time.strftime("%Y-%m-%d")}
     if not args.no_write:
         write(result)

@@ -34,6 +34,32 @@ from deepke_llm.schema import Schema
 __all__ = ["Batcher", "BatchFailed", "CountingBackend", "ExtractionSpec", "QueueFull"]
 
 
+class QueueWorker:
+    """A daemon thread running ``_work`` on ``_queue``; ``None`` on the queue stops it."""
+
+    thread_name = "deepke-worker"
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the worker thread (once)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name=self.thread_name, daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Let the worker finish what it holds and end."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _work(self) -> None:
+        raise NotImplementedError
+
+
 class QueueFull(RuntimeError):
     """More documents are waiting than the server admits: retry later."""
 
@@ -112,13 +138,15 @@ class BatchStats:
     """Documents of the last batches (bounded: the server is long-lived)."""
 
 
-class Batcher:
+class Batcher(QueueWorker):
     """Gathers requests into engine calls on one worker thread (see the module docstring).
 
     ``engine_batch`` is the Extractor's ``GenerationConfig.batch_size`` (prompts per
     ``generate`` call); ``on_batch(documents, generated_tokens, seconds)`` is called after each
     group the worker runs (metrics).
     """
+
+    thread_name = "deepke-batcher"
 
     def __init__(self, backend: Any, *, window_s: float = 0.015, max_batch: int = 32,
                  max_queue: int = 256, engine_batch: int = 32, cache_size: int = 16,
@@ -131,25 +159,10 @@ class Batcher:
         self.cache_size = cache_size
         self.on_batch = on_batch
         self.stats = BatchStats()
-        self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._extractors: OrderedDict[ExtractionSpec, Extractor] = OrderedDict()
         self._pending = 0
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    # ---- lifecycle ----------------------------------------------------------------------------
-    def start(self) -> None:
-        """Start the worker thread (once)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name="deepke-batcher", daemon=True)
-            self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Let the worker finish what it holds and end."""
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout)
-            self._thread = None
+        super().__init__()  # the queue of _Request (None stops the worker)
 
     @property
     def alive(self) -> bool:

@@ -12,11 +12,9 @@ crowds interactive requests out of the queue.
 from __future__ import annotations
 
 import json
-import queue
 import re
 import secrets
 import shutil
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -27,7 +25,7 @@ from deepke_llm.batch import read_text_inputs, run_to_file
 from deepke_llm.io import atomic_path, count_lines
 from deepke_llm.problems import Problems, one_line
 from deepke_llm.records import Document
-from deepke_llm.serve.batching import Batcher, BatchFailed, ExtractionSpec
+from deepke_llm.serve.batching import Batcher, BatchFailed, ExtractionSpec, QueueWorker
 
 __all__ = ["Job", "JobManager", "UploadTooLarge"]
 
@@ -73,8 +71,10 @@ class Job:
         return {**asdict(self), "progress": round(self.progress, 4)}
 
 
-class JobManager:
+class JobManager(QueueWorker):
     """Keeps jobs, stores their uploads and runs them one after another on a runner thread."""
+
+    thread_name = "deepke-jobs"
 
     def __init__(self, batcher: Batcher, jobs_dir: str | Path, max_upload_bytes: int) -> None:
         self.batcher = batcher
@@ -83,19 +83,7 @@ class JobManager:
         self.max_upload_bytes = max_upload_bytes
         self.jobs: dict[str, Job] = {}
         self._specs: dict[str, ExtractionSpec] = {}
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name="deepke-jobs", daemon=True)
-            self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout)
-            self._thread = None
+        super().__init__()  # the queue of job ids (None stops the runner)
 
     def create(self, spec: ExtractionSpec, upload: BinaryIO, filename: str | None) -> Job:
         """Store ``upload`` (at most ``max_upload_bytes``) and queue a job for it."""
