@@ -124,6 +124,9 @@ def convert_gguf(gguf_path: Path, out_dir: Path, dtype: str = "bfloat16") -> Pat
         if hasattr(config, "quantization_config"):
             del config.quantization_config  # the checkpoint we write is plain, not GGUF
         config.dtype = dtype
+        # what vLLM, ONNX Runtime GenAI's builder and AutoModel read to pick the model class;
+        # transformers leaves it out for a model loaded from a GGUF
+        config.architectures = [type(model).__name__]
         config.to_json_file(str(tmp / "config.json"))
         if model.generation_config is not None:
             model.generation_config.to_json_file(str(tmp / "generation_config.json"))

@@ -135,6 +135,8 @@ def test_two_processes_set_up_at_once_both_succeed_and_one_builds(tiny_chunks, t
     assert sum("set up by another process" in err for err in stderr) == 1, stderr
     checkpoint = cache / dm.CHECKPOINT_NAME
     assert json.loads((checkpoint / dm.MARKER).read_text())["sha256"] == tiny_chunks[1]
+    # the model class named, as vLLM and ONNX Runtime GenAI's builder need
+    assert json.loads((checkpoint / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
     assert leftovers(cache) == [], "no temp files"
     assert (cache / dm.GGUF_NAME).is_file()  # kept for the llama.cpp engine
 
