@@ -20,7 +20,9 @@ the ratios are measured on the same machine state. Engines:
 - ``ort-fp32``, ``ort-int4``: ONNX Runtime GenAI on the merged default model (base + adapter),
   float32 and its builder's int4 (RTN, blocks of 32), when ``onnxruntime-genai`` is installed
   (``benchmarks/perf/ort_genai.py``: a measured candidate, not a deepke-llm backend; models
-  built once under ``--ort-dir``).
+  built once under ``/tmp/deepke-ort``);
+- ``ov-fp32``, ``ov-int8``: OpenVINO GenAI on the same merged model exported to OpenVINO IR
+  (``benchmarks/perf/ov_genai.py``; the export needs optimum-intel, see there).
 
 Results: ``benchmarks/results/perf/engines.{json,md}``. Example::
 
@@ -54,7 +56,7 @@ from deepke_llm.extractor import Extractor  # noqa: E402
 from deepke_llm.records import Document, Entity  # noqa: E402
 
 ENGINES = ["hf-fp32", "hf-bf16", "hf-int8", "llamacpp", "llamacpp-shared", "llamacpp-constrained",
-           "llamacpp-constrained-jump", "hf-fp32-constrained", "ort-fp32", "ort-int4", "spacy"]
+           "llamacpp-constrained-jump", "hf-fp32-constrained", "ort-fp32", "ort-int4", "ov-fp32", "ov-int8", "spacy"]
 ORT_DIR = Path(os.environ.get("TMPDIR", "/tmp")) / "deepke-ort"
 SPACY_TYPES = {"PERSON": "person", "ORG": "organization", "GPE": "location", "LOC": "location",
                "FAC": "location", "NORP": "else", "EVENT": "else", "PRODUCT": "else",
@@ -72,6 +74,10 @@ def backend_for(engine: str, threads: int, batch_size: int, ort_dir: Path = ORT_
         from ort_genai import OrtGenAIEngine, prepare
 
         return OrtGenAIEngine(*prepare(ort_dir, engine.removeprefix("ort-")), threads)
+    if engine.startswith("ov-"):
+        from ov_genai import OpenVinoGenAIEngine
+
+        return OpenVinoGenAIEngine(ort_dir / "openvino" / engine.removeprefix("ov-"), threads)
     if engine.startswith("llamacpp"):
         return load_backend(backend="llamacpp", threads=threads, parallel=batch_size,
                             share_prefix=engine == "llamacpp-shared",
@@ -118,6 +124,27 @@ def run_spacy(gold: list[Document]) -> tuple[list[Document], float, float]:
     return predictions, loaded, time.perf_counter() - started
 
 
+def prepared(engine: str) -> bool:
+    """Build what an ONNX Runtime / OpenVINO candidate runs (once, not timed as its load);
+    False when its package is not installed."""
+    kind, _, precision = engine.partition("-")
+    if kind not in ("ort", "ov"):
+        return True
+    package = {"ort": "onnxruntime_genai", "ov": "openvino_genai"}[kind]
+    if importlib.util.find_spec(package) is None:
+        print(f"{engine}: {package} not installed, skipped", file=sys.stderr)
+        return False
+    import ort_genai
+
+    if kind == "ort":
+        ort_genai.prepare(ORT_DIR, precision)
+    else:
+        import ov_genai
+
+        ov_genai.prepare(ort_genai.merged_model(ORT_DIR), ORT_DIR / "openvino", precision)
+    return True
+
+
 def measure(engines: list[str], gold: list[Document], threads: int, batch_size: int,
             max_new_tokens: int) -> list[dict[str, Any]]:
     rows, reference = [], None
@@ -129,13 +156,8 @@ def measure(engines: list[str], gold: list[Document], threads: int, batch_size: 
                 print("spacy: en_core_web_sm not installed, skipped", file=sys.stderr)
                 continue
         else:
-            if engine.startswith("ort-"):
-                if importlib.util.find_spec("onnxruntime_genai") is None:
-                    print(f"{engine}: onnxruntime-genai not installed, skipped", file=sys.stderr)
-                    continue
-                from ort_genai import prepare
-
-                prepare(ORT_DIR, engine.removeprefix("ort-"))  # built once, not timed as load
+            if not prepared(engine):
+                continue
             predictions, loaded, seconds = run_llm(engine, gold, threads, batch_size,
                                                    max_new_tokens)
         strict = score_documents("ner", gold, predictions, ["strict"]).level("strict")

@@ -31,12 +31,21 @@ MAX_LENGTH = 1024
 def prepare(cache: Path, precision: str) -> tuple[Path, Path]:
     """(ONNX model dir, tokenizer dir) of the default model + adapter at ``precision``, built
     under ``cache`` once (merged checkpoint, then the ONNX export)."""
+    merged, onnx = merged_model(cache), cache / precision
+    if not onnx.is_dir():
+        build(merged, onnx, precision)
+    return onnx, merged
+
+
+def merged_model(cache: Path) -> Path:
+    """``cache/merged``: the default model with its adapter merged in (built once), with the
+    tokenizer and a config that names its architecture."""
     import shutil
 
     from deepke_llm.default_model import default_adapter_path, ensure_default_model
     from deepke_llm.training.weights.lora import merge_lora
 
-    merged, onnx = cache / "merged", cache / precision
+    merged = cache / "merged"
     if not merged.is_dir():
         base = Path(ensure_default_model())
         merge_lora(base, default_adapter_path(), merged)
@@ -46,9 +55,7 @@ def prepare(cache: Path, precision: str) -> tuple[Path, Path]:
         if not config.get("architectures"):  # a cache converted before the conversion set it
             config["architectures"] = ["Gemma3ForCausalLM"]
             (merged / "config.json").write_text(json.dumps(config, indent=1))
-    if not onnx.is_dir():
-        build(merged, onnx, precision)
-    return onnx, merged
+    return merged
 
 
 def build(model_dir: Path, out_dir: Path, precision: str = "int4") -> Path:
