@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -145,3 +148,16 @@ def test_jump_forward_feeds_the_forced_structure_without_changing_answers(cache)
     assert answers[0] == answers[1]
     assert tokens[0] == tokens[1] and logits[0] >= tokens[0]
     assert logits[1] < 0.6 * logits[0], logits
+
+
+def test_a_backend_alive_at_interpreter_exit_leaves_stderr_clean(cache):
+    # a script's module-level backend is collected while the interpreter shuts down, when
+    # llama_cpp's own globals may be gone: nothing may be printed ("Exception ignored in ...")
+    script = ("import torch  # noqa: F401  (changes the teardown order: the case seen)\n"
+              "from deepke_llm.backends.registry import load_backend\n"
+              "backend = load_backend(backend='llamacpp', parallel=1, threads=1)\n"
+              "print(backend.threads)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "DEEPKE_CACHE": str(cache)})
+    assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, done.stderr

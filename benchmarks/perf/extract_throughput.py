@@ -150,12 +150,11 @@ def run(model: str | None, docs: int, max_new_tokens: int, batch_sizes: Sequence
                                          / result["decode_seconds"], 2)
     return {
         "model": model or f"random LLaMA, hidden {hidden}, {layers} layers (tests/tiny_models.py)",
-        "parameters": sum(p.numel() for p in backend.model.parameters()),
-        "device": str(backend.device), "dtype": str(backend.model.dtype).replace("torch.", ""),
+        **describe(backend),
         "docs": docs, "max_new_tokens": max_new_tokens, "repeats": repeats,
         "prompt_tokens": {"min": min(lengths), "max": max(lengths),
                           "mean": round(sum(lengths) / len(lengths), 1)},
-        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "cpu_count": os.cpu_count(),
         "load_average_1min": round(os.getloadavg()[0], 2),
         "torch": torch.__version__, "transformers": transformers.__version__,
         "python": platform.python_version(),
@@ -165,17 +164,33 @@ def run(model: str | None, docs: int, max_new_tokens: int, batch_sizes: Sequence
     }
 
 
+def describe(backend: Any) -> dict[str, Any]:
+    """Engine, parameters, weights type, device and threads of a transformers or llama.cpp
+    backend."""
+    import torch
+
+    if getattr(backend, "engine", "hf") == "llamacpp":
+        lib, model = backend._lib, backend._model
+        return {"engine": "llamacpp", "parameters": int(lib.llama_model_n_params(model)),
+                "dtype": "GGUF " + Path(backend.model_name).stem.rsplit("-", 1)[-1],
+                "device": "cpu", "threads": backend.threads}
+    return {"engine": "hf", "parameters": sum(p.numel() for p in backend.model.parameters()),
+            "dtype": str(backend.model.dtype).replace("torch.", ""),
+            "device": str(backend.device), "threads": torch.get_num_threads()}
+
+
 def markdown(report: dict[str, Any]) -> str:
     """A short table of the report (docs/s, speedup over one prompt per call, time split)."""
     lines = [
         "# Generation throughput: one prompt per call vs batched",
         "",
         f"Model: {report['model']} ({report['parameters']:,} parameters, {report['dtype']}, "
-        f"{report['device']}); {report['docs']} IEPile-style NER prompts "
+        f"{report['device']}, engine {report.get('engine', 'hf')}); {report['docs']} IEPile-style NER prompts "
         f"({report['prompt_tokens']['min']}-{report['prompt_tokens']['max']} tokens, mean "
         f"{report['prompt_tokens']['mean']}), greedy, max_new_tokens {report['max_new_tokens']}; "
         f"torch {report['torch']}, transformers {report['transformers']}, "
-        f"{report['torch_threads']} threads, best of {report['repeats']} interleaved passes, "
+        f"{report.get('threads', report.get('torch_threads'))} threads, "
+        f"best of {report['repeats']} interleaved passes, "
         f"1-min load average {report['load_average_1min']} on {report['cpu_count']} CPUs.",
         "",
         "| mode | docs/s | tokens/s | seconds | speedup | prefill s | decode s "

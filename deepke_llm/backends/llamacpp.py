@@ -164,7 +164,10 @@ class LlamaCppBackend:
         self._model = None
 
     def __del__(self) -> None:
-        self.close()
+        # at interpreter exit llama_cpp's own globals may be gone already (its wrappers then
+        # raise "'NoneType' object is not callable"); the process is ending, the OS frees it all
+        if not sys.is_finalizing():
+            self.close()
 
     # -- text <-> tokens ----------------------------------------------------------------------
 
