@@ -1,6 +1,8 @@
 """Copy a trained LoRA adapter into the package (deepke_llm/adapters/default), in bfloat16.
 
     python training/default_model/export_adapter.py runs/default/adapter [--checkpoint N]
+    python training/default_model/export_adapter.py runs/default_v2/adapter \
+        --recipe "training/default_model_v2/train.sh (mix: training/default_model_v2/build_mix.py)"
 
 The shipped adapter is what `deepke-llm extract` uses without --model. bfloat16 halves its size;
 peft loads it into the float32 LoRA layers on CPU. `training.json` beside it records where it came
@@ -57,17 +59,26 @@ def _stages(run: Path, source: Path | None = None) -> list[dict]:
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     step, tokens = _tokens_seen(source)
     train_file = Path(config.get("train_file") or run.parent / "data" / "train.jsonl")
-    summary = (ROOT / train_file).parent / (
-        "stage2_summary.json" if train_file.name.startswith("stage2") else "data_summary.json")
+    folder = (ROOT / train_file).parent
+    # v1's data summaries (stage 1, stage 2), or the v2 mix's counts (build_mix.py)
+    names = (["stage2_summary.json"] if train_file.name.startswith("stage2") else
+             ["data_summary.json", "mix.json"])
+    summary = next((folder / n for n in names if (folder / n).is_file()), None)
     stage = {"run": _shown(run), "step": step, "tokens": tokens, "train_file": str(train_file),
-             "data": json.loads(summary.read_text()) if summary.is_file() else None}
+             "data": json.loads(summary.read_text()) if summary else None}
     parent = config.get("init_adapter")
     if parent and parent != "default" and (ROOT / parent).is_dir():
         return [*_stages(ROOT / parent), stage]
     return [stage]
 
 
-def export(run: Path, step: int | None = None, target: Path = TARGET) -> Path:
+V1_RECIPE = ("training/default_model/train.sh (data by training/default_model/prepare_data.py; "
+             "stage 1 training/sft/default_small.yaml, stage 2 "
+             "training/sft/default_small_stage2.yaml)")
+
+
+def export(run: Path, step: int | None = None, target: Path = TARGET,
+           recipe: str = V1_RECIPE) -> Path:
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -79,9 +90,7 @@ def export(run: Path, step: int | None = None, target: Path = TARGET) -> Path:
     stages = _stages(run, source)
     info = {"source": _shown(source), "step": stages[-1]["step"],
             "tokens_trained": sum(stage["tokens"] or 0 for stage in stages),
-            "recipe": "training/default_model/train.sh (data by training/default_model/"
-                      "prepare_data.py; stage 1 training/sft/default_small.yaml, stage 2 "
-                      "training/sft/default_small_stage2.yaml)",
+            "recipe": recipe,
             "stages": stages}
     # the shipped adapter is replaced whole or not at all
     with atomic_path(target) as tmp:
@@ -96,8 +105,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="SFT output dir (runs/default/adapter)")
     parser.add_argument("--checkpoint", type=int, help="Export checkpoint-N instead of the latest")
+    parser.add_argument("--recipe", default=V1_RECIPE,
+                        help="How the adapter was trained, for training.json [default: v1's]")
     args = parser.parse_args()
-    print(export(args.run, args.checkpoint))
+    print(export(args.run, args.checkpoint, recipe=args.recipe))
 
 
 if __name__ == "__main__":
