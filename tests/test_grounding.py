@@ -50,6 +50,13 @@ def test_ner_conflicting_types_the_later_answer_wins_and_is_reported():
     entities, errors = ground_entities("Essex won", [Entity("person", "Essex"), Entity("location", "Essex"),
                                                      Entity("else", "Essex")])
     assert [(e.type, e.start) for e in entities] == [("else", 0)] and len(errors) == 2
+    # a name already under two types (a trailing comma kept one answer apart): the later
+    # answer still relabels every occurrence, no two entities on one span
+    entities, errors = ground_entities("Essex, Kent and Essex won", [
+        Entity("person", "Essex,"), Entity("organization", "Essex"), Entity("organization", "ESSEX"),
+        Entity("person", "Essex")])
+    assert [(e.type, e.start, e.end) for e in entities] == [("person", 0, 5), ("person", 16, 21)]
+    assert errors[-1].endswith("kept person (the later answer)")
     # the same type twice is no conflict
     assert ground_entities("Essex won", [Entity("person", "Essex")] * 2) == ([Entity("person", "Essex", 0, 5)], [])
 

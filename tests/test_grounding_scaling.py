@@ -103,10 +103,12 @@ def _reference_entities(text: str, entities: Sequence[Entity], trim: bool) -> tu
         free = [o for o in occurrences if not any(o[0] < e and s < o[1] for s, e in taken)]
         if not free:
             same = [o for o in occurrences if o in by_span]
-            if same and all(by_span[o].type != entity.type for o in same):
-                errors.append(f"entity '{entity.text}' predicted as both {by_span[same[0]].type} "
-                              f"and {entity.type}; kept {entity.type} (the later answer)")
-                for span in same:  # the later answer relabels every occurrence
+            if same:
+                other = [o for o in same if by_span[o].type != entity.type]
+                if other:
+                    errors.append(f"entity '{entity.text}' predicted as both {by_span[other[0]].type} "
+                                  f"and {entity.type}; kept {entity.type} (the later answer)")
+                for span in other:  # the later answer relabels every occurrence
                     old, by_span[span] = by_span[span], replace(by_span[span], type=entity.type)
                     out = [(j, by_span[span] if e is old else e) for j, e in out]
                 continue

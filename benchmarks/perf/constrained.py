@@ -74,7 +74,8 @@ def run(benchmark: str, backend: Any, mode: str, limit: int | None, batch_size: 
     task = summary["task"]
     strict = summary["scores"][task]["strict"]
     f1 = strict["argument_classification"]["f1"] if task == "ee" else strict["f1"]
-    return {"documents": summary["documents"], "strict_f1": round(100 * f1, 2),
+    return {"split": summary["split"], "documents": summary["documents"],
+            "strict_f1": round(100 * f1, 2),
             "seconds": round(seconds, 1), "generated_tokens": summary["extraction"][
                 "generated_tokens"], "errors": classify(errors),
             "escapes": getattr(backend, "escapes", 0) - escapes}
@@ -110,7 +111,7 @@ def main() -> None:
     modes = ("constrained", "escape") if args.escape else ("free", "constrained")
     rows: list[dict[str, Any]] = []
     result = {"engine": engine, "jump_forward": args.jump_forward, "threads": args.threads,
-              "batch_size": args.batch_size, "limit": limit, "split": args.split or "test",
+              "batch_size": args.batch_size, "limit": limit, "split": args.split or "default",
               "modes": modes,
               "machine": machine(),
               "date": time.strftime("%Y-%m-%d"), "notes": args.note, "runs": rows}
@@ -133,7 +134,8 @@ def main() -> None:
 
 def write(result: dict[str, Any]) -> None:
     modes = result["modes"]
-    split = result["split"]
+    splits = sorted({row[modes[0]].get("split", "test") for row in result["runs"]}) or ["test"]
+    split = "/".join(splits)  # as each run reported it (a benchmark's default may not be test)
     scope = (f"first {result['limit']} {split} documents each" if result["limit"]
              else f"whole {split} splits")
     lines = [f"# Constrained decoding on the default model ({result['engine']}, "

@@ -77,9 +77,12 @@ def backend_for(engine: str, threads: int, batch_size: int, ort_dir: Path = ORT_
 
         return OrtGenAIEngine(*prepare(ort_dir, engine.removeprefix("ort-")), threads)
     if engine.startswith("ov-"):
+        import ort_genai
+        import ov_genai
         from ov_genai import OpenVinoGenAIEngine
 
-        return OpenVinoGenAIEngine(ort_dir / "openvino" / engine.removeprefix("ov-"), threads)
+        merged = ort_genai.merged_model(ort_dir)
+        return OpenVinoGenAIEngine(ov_genai.prepare(merged, engine.removeprefix("ov-")), threads)
     if engine.startswith("llamacpp"):
         return load_backend(backend="llamacpp", threads=threads, parallel=batch_size,
                             share_prefix=engine == "llamacpp-shared",
@@ -138,14 +141,20 @@ def prepared(engine: str) -> bool:
     if importlib.util.find_spec(package) is None:
         print(f"{engine}: {package} not installed, skipped", file=sys.stderr)
         return False
+    import subprocess
+
     import ort_genai
 
-    if kind == "ort":
-        ort_genai.prepare(ORT_DIR, precision)
-    else:
-        import ov_genai
+    try:
+        if kind == "ort":
+            ort_genai.prepare(ORT_DIR, precision)
+        else:
+            import ov_genai
 
-        ov_genai.prepare(ort_genai.merged_model(ORT_DIR), ORT_DIR / "openvino", precision)
+            ov_genai.prepare(ort_genai.merged_model(ORT_DIR), precision)
+    except (OSError, ImportError, ValueError, subprocess.CalledProcessError) as exc:
+        print(f"{engine}: could not build its model ({exc}), skipped", file=sys.stderr)
+        return False
     return True
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from deepke_llm.backends.base import GenerationConfig
+from deepke_llm.io import atomic_path, sha256_file
 from deepke_llm.prompts.chat import Prompt, render_prompt
 
 # the sliding layers' KV cache must hold their whole window (512), whatever the prompt length
@@ -31,9 +32,11 @@ MAX_LENGTH = 1024
 def prepare(cache: Path, precision: str) -> tuple[Path, Path]:
     """(ONNX model dir, tokenizer dir) of the default model + adapter at ``precision``, built
     under ``cache`` once (merged checkpoint, then the ONNX export)."""
-    merged, onnx = merged_model(cache), cache / precision
+    merged = merged_model(cache)
+    onnx = merged.parent / f"onnx-{precision}"
     if not onnx.is_dir():
-        build(merged, onnx, precision)
+        with atomic_path(onnx) as tmp:  # an interrupted build is never reused
+            build(merged, tmp, precision)
     return onnx, merged
 
 
@@ -45,10 +48,12 @@ def merged_model(cache: Path) -> Path:
     from deepke_llm.default_model import default_adapter_path, ensure_default_model
     from deepke_llm.training.weights.lora import merge_lora
 
-    merged = cache / "merged"
+    adapter = default_adapter_path()
+    digest = sha256_file(Path(adapter) / "adapter_model.safetensors")[:12]
+    merged = cache / f"adapter-{digest}" / "merged"  # a new default adapter gets its own builds
     if not merged.is_dir():
         base = Path(ensure_default_model())
-        merge_lora(base, default_adapter_path(), merged)
+        merge_lora(base, adapter, merged)
         for tokenizer_file in base.glob("tokenizer*"):
             shutil.copy(tokenizer_file, merged / tokenizer_file.name)
         config = json.loads((merged / "config.json").read_text())

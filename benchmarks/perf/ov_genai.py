@@ -15,17 +15,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from deepke_llm.backends.base import GenerationConfig
+from deepke_llm.io import atomic_path
 from deepke_llm.prompts.chat import Prompt, render_prompt
 
 
-def prepare(merged: Path, cache: Path, weight_format: str) -> Path:
+def prepare(merged: Path, weight_format: str) -> Path:
     """The OpenVINO IR of ``merged`` at ``weight_format`` (fp32, int8, int4), exported once."""
-    out = cache / weight_format
+    out = merged.parent / f"openvino-{weight_format}"  # beside its merged model
     if not (out / "openvino_model.xml").is_file():
         cli = os.environ.get("DEEPKE_OV_EXPORT", "optimum-cli")
-        subprocess.run([cli, "export", "openvino", "--model", str(merged), "--task",
-                        "text-generation-with-past", "--weight-format", weight_format, str(out)],
-                       check=True, stdout=subprocess.DEVNULL)
+        with atomic_path(out) as tmp:  # an interrupted export is never reused
+            subprocess.run([cli, "export", "openvino", "--model", str(merged), "--task",
+                            "text-generation-with-past", "--weight-format", weight_format,
+                            str(tmp)], check=True, stdout=subprocess.DEVNULL)
     return out
 
 

@@ -158,8 +158,11 @@ class LlamaCppBackend:
         lib = getattr(self, "_lib", None)
         if lib is None or getattr(self, "_model", None) is None:
             return
-        lib.llama_batch_free(self._batch)
-        lib.llama_free(self._ctx)
+        # a constructor that failed half way (a context too big, a wrong adapter) left some unset
+        if getattr(self, "_batch", None) is not None:
+            lib.llama_batch_free(self._batch)
+        if getattr(self, "_ctx", None):
+            lib.llama_free(self._ctx)
         lib.llama_model_free(self._model)
         self._model = None
 

@@ -11,9 +11,11 @@
 # Chinese NER is scored on `msra` test only: MSRA train (in the v2 mix) holds most People's
 # Daily test sentences, so peoples_daily is no longer a clean test for v2.
 set -euo pipefail
+# paths given by the caller are taken from the caller's directory
+adapter="$(realpath -m "${1:-$(dirname "$0")/../../runs/default_v2/adapter}")"
+export DEEPKE_DATA="$(realpath -m "${2:-${DEEPKE_DATA:-$(dirname "$0")/../../../shared/data}}")"
+v1_adapter="$(realpath -m "${V1_ADAPTER:-$(dirname "$0")/../../deepke_llm/adapters/default}")"
 cd "$(dirname "$0")/../.."
-adapter="${1:-runs/default_v2/adapter}"
-export DEEPKE_DATA="${2:-${DEEPKE_DATA:-../shared/data}}"
 out=benchmarks/results
 
 run() {  # run NAME BENCHMARK [evaluate options...]: skipped when NAME's report exists
@@ -35,7 +37,7 @@ v2() {  # v2 BENCHMARK MAX_NEW_TOKENS
 v2 conll03 128; v2 conll04 128; v2 msra 128
 v2 fewfc_base 256; v2 phee 256  # event answers run longer
 # v1, the adapter shipped before v2 (run this before exporting v2 over it; git holds v1 after)
-run deepke-default msra --model default --lora "${V1_ADAPTER:-deepke_llm/adapters/default}" \
+run deepke-default msra --model default --lora "$v1_adapter" \
     --max-new-tokens 128
 v2 finre 128; v2 fewfc_trans 256; v2 fewrel 128
 for bench in msra finre; do
