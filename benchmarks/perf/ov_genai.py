@@ -1,33 +1,29 @@
-"""OpenVINO GenAI as a measured engine candidate for ``engines.py`` (issue 11), not a backend.
+"""OpenVINO GenAI as a measured engine candidate for ``engines.py`` (issue 11), not a backend yet.
 
-The merged default model (base + adapter, built by ``ort_genai.prepare``: OpenVINO GenAI takes no
-PEFT adapter either) is exported to OpenVINO IR by optimum-intel's ``optimum-cli export
-openvino``. optimum-intel 2.2 refuses transformers 5, so the export runs in an environment of
-its own: ``DEEPKE_OV_EXPORT`` names its ``optimum-cli`` (e.g. a venv with ``optimum-intel[openvino]
-"transformers<5" "huggingface-hub<1"``); running the IR needs only ``openvino-genai`` here.
+The default model with its adapter merged (``ort_genai.merged_model``) is exported to the
+stateful OpenVINO IR by :func:`deepke_llm.backends.openvino_export.export_openvino` (no
+optimum-intel: see there) and run by ``openvino_genai.LLMPipeline``. Install:
+``pip install openvino-genai openvino-tokenizers`` (prebuilt wheels).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
 from deepke_llm.backends.base import GenerationConfig
-from deepke_llm.io import atomic_path
 from deepke_llm.prompts.chat import Prompt, render_prompt
 
 
-def prepare(merged: Path, weight_format: str) -> Path:
-    """The OpenVINO IR of ``merged`` at ``weight_format`` (fp32, int8, int4), exported once."""
-    out = merged.parent / f"openvino-{weight_format}"  # beside its merged model
+def prepare(merged: Path, weight_format: str = "fp32") -> Path:
+    """The OpenVINO IR of ``merged`` (float32 weights), exported once beside it."""
+    from deepke_llm.backends.openvino_export import export_openvino
+
+    if weight_format != "fp32":
+        raise ValueError(f"ov-{weight_format}: only the float32 IR is exported here")
+    out = merged.parent / "openvino"  # (optimum-intel exports, measured earlier, sit beside)
     if not (out / "openvino_model.xml").is_file():
-        cli = os.environ.get("DEEPKE_OV_EXPORT", "optimum-cli")
-        with atomic_path(out) as tmp:  # an interrupted export is never reused
-            subprocess.run([cli, "export", "openvino", "--model", str(merged), "--task",
-                            "text-generation-with-past", "--weight-format", weight_format,
-                            str(tmp)], check=True, stdout=subprocess.DEVNULL)
+        export_openvino(merged, out)
     return out
 
 
