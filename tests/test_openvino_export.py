@@ -107,3 +107,53 @@ def test_llm_pipeline_generates_transformers_greedy_tokens(exported):
             want = merged.generate(torch.tensor([ids]), max_new_tokens=12, min_new_tokens=12,
                                    do_sample=False)[0, len(ids):].tolist()
         assert got == want, text
+
+
+def test_the_openvino_backend_answers_as_transformers_in_batches(exported, tmp_path, monkeypatch):
+    from deepke_llm.backends.base import GenerationConfig
+    from deepke_llm.backends.hf import HFBackend
+    from deepke_llm.backends.registry import load_backend
+    from deepke_llm.prompts.chat import Prompt
+
+    _, _, out = exported
+    monkeypatch.setenv("DEEPKE_CACHE", str(tmp_path / "cache"))
+    model, adapter = out.parent / "model", out.parent / "adapter"
+    with pytest.raises(ValueError, match=r"^--engine openvino needs at least 2 CPU threads"):
+        load_backend(backend="openvino", model=str(model), lora=str(adapter), threads=1)
+    # float32 throughout: a random tiny model's logits are near ties that bf16 would flip
+    backend = load_backend(backend="openvino", model=str(model), lora=str(adapter), threads=2,
+                           precision="f32")
+    assert backend.ir_dir.parent == tmp_path / "cache" / "openvino"  # exported on first use
+    prompts = [Prompt(user=text) for text in PROMPTS + ["Obama visited Berlin ."]]
+    config = GenerationConfig(max_new_tokens=10, batch_size=2)
+    got = backend.generate(prompts, config)
+    want = HFBackend(str(model), lora=str(adapter)).generate(prompts, config)
+    assert got == want
+    one_by_one = [backend.generate([p], config)[0] for p in prompts]
+    assert one_by_one == got  # rows of different lengths batched together: padding changes nothing
+    assert backend.stats.prompts == 2 * len(prompts) and backend.stats.generated_tokens > 0
+    # a second backend on the same model and adapter reuses the export
+    again = load_backend(backend="openvino", model=str(model), lora=str(adapter), threads=2,
+                         precision="f32")
+    assert again.ir_dir == backend.ir_dir
+
+
+def test_extract_runs_on_openvino_from_the_command_line(exported, tmp_path, monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    from deepke_llm.cli import main
+
+    _, _, out = exported
+    monkeypatch.setenv("DEEPKE_CACHE", str(tmp_path / "cache"))
+    args = ["extract", "--task", "ner", "--schema", "conll03", "--engine", "openvino",
+            "--model", str(out.parent / "model"), "--no-progress", "--max-new-tokens", "8"]
+    result = CliRunner().invoke(main, [*args, "--threads", "2", "Obama visited Berlin ."])
+    assert result.exit_code == 0, result.output
+    (record,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["text"] == "Obama visited Berlin ." and len(record["raw_output"]) == 1
+    assert list((tmp_path / "cache" / "openvino").iterdir())  # the model exported on first use
+    refused = CliRunner().invoke(main, [*args, "--threads", "1", "Obama visited Berlin ."])
+    assert refused.exit_code != 0
+    assert refused.stderr.strip().startswith("error: --engine openvino needs at least 2 CPU threads")

@@ -23,6 +23,8 @@ the ratios are measured on the same machine state. Engines:
   float32 and its builder's int4 (RTN, blocks of 32), when ``onnxruntime-genai`` is installed
   (``benchmarks/perf/ort_genai.py``: a measured candidate, not a deepke-llm backend; models
   built once under ``/tmp/deepke-ort``);
+- ``openvino``: deepke-llm's OpenVINO backend (``--engine openvino``: the default model with
+  its adapter exported once to OpenVINO's IR, run by OpenVINO GenAI, no decoding constraint);
 - ``ov-fp32``: OpenVINO GenAI on the same merged model exported to OpenVINO IR by
   ``deepke_llm/backends/openvino_export.py`` (``benchmarks/perf/ov_genai.py``); the int8 row of
   ``engines_candidates.md`` came from optimum-intel's export (``--weight-format int8``).
@@ -59,7 +61,7 @@ from deepke_llm.extractor import Extractor  # noqa: E402
 from deepke_llm.records import Document, Entity  # noqa: E402
 
 ENGINES = ["hf-fp32", "hf-fp32-onecall", "hf-bf16", "hf-int8", "llamacpp", "llamacpp-shared", "llamacpp-constrained",
-           "llamacpp-constrained-jump", "hf-fp32-constrained", "ort-fp32", "ort-int4", "ov-fp32", "spacy"]
+           "llamacpp-constrained-jump", "hf-fp32-constrained", "ort-fp32", "ort-int4", "ov-fp32", "openvino", "spacy"]
 ORT_DIR = Path(os.environ.get("TMPDIR", "/tmp")) / "deepke-ort"
 SPACY_TYPES = {"PERSON": "person", "ORG": "organization", "GPE": "location", "LOC": "location",
                "FAC": "location", "NORP": "else", "EVENT": "else", "PRODUCT": "else",
@@ -84,6 +86,8 @@ def backend_for(engine: str, threads: int, batch_size: int, ort_dir: Path = ORT_
 
         merged = ort_genai.merged_model(ort_dir)
         return OpenVinoGenAIEngine(ov_genai.prepare(merged, engine.removeprefix("ov-")), threads)
+    if engine == "openvino":
+        return load_backend(backend="openvino", threads=threads)
     if engine.startswith("llamacpp"):
         return load_backend(backend="llamacpp", threads=threads, parallel=batch_size,
                             share_prefix=engine == "llamacpp-shared",
@@ -136,6 +140,15 @@ def prepared(engine: str) -> bool:
     """Build what an ONNX Runtime / OpenVINO candidate runs (once, not timed as its load);
     False when its package is not installed."""
     kind, _, precision = engine.partition("-")
+    if engine == "openvino":
+        if importlib.util.find_spec("openvino_genai") is None:
+            print("openvino: openvino_genai not installed, skipped", file=sys.stderr)
+            return False
+        from deepke_llm.backends.openvino import openvino_dir
+        from deepke_llm.default_model import default_adapter_path, ensure_default_model
+
+        openvino_dir(ensure_default_model(), default_adapter_path())  # exported once, untimed
+        return True
     if kind not in ("ort", "ov"):
         return True
     package = {"ort": "onnxruntime_genai", "ov": "openvino_genai"}[kind]

@@ -112,6 +112,27 @@ def _hf_backend(model: str | None, lora: str | None, base_url: str | None,
     return HFBackend(model, lora=lora, **kwargs)
 
 
+@register_backend("openvino")
+def _openvino_backend(model: str | None, lora: str | None, base_url: str | None,
+                      api_model: str | None, **kwargs: Any) -> Backend:
+    from deepke_llm.backends.openvino import OpenVinoBackend
+
+    no_adapter = kwargs.pop("no_default_adapter", False)
+    for unused in ("dtype", "device_map", "load_in_8bit", "load_in_4bit", "trust_remote_code",
+                   "revision", "gguf_file", "merge_lora", "prefix_cache", "parallel"):
+        kwargs.pop(unused, None)  # transformers / llama.cpp settings: OpenVINO runs its IR
+    if model in (None, "default"):
+        from deepke_llm.default_model import default_adapter_path
+
+        path = default_model_path()
+        if path is None:
+            raise ValueError(NO_MODEL)
+        if model is None and lora is None and not no_adapter:
+            lora = default_adapter_path()
+        model = path
+    return OpenVinoBackend(model, lora=lora, **kwargs)
+
+
 @register_backend("llamacpp")
 def _llamacpp_backend(model: str | None, lora: str | None, base_url: str | None,
                       api_model: str | None, **kwargs: Any) -> Backend:

@@ -79,9 +79,12 @@ MODEL_OPTIONS = [
                  "base without adapter [default: default base + IE adapter]."),
     click.option("--lora", help="LoRA adapter to apply on --model: a PEFT dir (or a LoRA .gguf "
                  "with --engine llamacpp)."),
-    click.option("--engine", type=click.Choice(["auto", "hf", "llamacpp"]), default="auto",
+    click.option("--engine", type=click.Choice(["auto", "hf", "llamacpp", "openvino"]),
+                 default="auto",
                  help="Local engine: llamacpp (llama.cpp, fast on CPU; GGUF models), hf "
-                 "(transformers); auto = llamacpp for GGUF models when installed, else hf."),
+                 "(transformers), openvino (OpenVINO GenAI on CPU; model dirs, exported on "
+                 "first use; no decoding constraint); auto = llamacpp for GGUF models when "
+                 "installed, else hf."),
     click.option("--threads", type=click.IntRange(min=1),
                  help="CPU threads of the local engine [default: all CPUs this process may use]."),
     click.option("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1."),
@@ -139,6 +142,9 @@ def backend_from_options(options: dict[str, Any], batch_size: int) -> Any:
         return load_backend(model=options["model"], lora=options["lora"], backend=engine,
                             chat_template=template, threads=options["threads"],
                             parallel=batch_size)
+    if engine == "openvino":
+        return load_backend(model=options["model"], lora=options["lora"], backend=engine,
+                            chat_template=template, threads=options["threads"])
     if options["threads"]:
         import torch
 
