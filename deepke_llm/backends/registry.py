@@ -9,7 +9,7 @@ picking a backend does not load torch.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from deepke_llm.backends.base import Backend
@@ -112,24 +112,39 @@ def _hf_backend(model: str | None, lora: str | None, base_url: str | None,
     return HFBackend(model, lora=lora, **kwargs)
 
 
-@register_backend("openvino")
-def _openvino_backend(model: str | None, lora: str | None, base_url: str | None,
-                      api_model: str | None, **kwargs: Any) -> Backend:
-    from deepke_llm.backends.openvino import OpenVinoBackend
+# transformers settings the other local engines do not take (they run their own model files)
+_TRANSFORMERS_ONLY = ("dtype", "device_map", "load_in_8bit", "load_in_4bit", "trust_remote_code",
+                      "revision", "gguf_file", "merge_lora", "prefix_cache")
 
+
+def _local_model(model: str | None, lora: str | None, kwargs: dict[str, Any],
+                 default_path: Callable[[], str | None],
+                 unused: Sequence[str]) -> tuple[str, str | None]:
+    """(model, lora) for a local engine: ``unused`` settings dropped from ``kwargs``; no model
+    or ``"default"`` is ``default_path()`` (no model also brings the shipped IE adapter)."""
     no_adapter = kwargs.pop("no_default_adapter", False)
-    for unused in ("dtype", "device_map", "load_in_8bit", "load_in_4bit", "trust_remote_code",
-                   "revision", "gguf_file", "merge_lora", "prefix_cache", "parallel"):
-        kwargs.pop(unused, None)  # transformers / llama.cpp settings: OpenVINO runs its IR
+    for name in unused:
+        kwargs.pop(name, None)
     if model in (None, "default"):
         from deepke_llm.default_model import default_adapter_path
 
-        path = default_model_path()
+        path = default_path()
         if path is None:
             raise ValueError(NO_MODEL)
         if model is None and lora is None and not no_adapter:
             lora = default_adapter_path()
         model = path
+    return model, lora
+
+
+@register_backend("openvino")
+def _openvino_backend(model: str | None, lora: str | None, base_url: str | None,
+                      api_model: str | None, **kwargs: Any) -> Backend:
+    from deepke_llm.backends.openvino import OpenVinoBackend
+
+    # a transformers model dir, exported to OpenVINO's IR on first use
+    model, lora = _local_model(model, lora, kwargs, default_model_path,
+                               (*_TRANSFORMERS_ONLY, "parallel"))
     return OpenVinoBackend(model, lora=lora, **kwargs)
 
 
@@ -138,19 +153,7 @@ def _llamacpp_backend(model: str | None, lora: str | None, base_url: str | None,
                       api_model: str | None, **kwargs: Any) -> Backend:
     from deepke_llm.backends.llamacpp import LlamaCppBackend
 
-    no_adapter = kwargs.pop("no_default_adapter", False)
-    for unused in ("dtype", "device_map", "load_in_8bit", "load_in_4bit", "trust_remote_code",
-                   "revision", "gguf_file", "merge_lora", "prefix_cache"):
-        kwargs.pop(unused, None)  # transformers settings: llama.cpp runs the GGUF as it is
-    if model in (None, "default"):
-        from deepke_llm.default_model import default_adapter_path
-
-        path = default_gguf_path()
-        if path is None:
-            raise ValueError(NO_MODEL)
-        if model is None and lora is None and not no_adapter:
-            lora = default_adapter_path()
-        model = path
+    model, lora = _local_model(model, lora, kwargs, default_gguf_path, _TRANSFORMERS_ONLY)
     return LlamaCppBackend(model, lora=lora, **kwargs)
 
 
