@@ -1,4 +1,4 @@
-"""OpenVINO GenAI as a measured engine candidate for ``engines.py`` (issue 11), not a backend yet.
+"""OpenVINO GenAI as a measured candidate for ``engines.py`` (the engine itself: ``--engine openvino``).
 
 The default model with its adapter merged (``ort_genai.merged_model``) is exported to the
 stateful OpenVINO IR by :func:`deepke_llm.backends.openvino_export.export_openvino` (no
