@@ -24,7 +24,9 @@ the ratios are measured on the same machine state. Engines:
   (``benchmarks/perf/ort_genai.py``: a measured candidate, not a deepke-llm backend; models
   built once under ``/tmp/deepke-ort``);
 - ``openvino``: deepke-llm's OpenVINO backend (``--engine openvino``: the default model with
-  its adapter exported once to OpenVINO's IR, run by OpenVINO GenAI, no decoding constraint);
+  its adapter exported once to OpenVINO's IR, run by OpenVINO GenAI's pipeline);
+  ``openvino-constrained``: the same engine under the decoding constraint (the IR run step by
+  step without its vocabulary head, logits for the allowed tokens only: ``openvino_decode``);
 - ``ov-fp32``: OpenVINO GenAI on the same merged model exported to OpenVINO IR by
   ``deepke_llm/backends/openvino_export.py`` (``benchmarks/perf/ov_genai.py``); the int8 row of
   ``engines_candidates.md`` came from optimum-intel's export (``--weight-format int8``).
@@ -33,6 +35,7 @@ Results: ``benchmarks/results/perf/engines.{json,md}``. Example::
 
     python benchmarks/perf/engines.py --docs 300 --threads 2
     python benchmarks/perf/engines.py --docs 48 --engines hf-fp32 llamacpp --no-write
+    python benchmarks/perf/engines.py --engines hf-fp32 openvino openvino-constrained@64
     python benchmarks/perf/engines.py --engines hf-fp32 llamacpp llamacpp-constrained \
         llamacpp-constrained-jump spacy --name engines_constrained
 """
@@ -61,7 +64,8 @@ from deepke_llm.extractor import Extractor  # noqa: E402
 from deepke_llm.records import Document, Entity  # noqa: E402
 
 ENGINES = ["hf-fp32", "hf-fp32-onecall", "hf-bf16", "hf-int8", "llamacpp", "llamacpp-shared", "llamacpp-constrained",
-           "llamacpp-constrained-jump", "hf-fp32-constrained", "ort-fp32", "ort-int4", "ov-fp32", "openvino", "spacy"]
+           "llamacpp-constrained-jump", "hf-fp32-constrained", "ort-fp32", "ort-int4", "ov-fp32", "openvino",
+           "openvino-constrained", "spacy"]
 ORT_DIR = Path(os.environ.get("TMPDIR", "/tmp")) / "deepke-ort"
 SPACY_TYPES = {"PERSON": "person", "ORG": "organization", "GPE": "location", "LOC": "location",
                "FAC": "location", "NORP": "else", "EVENT": "else", "PRODUCT": "else",
@@ -86,7 +90,7 @@ def backend_for(engine: str, threads: int, batch_size: int, ort_dir: Path = ORT_
 
         merged = ort_genai.merged_model(ort_dir)
         return OpenVinoGenAIEngine(ov_genai.prepare(merged, engine.removeprefix("ov-")), threads)
-    if engine == "openvino":
+    if engine.startswith("openvino"):
         return load_backend(backend="openvino", threads=threads)
     if engine.startswith("llamacpp"):
         return load_backend(backend="llamacpp", threads=threads, parallel=batch_size,
@@ -140,7 +144,7 @@ def prepared(engine: str) -> bool:
     """Build what an ONNX Runtime / OpenVINO candidate runs (once, not timed as its load);
     False when its package is not installed."""
     kind, _, precision = engine.partition("-")
-    if engine == "openvino":
+    if kind == "openvino":
         if importlib.util.find_spec("openvino_genai") is None:
             print("openvino: openvino_genai not installed, skipped", file=sys.stderr)
             return False
@@ -173,7 +177,9 @@ def prepared(engine: str) -> bool:
 def measure(engines: list[str], gold: list[Document], threads: int, batch_size: int,
             max_new_tokens: int) -> list[dict[str, Any]]:
     rows, reference = [], None
-    for engine in engines:
+    for named in engines:
+        engine, _, batch = named.partition("@")  # ENGINE@N: this row at batch N
+        batch = int(batch) if batch else batch_size
         if engine == "spacy":
             try:
                 predictions, loaded, seconds = run_spacy(gold)
@@ -183,7 +189,7 @@ def measure(engines: list[str], gold: list[Document], threads: int, batch_size: 
         else:
             if not prepared(engine):
                 continue
-            predictions, loaded, seconds = run_llm(engine, gold, threads, batch_size,
+            predictions, loaded, seconds = run_llm(engine, gold, threads, batch,
                                                    max_new_tokens)
         strict = score_documents("ner", gold, predictions, ["strict"]).level("strict")
         outputs = [p.raw_output for p in predictions]
@@ -191,7 +197,8 @@ def measure(engines: list[str], gold: list[Document], threads: int, batch_size: 
             reference = outputs
         same = (sum(a == b for a, b in zip(outputs, reference, strict=True))
                 if reference is not None and engine != "spacy" else None)
-        rows.append({"engine": engine, "documents": len(gold), "load_seconds": round(loaded, 2),
+        rows.append({"engine": named, "batch_size": batch, "documents": len(gold),
+                     "load_seconds": round(loaded, 2),
                      "seconds": round(seconds, 2), "docs_per_second": round(len(gold) / seconds, 2),
                      "strict_f1": round(100 * strict.overall.f1, 2), "same_outputs_as_first": same})
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
@@ -202,18 +209,29 @@ def measure(engines: list[str], gold: list[Document], threads: int, batch_size: 
     return rows
 
 
+def engine_name(value: str) -> str:
+    """An engine of ENGINES, optionally with ``@N`` (its own batch size)."""
+    engine, at, batch = value.partition("@")
+    if engine not in ENGINES or (at and not batch.isdigit()):
+        raise argparse.ArgumentTypeError(f"{value}: use one of {', '.join(ENGINES)}, "
+                                         "optionally with @BATCH")
+    return value
+
+
 def write(result: dict[str, Any], name: str = "engines") -> None:
     lines = ["# Engines on the default model (`benchmarks/perf/engines.py`)", "",
              f"CoNLL-2003 test, first {result['documents']} sentences, NER through the Extractor "
              f"(IEPile prompts, adapter, parsing, grounding); {result['threads']} threads, batch "
-             f"{result['batch_size']}, max {result['max_new_tokens']} new tokens; one run, "
-             "engines one after the other.", "",
-             "| engine | load s | extract s | docs/s | x hf-fp32 | strict F1 | same raw outputs |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             f"{result['batch_size']} (`ENGINE@N`: batch N), max {result['max_new_tokens']} new "
+             "tokens; one run, engines one after the other.", "",
+             "| engine | batch | load s | extract s | docs/s | x hf-fp32 | strict F1 | "
+             "same raw outputs |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:
         same = "" if r["same_outputs_as_first"] is None else \
             f"{r['same_outputs_as_first']}/{r['documents']}"
-        lines.append(f"| {r['engine']} | {r['load_seconds']} | {r['seconds']} | "
+        lines.append(f"| {r['engine']} | {r.get('batch_size', result['batch_size'])} | "
+                     f"{r['load_seconds']} | {r['seconds']} | "
                      f"{r['docs_per_second']} | {r['speedup_vs_hf_fp32']} | {r['strict_f1']:.2f} | "
                      f"{same} |")
     lines += ["", f"Machine: {result['machine']}; measured {result['date']}."]
@@ -223,7 +241,8 @@ def write(result: dict[str, Any], name: str = "engines") -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=300)
-    parser.add_argument("--engines", nargs="+", default=ENGINES, choices=ENGINES)
+    parser.add_argument("--engines", nargs="+", default=ENGINES, type=engine_name,
+                        help=f"Engines ({', '.join(ENGINES)}); ENGINE@N runs it at batch N.")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=128)

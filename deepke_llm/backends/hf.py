@@ -122,17 +122,11 @@ class HFBackend:
     def token_index(self) -> Any:
         """The vocabulary as bytes for decoding constraints (built once)."""
         if self._token_index is None:
-            import xgrammar
-
             from deepke_llm.decoding import TokenIndex
 
             vocab_size = self.model.get_output_embeddings().weight.shape[0]
-            info = xgrammar.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=vocab_size)
-            special = {i for i, t in self.tokenizer.added_tokens_decoder.items() if t.special}
-            special.update(self.tokenizer.all_special_ids)
-            pieces = [None if i in special else piece
-                      for i, piece in enumerate(info.decoded_vocab)]
-            self._token_index = TokenIndex(pieces, self._eos_ids)
+            self._token_index = TokenIndex.from_huggingface(self.tokenizer, vocab_size,
+                                                            self._eos_ids)
         return self._token_index
 
     def generate(self, prompts: Sequence[Prompt], config: GenerationConfig,

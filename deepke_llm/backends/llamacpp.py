@@ -389,13 +389,9 @@ class _Picker:
             return constraint.pick(logits, self.rng, self.config.temperature, self.config.top_p)
         if self.config.temperature <= 0:
             return int(np.argmax(logits))
-        scaled = (logits - logits.max()) / self.config.temperature
-        probs = np.exp(scaled, dtype=np.float64)
-        probs /= probs.sum()
-        order = np.argsort(-probs)
-        keep = np.searchsorted(np.cumsum(probs[order]), self.config.top_p) + 1
-        chosen = order[:keep]
-        return int(self.rng.choice(chosen, p=probs[chosen] / probs[chosen].sum()))
+        from deepke_llm.decoding.tokens import sample
+
+        return sample(logits, self.rng, self.config.temperature, self.config.top_p)
 
 
 _LOG_CALLBACK: list[Any] = []  # the ctypes callback must outlive every call llama.cpp makes

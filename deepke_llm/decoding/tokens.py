@@ -19,7 +19,7 @@ import numpy as np
 
 from deepke_llm.decoding.automaton import SUB, Automaton, State
 
-__all__ = ["RowConstraint", "TokenIndex"]
+__all__ = ["RowConstraint", "TokenIndex", "sample"]
 
 # tokens left when a row starts closing its answer, on top of the closing bytes themselves
 CLOSING_MARGIN = 2
@@ -43,6 +43,20 @@ class TokenIndex:
         self._longest = max(map(len, self.keys), default=1)
         self.end_ids = np.asarray(sorted(set(end_ids)), dtype=np.int64)
         self.size = len(token_bytes)
+
+    @classmethod
+    def from_huggingface(cls, tokenizer: Any, vocab_size: int,
+                         end_ids: Sequence[int]) -> TokenIndex:
+        """The index of a transformers tokenizer; xgrammar's reader knows each tokenizer
+        family's byte encoding (byte fallback, BPE byte-level, metaspace). Special tokens are
+        left out: a constrained answer never writes them."""
+        import xgrammar
+
+        info = xgrammar.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size)
+        special = {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+        special.update(tokenizer.all_special_ids)
+        return cls([None if i in special else piece for i, piece in enumerate(info.decoded_vocab)],
+                   end_ids)
 
     def tokenize(self, data: bytes) -> list[int] | None:
         """``data`` as tokens, longest match first (None when some byte has no token)."""
@@ -252,13 +266,23 @@ class RowConstraint:
         allowed = self.options().ids
         if len(allowed) == 0:
             return int(self.index.end_ids[0]) if len(self.index.end_ids) else int(np.argmax(logits))
-        values = np.asarray(logits)[allowed]
+        return self.pick_among(np.asarray(logits)[allowed], rng, temperature, top_p)
+
+    def pick_among(self, values: Any, rng: Any = None, temperature: float = 0.0,
+                   top_p: float = 1.0) -> int:
+        """:meth:`pick` from the logits of the allowed tokens only (``options().ids``, in that
+        order): an engine may compute just those instead of the whole vocabulary."""
+        allowed = self.options().ids
         if temperature <= 0 or rng is None:
             return int(allowed[int(np.argmax(values))])
-        scaled = (values - values.max()) / temperature
-        probs = np.exp(scaled.astype(np.float64))
-        probs /= probs.sum()
-        order = np.argsort(-probs)
-        keep = np.searchsorted(np.cumsum(probs[order]), top_p) + 1
-        chosen = order[:keep]
-        return int(allowed[rng.choice(chosen, p=probs[chosen] / probs[chosen].sum())])
+        return int(allowed[sample(np.asarray(values), rng, temperature, top_p)])
+
+
+def sample(logits: np.ndarray, rng: Any, temperature: float, top_p: float) -> int:
+    """The index of a temperature / top-p draw from ``logits`` (every engine's sampler)."""
+    scaled = (logits - logits.max()) / temperature
+    probs = np.exp(scaled.astype(np.float64))
+    probs /= probs.sum()
+    order = np.argsort(-probs)
+    chosen = order[:np.searchsorted(np.cumsum(probs[order]), top_p) + 1]
+    return int(rng.choice(chosen, p=probs[chosen] / probs[chosen].sum()))
