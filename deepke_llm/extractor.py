@@ -363,7 +363,8 @@ def constrained_for(backend: Backend, wanted: bool | None) -> bool:
     if wanted and not supported:
         name = getattr(backend, "engine", type(backend).__name__)
         raise ValueError(f"the {name} engine cannot apply a decoding constraint: use --engine "
-                         "hf, llamacpp or an OpenAI-compatible server, or --no-constrained")
+                         "hf, llamacpp, openvino or an OpenAI-compatible server, or "
+                         "--no-constrained")
     return supported if wanted is None else wanted
 
 

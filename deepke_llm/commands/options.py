@@ -65,7 +65,7 @@ def constrained_option() -> Decorator:
     return click.option("--constrained/--no-constrained", default=None,
                         help="Decode under the schema/text constraint (answers always parse, "
                              "names only from the schema, mentions copied from the text) "
-                             "[default: on where the engine supports it: hf, llamacpp, servers "
+                             "[default: on where the engine supports it: hf, llamacpp, openvino, servers "
                              "(response_format)].")
 
 
@@ -83,7 +83,7 @@ MODEL_OPTIONS = [
                  default="auto",
                  help="Local engine: llamacpp (llama.cpp, fast on CPU; GGUF models), hf "
                  "(transformers), openvino (OpenVINO GenAI on CPU; model dirs, exported on "
-                 "first use; no decoding constraint); auto = llamacpp for GGUF models when "
+                 "first use); auto = llamacpp for GGUF models when "
                  "installed, else hf."),
     click.option("--threads", type=click.IntRange(min=1),
                  help="CPU threads of the local engine [default: all CPUs this process may use]."),
